@@ -1,0 +1,1 @@
+"""GenReward online stage: pure JAX (never imports torch)."""
