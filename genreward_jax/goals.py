@@ -1,0 +1,343 @@
+"""Goal file: the only contract between offline preprocessing (PyTorch) and the online stage (JAX).
+
+numpy-only on purpose: the online stage reads goals without torch, and `preprocessing/` writes them
+through `save_goal`, so both sides share one definition of keys, dtypes, shapes and provenance.
+
+Layout of a goal file (an ``.npz`` zip archive, compressed, no pickles), N goal frames of S x S
+pixels, K frames sampled for the VAE, P keyframe prompts:
+
+==========================  =========  =============================================================
+key                         dtype      shape / meaning
+==========================  =========  =============================================================
+schema_version              int64      []           SCHEMA_VERSION at write time
+task                        <U         []           Meta-World task id, e.g. "pick-place-v3"
+video_prompt                <U         []           prompt the goal video was made from ("" if none)
+keyframe_prompts            <U         [P]          prompts whose OpenCLIP scores pick the keyframe
+frames                      uint8      [N, S, S, 3] goal video, upright, at the online encoding size
+frame_indices               int64      [K]          indices into frames fed to the VAE (increasing)
+latent_mean                 float32    [T', h, w, C] VAE posterior MEAN of frames[frame_indices],
+                                                    channels-last, no scaling factor applied
+clip_scores                 float32    [N]          mean over prompts of cos(text, image)
+clip_scores_per_prompt      float32    [P, N]       the per-prompt cosines behind clip_scores
+keyframe_index              int64      []           argmax(clip_scores)
+keyframe                    uint8      [S, S, 3]    frames[keyframe_index]
+keyframe_feature            float32    [D]          DINOv3 pooled feature (pooler_output) of it
+provenance                  <U         []           JSON object, see REQUIRED_PROVENANCE
+==========================  =========  =============================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+# Provenance fields the online stage relies on to refuse a goal encoded differently from how it will
+# encode the agent's frames (encoder weights, resolution, frame sampling).
+REQUIRED_PROVENANCE = (
+    "schema_version",
+    "source",  # "generate" | "scripted" | "file"
+    "resolution",  # S
+    "num_source_frames",  # N
+    "num_sampled_frames",  # K
+    "sampling",  # name of the frame sampler, see uniform_indices
+    "latent_layout",  # "THWC"
+    "latent_statistic",  # "mean"
+    "vae",  # {"id", "path", "path_from_goal", "hash"}: weights folder and weights_hash()
+    "dinov3",  # {"id", "path", "path_from_goal", "hash", "feature"}
+    "clip",  # {"model", "pretrained"}
+    "seed",
+    "versions",  # {package: version}
+)
+SAMPLING_NAME = "linspace-round"
+
+
+class GoalFileError(ValueError):
+    """A goal file is missing, unreadable, or does not satisfy the schema; the message says why."""
+
+
+def uniform_indices(num_frames: int, num_samples: int) -> np.ndarray:
+    """K indices spread uniformly over [0, N-1], both ends included: round(linspace(0, N-1, K)).
+
+    Shared by preprocessing (goal video) and the online stage (agent window) so both sample alike.
+    Requires N >= K so that indices are distinct.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if num_frames < num_samples:
+        raise ValueError(f"cannot sample {num_samples} distinct frames from {num_frames} frames")
+    return np.round(np.linspace(0, num_frames - 1, num_samples)).astype(np.int64)
+
+
+@dataclasses.dataclass
+class GoalFile:
+    """In-memory goal; field meanings, dtypes and shapes are in the module docstring."""
+
+    task: str
+    video_prompt: str
+    keyframe_prompts: list[str]
+    frames: np.ndarray
+    frame_indices: np.ndarray
+    latent_mean: np.ndarray
+    clip_scores: np.ndarray
+    clip_scores_per_prompt: np.ndarray
+    keyframe_index: int
+    keyframe: np.ndarray
+    keyframe_feature: np.ndarray
+    provenance: dict[str, Any]
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def resolution(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def num_sampled_frames(self) -> int:
+        return int(self.frame_indices.shape[0])
+
+
+_ARRAY_SPECS: dict[str, tuple[np.dtype, int]] = {
+    "frames": (np.dtype(np.uint8), 4),
+    "frame_indices": (np.dtype(np.int64), 1),
+    "latent_mean": (np.dtype(np.float32), 4),
+    "clip_scores": (np.dtype(np.float32), 1),
+    "clip_scores_per_prompt": (np.dtype(np.float32), 2),
+    "keyframe": (np.dtype(np.uint8), 3),
+    "keyframe_feature": (np.dtype(np.float32), 1),
+}
+_SCALAR_KEYS = ("schema_version", "keyframe_index", "task", "video_prompt", "provenance")
+ALL_KEYS = tuple(sorted((*_ARRAY_SPECS, *_SCALAR_KEYS, "keyframe_prompts")))
+
+
+def validate_goal(goal: GoalFile, source: str = "goal") -> None:
+    """Checks dtypes, shapes and cross-field consistency; GoalFileError names the problem."""
+
+    def fail(msg: str) -> None:
+        raise GoalFileError(f"{source}: {msg}")
+
+    if goal.schema_version != SCHEMA_VERSION:
+        fail(
+            f"schema version {goal.schema_version} does not match this code's {SCHEMA_VERSION}; "
+            "re-run preprocessing/make_goals.py to rebuild the goal"
+        )
+    for key, (dtype, ndim) in _ARRAY_SPECS.items():
+        value = getattr(goal, key)
+        if not isinstance(value, np.ndarray):
+            fail(f"'{key}' must be a numpy array, got {type(value).__name__}")
+        if value.dtype != dtype:
+            fail(f"'{key}' has dtype {value.dtype}, expected {dtype}")
+        if value.ndim != ndim:
+            fail(f"'{key}' has shape {value.shape}, expected {ndim} dimensions")
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            fail(f"'{key}' contains NaN or infinite values")
+    n, s_h, s_w, c = goal.frames.shape
+    if n < 1 or c != 3 or s_h != s_w or s_h < 1:
+        fail(f"'frames' has shape {goal.frames.shape}, expected [N>=1, S, S, 3]")
+    k = goal.frame_indices.shape[0]
+    if k < 1 or goal.frame_indices.min() < 0 or goal.frame_indices.max() >= n:
+        fail(f"'frame_indices' must be {k} indices within [0, {n - 1}], got {goal.frame_indices}")
+    if np.any(np.diff(goal.frame_indices) <= 0):
+        fail(f"'frame_indices' must be strictly increasing, got {goal.frame_indices}")
+    if min(goal.latent_mean.shape) < 1:
+        fail(f"'latent_mean' has an empty axis: {goal.latent_mean.shape} ([T', h, w, C])")
+    if goal.clip_scores.shape != (n,):
+        fail(f"'clip_scores' has shape {goal.clip_scores.shape}, expected ({n},) (one per frame)")
+    p = len(goal.keyframe_prompts)
+    if p < 1 or not all(isinstance(t, str) and t for t in goal.keyframe_prompts):
+        fail("'keyframe_prompts' must hold at least one non-empty prompt")
+    if goal.clip_scores_per_prompt.shape != (p, n):
+        fail(
+            f"'clip_scores_per_prompt' has shape {goal.clip_scores_per_prompt.shape}, "
+            f"expected ({p}, {n}) (prompts x frames)"
+        )
+    if not np.allclose(goal.clip_scores_per_prompt.mean(axis=0), goal.clip_scores, atol=1e-5):
+        fail("'clip_scores' is not the mean of 'clip_scores_per_prompt'")
+    if not 0 <= goal.keyframe_index < n:
+        fail(f"'keyframe_index' {goal.keyframe_index} is outside [0, {n - 1}]")
+    if goal.keyframe_index != int(np.argmax(goal.clip_scores)):
+        fail(
+            f"'keyframe_index' {goal.keyframe_index} is not argmax(clip_scores) "
+            f"= {int(np.argmax(goal.clip_scores))}"
+        )
+    if not np.array_equal(goal.keyframe, goal.frames[goal.keyframe_index]):
+        fail("'keyframe' differs from frames[keyframe_index]")
+    if goal.keyframe_feature.shape[0] < 1:
+        fail("'keyframe_feature' is empty")
+    if not goal.task:
+        fail("'task' is empty")
+    _validate_provenance(goal, fail)
+
+
+def _validate_provenance(goal: GoalFile, fail) -> None:
+    prov = goal.provenance
+    if not isinstance(prov, dict):
+        fail(f"'provenance' must be a JSON object, got {type(prov).__name__}")
+    missing = [key for key in REQUIRED_PROVENANCE if key not in prov]
+    if missing:
+        fail(f"'provenance' lacks {', '.join(missing)}")
+    for model in ("vae", "dinov3"):
+        entry = prov[model]
+        if not isinstance(entry, dict) or not all(entry.get(f) for f in ("id", "hash")):
+            fail(f"provenance '{model}' must give at least 'id' and 'hash', got {entry!r}")
+    expected = {
+        "schema_version": goal.schema_version,
+        "resolution": goal.resolution,
+        "num_source_frames": int(goal.frames.shape[0]),
+        "num_sampled_frames": goal.num_sampled_frames,
+        "latent_layout": "THWC",
+        "latent_statistic": "mean",
+    }
+    for key, value in expected.items():
+        if prov[key] != value:
+            fail(f"provenance '{key}' is {prov[key]!r} but the arrays say {value!r}")
+    if prov["sampling"] == SAMPLING_NAME:
+        want = uniform_indices(int(goal.frames.shape[0]), goal.num_sampled_frames)
+        if not np.array_equal(goal.frame_indices, want):
+            fail(f"'frame_indices' {goal.frame_indices} do not follow '{SAMPLING_NAME}' ({want})")
+
+
+def check_goal_matches(
+    goal: GoalFile,
+    *,
+    resolution: int | None = None,
+    num_sampled_frames: int | None = None,
+    vae_hash: str | None = None,
+    dinov3_hash: str | None = None,
+) -> None:
+    """Refuses a goal encoded differently from how the online stage will encode agent frames.
+
+    Each given expectation is compared with the goal's provenance; the error names every mismatch.
+    """
+    prov = goal.provenance
+    checks = [
+        ("resolution", resolution, prov["resolution"]),
+        ("num_sampled_frames", num_sampled_frames, prov["num_sampled_frames"]),
+        ("vae weights hash", vae_hash, prov["vae"]["hash"]),
+        ("dinov3 weights hash", dinov3_hash, prov["dinov3"]["hash"]),
+    ]
+    problems = [
+        f"{name}: goal has {have!r}, online stage uses {want!r}"
+        for name, want, have in checks
+        if want is not None and want != have
+    ]
+    if problems:
+        raise GoalFileError(
+            "goal was encoded differently from the online stage (" + "; ".join(problems) + ")"
+        )
+
+
+def encoder_folder(goal_path: str | os.PathLike, goal: GoalFile, encoder: str) -> str:
+    """Folder of the 'vae' or 'dinov3' weights the goal was encoded with.
+
+    Prefers the path relative to the goal file (so a goal folder can be moved or copied with its
+    encoders/), then the absolute path recorded at write time.
+    """
+    entry = goal.provenance[encoder]
+    candidates = []
+    if entry.get("path_from_goal"):
+        folder = os.path.dirname(os.path.abspath(os.fspath(goal_path)))
+        candidates.append(os.path.normpath(os.path.join(folder, entry["path_from_goal"])))
+    if entry.get("path"):
+        candidates.append(entry["path"])
+    for candidate in candidates:
+        if os.path.isdir(candidate):
+            return candidate
+    raise GoalFileError(
+        f"{goal_path}: the {encoder} weights it was encoded with ({entry.get('id')}) are not at "
+        f"{' or '.join(candidates) or 'any recorded path'}"
+    )
+
+
+def _to_arrays(goal: GoalFile) -> dict[str, np.ndarray]:
+    arrays = {key: getattr(goal, key) for key in _ARRAY_SPECS}
+    arrays["schema_version"] = np.asarray(goal.schema_version, dtype=np.int64)
+    arrays["keyframe_index"] = np.asarray(goal.keyframe_index, dtype=np.int64)
+    arrays["task"] = np.asarray(goal.task, dtype=np.str_)
+    arrays["video_prompt"] = np.asarray(goal.video_prompt, dtype=np.str_)
+    arrays["keyframe_prompts"] = np.asarray(list(goal.keyframe_prompts), dtype=np.str_)
+    arrays["provenance"] = np.asarray(json.dumps(goal.provenance, sort_keys=True), dtype=np.str_)
+    return arrays
+
+
+def save_goal(path: str | os.PathLike, goal: GoalFile) -> None:
+    """Validates, then writes atomically (temp file in the same folder, fsync, os.replace)."""
+    path = os.fspath(path)
+    validate_goal(goal, source=f"refusing to write {path}")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".goal-", suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **_to_arrays(goal))
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _scalar(arrays: dict[str, np.ndarray], key: str, kind: str, fail):
+    value = arrays[key]
+    if value.ndim != 0 or value.dtype.kind != kind:
+        fail(f"'{key}' must be a scalar of kind '{kind}', got {value.dtype} of shape {value.shape}")
+    return value.item()
+
+
+def load_goal(path: str | os.PathLike) -> GoalFile:
+    """Reads and validates a goal file; every failure is a GoalFileError naming file and cause."""
+    path = os.fspath(path)
+
+    def fail(msg: str) -> None:
+        raise GoalFileError(f"{path}: {msg}")
+
+    if not os.path.isfile(path):
+        fail("no such goal file (make one with preprocessing/make_goals.py)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            present = set(archive.files)
+            missing = sorted(set(ALL_KEYS) - present)
+            if missing:
+                fail(f"missing key(s) {', '.join(missing)} (not a goal file, or an older schema)")
+            arrays = {key: archive[key] for key in ALL_KEYS}
+    except GoalFileError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as err:
+        fail(f"not a readable goal file (truncated or corrupt?): {type(err).__name__}: {err}")
+
+    version = _scalar(arrays, "schema_version", "i", fail)
+    if version != SCHEMA_VERSION:
+        fail(
+            f"schema version {version} does not match this code's {SCHEMA_VERSION}; "
+            "re-run preprocessing/make_goals.py to rebuild the goal"
+        )
+    prompts = arrays["keyframe_prompts"]
+    if prompts.ndim != 1 or prompts.dtype.kind != "U":
+        fail(f"'keyframe_prompts' must be a 1-D string array, got {prompts.dtype} {prompts.shape}")
+    try:
+        provenance = json.loads(_scalar(arrays, "provenance", "U", fail))
+    except json.JSONDecodeError as err:
+        fail(f"'provenance' is not valid JSON: {err}")
+    goal = GoalFile(
+        task=_scalar(arrays, "task", "U", fail),
+        video_prompt=_scalar(arrays, "video_prompt", "U", fail),
+        keyframe_prompts=[str(p) for p in prompts],
+        keyframe_index=_scalar(arrays, "keyframe_index", "i", fail),
+        provenance=provenance,
+        schema_version=version,
+        **{key: arrays[key] for key in _ARRAY_SPECS},
+    )
+    validate_goal(goal, source=path)
+    return goal

@@ -1,0 +1,47 @@
+"""absl flags choosing the models, shared by make_goals.py and finetune.py."""
+
+from __future__ import annotations
+
+from absl import flags
+
+from preprocessing import models
+
+_MODELS = flags.DEFINE_enum(
+    "models",
+    "tiny",
+    ["pretrained", "tiny"],
+    "pretrained: real weights from hub ids or local folders; tiny: the same classes with tiny "
+    "configs and seeded random weights (tests, CPU quickstart).",
+)
+_VIDEO_MODEL = flags.DEFINE_string(
+    "video_model",
+    models.DEFAULT_VIDEO_MODEL,
+    "CogVideoX image-to-video pipeline: hub id or local folder (its vae/ is the goal encoder).",
+)
+_CLIP_MODEL = flags.DEFINE_string("clip_model", models.DEFAULT_CLIP_MODEL, "OpenCLIP model name.")
+_CLIP_PRETRAINED = flags.DEFINE_string(
+    "clip_pretrained", models.DEFAULT_CLIP_PRETRAINED, "OpenCLIP pretrained tag or checkpoint file."
+)
+_DINOV3 = flags.DEFINE_string(
+    "dinov3", models.DEFAULT_DINOV3, "DINOv3 ViT-S/16+: hub id or local folder."
+)
+_MODEL_SEED = flags.DEFINE_integer("model_seed", 0, "Seed of the tiny models' random weights.")
+_TINY_DIR = flags.DEFINE_string(
+    "tiny_dir",
+    None,
+    "Where tiny mode saves the VAE and DINOv3 for the online stage (default: <out_dir>/encoders).",
+)
+
+
+def model_spec_from_flags() -> models.ModelSpec:
+    spec = models.ModelSpec(
+        mode=_MODELS.value,
+        video_model=_VIDEO_MODEL.value,
+        clip_model=_CLIP_MODEL.value,
+        clip_pretrained=_CLIP_PRETRAINED.value,
+        dinov3=_DINOV3.value,
+        seed=_MODEL_SEED.value,
+    )
+    if _TINY_DIR.value:
+        spec = models.ModelSpec(**{**spec.__dict__, "tiny_dir": _TINY_DIR.value})
+    return spec

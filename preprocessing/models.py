@@ -1,0 +1,322 @@
+"""Loads the models preprocessing needs: pretrained weights (hub id or local folder) or tiny ones.
+
+`pretrained` resolves every model to a local folder first (the hub cache, or a folder the user
+gives), so the same folder can be hashed and handed to the online stage, and a missing download
+fails with one clear line instead of a stack trace. `tiny` builds the same real classes from small
+configs with seeded random weights (for tests and CPU quickstarts) and saves the VAE and DINOv3 with
+`save_pretrained`, so the online stage loads exactly the weights the goal was encoded with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+DEFAULT_VIDEO_MODEL = "THUDM/CogVideoX-5b-I2V"
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
+DEFAULT_DINOV3 = "facebook/dinov3-vits16plus-pretrain-lvd1689m"
+
+# Tiny CogVideoX mirrors 5B-I2V's structure (learned + rotary positional embeddings that pin the
+# size and frame count) at 64x64 pixels, 9 frames (3 latent frames).
+TINY_SAMPLE_SIZE = 64
+TINY_SAMPLE_FRAMES = 9
+TINY_LATENT_CHANNELS = 8
+TINY_TEXT_LENGTH = 32
+
+
+class ModelUnavailableError(RuntimeError):
+    """Weights are not available locally and cannot be downloaded; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Which models to use. Hub ids or local folders for `pretrained`; a seed for `tiny`."""
+
+    mode: str = "tiny"  # "pretrained" | "tiny"
+    video_model: str = DEFAULT_VIDEO_MODEL
+    clip_model: str = DEFAULT_CLIP_MODEL
+    clip_pretrained: str = DEFAULT_CLIP_PRETRAINED
+    dinov3: str = DEFAULT_DINOV3
+    seed: int = 0
+    # tiny mode: where the VAE and DINOv3 weights are saved for the online stage.
+    tiny_dir: str = "goals/tiny_models"
+
+
+@dataclasses.dataclass
+class ClipModel:
+    """OpenCLIP model with its tokenizer and eval image transform."""
+
+    model: torch.nn.Module
+    tokenizer: Callable[[list[str]], torch.Tensor]
+    preprocess: Callable[[Any], torch.Tensor]
+    name: str
+    pretrained: str
+
+
+@dataclasses.dataclass
+class EncoderModel:
+    """A model the online stage re-implements, plus the folder its weights live in."""
+
+    model: torch.nn.Module
+    folder: str
+    model_id: str
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def resolve_folder(
+    id_or_path: str, what: str, flag: str, allow_patterns: list[str] | None = None
+) -> str:
+    """Returns a local folder for a hub id (downloading unless offline) or checks a given folder."""
+    if os.path.isdir(id_or_path):
+        return os.path.abspath(id_or_path)
+    if id_or_path.startswith((".", "/")) or id_or_path.count("/") != 1:
+        raise ModelUnavailableError(
+            f"{what}: '{id_or_path}' is neither an existing folder nor a hub id like 'org/name' "
+            f"(--{flag})"
+        )
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        return snapshot_download(
+            id_or_path, allow_patterns=allow_patterns, local_files_only=_offline()
+        )
+    except GatedRepoError as err:
+        raise ModelUnavailableError(
+            f"{what}: '{id_or_path}' is gated; accept its licence on huggingface.co and log in "
+            f"(hf auth login), or pass a local folder with --{flag}"
+        ) from err
+    except RepositoryNotFoundError as err:
+        raise ModelUnavailableError(
+            f"{what}: no hub repository '{id_or_path}'; check --{flag}"
+        ) from err
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
+        state = "HF_HUB_OFFLINE is set" if _offline() else "the hub could not be reached"
+        raise ModelUnavailableError(
+            f"{what}: '{id_or_path}' is not in the local Hugging Face cache and {state}; "
+            f"download it where there is internet (hf download {id_or_path}) "
+            f"or pass a local folder with --{flag}"
+        ) from err
+
+
+# ---------------------------------------------------------------------------------------------
+# VAE (the goal latent) and DINOv3 (the keyframe feature): the two encoders the online stage ports.
+
+
+def load_vae(spec: ModelSpec) -> EncoderModel:
+    """CogVideoX VAE in float32 eval mode (tiny: built, seeded, saved under tiny_dir/vae)."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    if spec.mode == "tiny":
+        folder = os.path.join(spec.tiny_dir, "vae")
+        torch.manual_seed(spec.seed)
+        vae = tiny_vae()
+        vae.save_pretrained(folder)
+        return EncoderModel(
+            vae.eval(), os.path.abspath(folder), f"tiny-cogvideox-vae/seed{spec.seed}"
+        )
+    root = resolve_folder(spec.video_model, "CogVideoX VAE", "video_model", ["vae/*"])
+    folder = os.path.join(root, "vae")
+    vae = AutoencoderKLCogVideoX.from_pretrained(folder, torch_dtype=torch.float32)
+    return EncoderModel(vae.eval(), folder, f"{spec.video_model}/vae")
+
+
+def tiny_vae():
+    """The real CogVideoX VAE class, four blocks (8x spatial, 4x temporal) but few channels."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    return AutoencoderKLCogVideoX(
+        block_out_channels=(16, 32, 32, 32),
+        latent_channels=TINY_LATENT_CHANNELS,
+        layers_per_block=1,
+        norm_num_groups=8,
+        temporal_compression_ratio=4,
+        sample_height=TINY_SAMPLE_SIZE,
+        sample_width=TINY_SAMPLE_SIZE,
+        scaling_factor=0.7,
+    )
+
+
+def load_dinov3(spec: ModelSpec) -> tuple[EncoderModel, Any]:
+    """DINOv3 ViT in eval mode plus its image processor (tiny: saved under tiny_dir/dinov3)."""
+    from transformers import AutoImageProcessor, DINOv3ViTImageProcessor, DINOv3ViTModel
+
+    if spec.mode == "tiny":
+        folder = os.path.join(spec.tiny_dir, "dinov3")
+        torch.manual_seed(spec.seed + 1)
+        model = tiny_dinov3()
+        processor = DINOv3ViTImageProcessor()
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        return EncoderModel(
+            model.eval(), os.path.abspath(folder), f"tiny-dinov3/seed{spec.seed}"
+        ), processor
+    folder = resolve_folder(spec.dinov3, "DINOv3", "dinov3")
+    model = DINOv3ViTModel.from_pretrained(folder, torch_dtype=torch.float32)
+    processor = AutoImageProcessor.from_pretrained(folder)
+    return EncoderModel(model.eval(), folder, spec.dinov3), processor
+
+
+def tiny_dinov3():
+    """DINOv3ViTModel shaped like ViT-S/16+ (registers, SwiGLU, LayerScale, RoPE), but tiny."""
+    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
+    config = DINOv3ViTConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        patch_size=16,
+        num_register_tokens=4,
+        use_gated_mlp=True,
+        hidden_act="silu",
+        layerscale_value=0.5,
+    )
+    return DINOv3ViTModel(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenCLIP (keyframe scores).
+
+
+def load_clip(spec: ModelSpec) -> ClipModel:
+    """OpenCLIP model in eval mode; pretrained tag or file path, or a tiny CLIP built in code."""
+    import open_clip
+
+    if spec.mode == "tiny":
+        torch.manual_seed(spec.seed + 2)
+        model = open_clip.CLIP(
+            embed_dim=32,
+            vision_cfg=open_clip.CLIPVisionCfg(
+                layers=2, width=32, head_width=16, patch_size=16, image_size=64
+            ),
+            text_cfg=open_clip.CLIPTextCfg(context_length=32, width=32, heads=2, layers=2),
+        )
+        preprocess = open_clip.image_transform(64, is_train=False)
+        tokenizer = open_clip.SimpleTokenizer(context_length=32)
+        return ClipModel(model.eval(), tokenizer, preprocess, "tiny-openclip", f"seed{spec.seed}")
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            spec.clip_model, pretrained=spec.clip_pretrained
+        )
+    except (RuntimeError, OSError) as err:
+        state = "HF_HUB_OFFLINE is set" if _offline() else "the download failed"
+        raise ModelUnavailableError(
+            f"OpenCLIP: weights '{spec.clip_model}' / '{spec.clip_pretrained}' are not cached and "
+            f"{state}; fetch them where there is internet or pass a checkpoint file with "
+            f"--clip_pretrained ({type(err).__name__}: {str(err).splitlines()[0][:160]})"
+        ) from err
+    tokenizer = open_clip.get_tokenizer(spec.clip_model)
+    return ClipModel(model.eval(), tokenizer, preprocess, spec.clip_model, spec.clip_pretrained)
+
+
+# ---------------------------------------------------------------------------------------------
+# CogVideoX image-to-video pipeline (goal generation and LoRA finetuning).
+
+
+def load_pipeline(spec: ModelSpec, vae=None, dtype: torch.dtype = torch.float32):
+    """CogVideoXImageToVideoPipeline with the DPM scheduler (what the I2V model card recommends).
+
+    Tiny: real classes from small configs in float32 (`dtype` applies to pretrained weights only);
+    `vae` (the tiny VAE already built) is shared so the goal's latents and the generator's decoder
+    use the same weights.
+    """
+    from diffusers import CogVideoXDPMScheduler, CogVideoXImageToVideoPipeline
+
+    if spec.mode == "tiny":
+        if vae is None:
+            torch.manual_seed(spec.seed)
+            vae = tiny_vae()
+        text_encoder, tokenizer = tiny_text_encoder(spec.seed + 3)
+        torch.manual_seed(spec.seed + 4)
+        transformer = tiny_transformer()
+        scheduler = CogVideoXDPMScheduler(
+            prediction_type="v_prediction",
+            rescale_betas_zero_snr=True,
+            timestep_spacing="trailing",
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            snr_shift_scale=1.0,
+            set_alpha_to_one=True,
+        )
+        pipe = CogVideoXImageToVideoPipeline(
+            tokenizer=tokenizer,
+            text_encoder=text_encoder.eval(),
+            vae=vae.eval(),
+            transformer=transformer.eval(),
+            scheduler=scheduler,
+        )
+        return pipe
+    root = resolve_folder(spec.video_model, "CogVideoX image-to-video", "video_model")
+    pipe = CogVideoXImageToVideoPipeline.from_pretrained(root, torch_dtype=dtype)
+    pipe.scheduler = CogVideoXDPMScheduler.from_config(
+        pipe.scheduler.config, timestep_spacing="trailing"
+    )
+    return pipe
+
+
+def tiny_transformer():
+    """CogVideoXTransformer3DModel configured like 5B-I2V (learned + rotary positions), tiny."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    return CogVideoXTransformer3DModel(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=2 * TINY_LATENT_CHANNELS,
+        out_channels=TINY_LATENT_CHANNELS,
+        time_embed_dim=32,
+        text_embed_dim=32,
+        num_layers=2,
+        sample_width=TINY_SAMPLE_SIZE // 8,
+        sample_height=TINY_SAMPLE_SIZE // 8,
+        sample_frames=TINY_SAMPLE_FRAMES,
+        patch_size=2,
+        max_text_seq_length=TINY_TEXT_LENGTH,
+        use_rotary_positional_embeddings=True,
+        use_learned_positional_embeddings=True,
+    )
+
+
+_TINY_WORDS = (
+    "a robot arm gripper picks up places puts the red blue green puck block peg ball object "
+    "on in into out of from to shelf bin box hole table goal target grasp grasps moves lifts "
+    "and with toward over nut disassemble wrench at position reaches lifts it off"
+).split()
+
+
+def tiny_text_encoder(seed: int):
+    """A T5 encoder and a Unigram T5Tokenizer with a vocabulary built here (nothing downloaded)."""
+    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    pieces = [(f"\u2581{w}", -5.0) for w in _TINY_WORDS]
+    pieces += [(ch, -10.0) for ch in letters] + [(f"\u2581{ch}", -11.0) for ch in letters]
+    specials = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    tokenizer = T5Tokenizer(vocab=specials + pieces, extra_ids=0)
+    torch.manual_seed(seed)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+    )
+    return T5EncoderModel(config), tokenizer
