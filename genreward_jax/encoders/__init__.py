@@ -1,0 +1,38 @@
+"""Frozen encoders of the goal targets, ported to Flax: the CogVideoX VAE encoder and DINOv3 ViT.
+
+Load with `load_vae_encoder(folder)` / `load_dinov3(folder)` (see `weights` for the API); both
+return `LoadedEncoder(module, params, config)` whose `apply(params, x)` is pure and jittable.
+"""
+from genreward_jax.encoders.cogvideox_vae import (
+    CogVideoXVAEEncoder,
+    VAEEncoderConfig,
+    chunk_lengths,
+    encode_chunked,
+    latent_frames,
+    video_to_vae_input,
+)
+from genreward_jax.encoders.dinov3 import DINOv3Config, DINOv3ViT, preprocess_images
+from genreward_jax.encoders.weights import (
+    CheckpointError,
+    LoadedEncoder,
+    load_dinov3,
+    load_vae_encoder,
+    weights_hash,
+)
+
+__all__ = [
+    "CheckpointError",
+    "CogVideoXVAEEncoder",
+    "DINOv3Config",
+    "DINOv3ViT",
+    "LoadedEncoder",
+    "VAEEncoderConfig",
+    "chunk_lengths",
+    "encode_chunked",
+    "latent_frames",
+    "load_dinov3",
+    "load_vae_encoder",
+    "preprocess_images",
+    "video_to_vae_input",
+    "weights_hash",
+]

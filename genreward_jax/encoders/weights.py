@@ -1,0 +1,294 @@
+"""Load diffusers / transformers checkpoint folders into our Flax encoders, without torch.
+
+Public API (all numpy + safetensors; nothing here imports torch):
+
+    vae = load_vae_encoder(folder, dtype=jnp.float32, param_dtype=jnp.float32, conv_impl="auto")
+    video = video_to_vae_input(frames_uint8)                     # [B, T, H, W, 3] in [-1, 1]
+    mean, logvar = jax.jit(vae.apply)(vae.params, video)        # [B, T', H/8, W/8, 16] each
+    # = diffusers' encode() incl. its 8-frame chunking; encode_chunked(vae.module, vae.params,
+    # video) runs the literal chunk loop with the carried conv cache (same numbers).
+
+    dino = load_dinov3(folder, dtype=jnp.bfloat16)
+    out = jax.jit(dino.apply)(dino.params, preprocess_images(frames_uint8))
+    out["pooled"], out["patch_tokens"]                           # [B, D], [B, h*w, D]
+
+    weights_hash(folder) -> hex sha256 of config.json bytes followed by the weights file bytes
+
+Both loaders return a `LoadedEncoder(module, params, config)` named tuple (so
+`module, params, config = load_...(folder)` works). `dtype` is the compute dtype, `param_dtype`
+the dtype the parameters are stored in (float32 or bfloat16). Every problem with a folder is
+raised as `CheckpointError` naming the file, key or shape at fault.
+
+Folders: a diffusers `AutoencoderKLCogVideoX` folder (`config.json` +
+`diffusion_pytorch_model.safetensors`; decoder weights are skipped without being read) and a
+transformers `DINOv3ViTModel` folder (`config.json` + `model.safetensors`, keys spelled
+`layer.N.*` as on the hub or `model.layer.N.*` as a transformers 5 `state_dict()`). A sharded
+checkpoint (`<weights>.index.json` plus shards) also loads.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from safetensors import safe_open
+
+from genreward_jax.encoders import cogvideox_vae, dinov3
+
+VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"
+DINO_WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+_MAX_LISTED = 8
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder cannot be loaded as asked (missing file, wrong keys or shapes)."""
+
+
+class LoadedEncoder(NamedTuple):
+    """A frozen encoder: `apply(params, x)` is pure and jittable."""
+
+    module: nn.Module
+    params: Any
+    config: Any
+
+    def apply(self, params: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.module.apply({"params": params}, *args, **kwargs)
+
+
+def load_vae_encoder(
+    folder: str | os.PathLike,
+    dtype: Any = jnp.float32,
+    param_dtype: Any = jnp.float32,
+    conv_impl: str = "auto",
+) -> LoadedEncoder:
+    """diffusers `AutoencoderKLCogVideoX` folder -> `CogVideoXVAEEncoder` with its parameters.
+
+    `apply(params, video)` returns (mean, logvar), see `CogVideoXVAEEncoder.__call__`;
+    `conv_impl` see `cogvideox_vae.resolve_conv_impl`.
+    """
+    cogvideox_vae.resolve_conv_impl(conv_impl)  # fail early on a typo
+    folder = Path(folder)
+    config = cogvideox_vae.VAEEncoderConfig.from_diffusers(_read_config(folder))
+    expected = cogvideox_vae.init_shapes(config)
+
+    def rename(key: str) -> str | None:
+        if key.startswith(("decoder.", "post_quant_conv.")):
+            return None  # decoder half: not ours
+        return key
+
+    tensors = _read_tensors(folder, VAE_WEIGHTS, rename)
+    params = _to_params(tensors, expected, param_dtype, folder / VAE_WEIGHTS)
+    module = cogvideox_vae.CogVideoXVAEEncoder(config, dtype, conv_impl)
+    return LoadedEncoder(module, params, config)
+
+
+def load_dinov3(
+    folder: str | os.PathLike, dtype: Any = jnp.float32, param_dtype: Any = jnp.float32
+) -> LoadedEncoder:
+    """transformers `DINOv3ViTModel` folder -> `DINOv3ViT` with its parameters.
+
+    `apply(params, pixels)` returns {"pooled", "patch_tokens"}, see `DINOv3ViT.__call__`.
+    """
+    folder = Path(folder)
+    config = dinov3.DINOv3Config.from_transformers(_read_config(folder))
+    expected = dinov3.init_shapes(config)
+
+    def rename(key: str) -> str:
+        return "model." + key if key.startswith("layer.") else key
+
+    tensors = _read_tensors(folder, DINO_WEIGHTS, rename)
+    params = _to_params(tensors, expected, param_dtype, folder / DINO_WEIGHTS)
+    return LoadedEncoder(dinov3.DINOv3ViT(config, dtype), params, config)
+
+
+def weights_hash(folder: str | os.PathLike) -> str:
+    """sha256 (hex) of `config.json` bytes followed by the weights bytes (shards sorted by name).
+
+    Identifies the exact encoder that produced a set of goal targets.
+    """
+    folder = Path(folder)
+    present = [name for name in (VAE_WEIGHTS, DINO_WEIGHTS) if _weight_files(folder, name, False)]
+    if len(present) != 1:
+        raise CheckpointError(
+            f"{folder}: expected exactly one of {VAE_WEIGHTS} / {DINO_WEIGHTS} (or a sharded "
+            f"index), found {present or 'neither'}"
+        )
+    digest = hashlib.sha256()
+    for path in [_require_file(folder / CONFIG), *_weight_files(folder, present[0], True)]:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _require_file(path: Path) -> Path:
+    if not path.is_file():
+        raise CheckpointError(f"missing file: {path}")
+    return path
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder does not exist: {folder}")
+    path = _require_file(folder / CONFIG)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON: {err}") from err
+
+
+def _weight_files(folder: Path, name: str, required: bool) -> list[Path]:
+    """The single weights file, or the shards listed by `<name>.index.json`, in a stable order."""
+    if (folder / name).is_file():
+        return [folder / name]
+    index = folder / f"{name}.index.json"
+    if index.is_file():
+        with open(index) as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        return [_require_file(folder / shard) for shard in shards]
+    if required:
+        raise CheckpointError(f"missing file: {folder / name} (and no {index.name})")
+    return []
+
+
+def _read_tensors(
+    folder: Path, name: str, rename: Callable[[str], str | None]
+) -> dict[str, tuple[str, np.ndarray]]:
+    """{renamed key: (key in the file, array)} for every key `rename` keeps; dropped keys are never
+    read."""
+    tensors: dict[str, tuple[str, np.ndarray]] = {}
+    for path in _weight_files(folder, name, True):
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                for key in f.keys():
+                    new_key = rename(key)
+                    if new_key is None:
+                        continue
+                    if new_key in tensors:
+                        raise CheckpointError(f"{path}: key {key!r} appears twice (as {new_key!r})")
+                    tensors[new_key] = (key, _get_tensor(f, path, key))
+        except CheckpointError:
+            raise
+        except Exception as err:  # safetensors raises its own error types for corrupt files
+            raise CheckpointError(f"cannot read {path}: {err}") from err
+    return tensors
+
+
+def _get_tensor(handle: Any, path: Path, key: str) -> np.ndarray:
+    # numpy has no bfloat16: read those tensors' raw bytes and widen them to float32 exactly.
+    if handle.get_slice(key).get_dtype() != "BF16":
+        return handle.get_tensor(key)
+    stat = path.stat()
+    start, end, shape = _raw_locations(str(path), stat.st_mtime_ns, stat.st_size)[key]
+    with open(path, "rb") as f:
+        f.seek(start)
+        raw = np.frombuffer(f.read(end - start), dtype="<u2")
+    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(shape)
+
+
+@functools.lru_cache(maxsize=4)
+def _raw_locations(path: str, mtime_ns: int, size: int) -> dict[str, tuple[int, int, list[int]]]:
+    """{key: (absolute start, end, shape)} from a safetensors header (mtime/size key the cache)."""
+    with open(path, "rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_len))
+    header.pop("__metadata__", None)
+    base = 8 + header_len
+    return {
+        key: (base + entry["data_offsets"][0], base + entry["data_offsets"][1], entry["shape"])
+        for key, entry in header.items()
+    }
+
+
+def _param_path(key: str) -> tuple[str, ...]:
+    """'encoder.down_blocks.0.resnets.1.conv1.conv.weight' ->
+    ('encoder', 'down_blocks_0', 'resnets_1', 'conv1', 'conv', 'weight')."""
+    path: list[str] = []
+    for part in key.split("."):
+        if re.fullmatch(r"\d+", part) and path:
+            path[-1] = f"{path[-1]}_{part}"
+        else:
+            path.append(part)
+    return tuple(path)
+
+
+def _torch_name(path: tuple[str, ...]) -> str:
+    """Inverse of `_param_path` + `_to_flax` naming, for error messages."""
+    leaf = {"kernel": "weight", "scale": "weight"}.get(path[-1], path[-1])
+    return ".".join([re.sub(r"_(\d+)$", r".\1", part) for part in path[:-1]] + [leaf])
+
+
+def _to_flax(path: tuple[str, ...], array: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+    """torch (name, layout) -> Flax: conv OI... -> ...IO, linear [O, I] -> [I, O], norm weight
+    -> scale."""
+    if path[-1] != "weight":
+        return path, array
+    if array.ndim == 1:
+        return (*path[:-1], "scale"), array
+    if array.ndim == 2:
+        return (*path[:-1], "kernel"), array.T
+    spatial = tuple(range(2, array.ndim))
+    return (*path[:-1], "kernel"), array.transpose(*spatial, 1, 0)
+
+
+def _to_params(
+    tensors: dict[str, tuple[str, np.ndarray]], expected: Any, param_dtype: Any, source: Path
+) -> Any:
+    """Check names and shapes against the module's abstract parameters and build the tree."""
+    want = {
+        tuple(k.key for k in path): leaf
+        for path, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]
+    }
+    got: dict[tuple[str, ...], tuple[str, np.ndarray]] = {}
+    original_shape: dict[str, tuple[int, ...]] = {}
+    for key, (file_key, array) in tensors.items():
+        path, converted = _to_flax(_param_path(key), array)
+        got[path] = (file_key, converted)
+        original_shape[file_key] = array.shape
+
+    missing = sorted(_torch_name(p) for p in want.keys() - got.keys())
+    unexpected = sorted(got[p][0] for p in got.keys() - want.keys())
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_listing(unexpected)}")
+    mismatched = [
+        f"{got[p][0]}: checkpoint {original_shape[got[p][0]]} -> {got[p][1].shape}, "
+        f"model wants {tuple(want[p].shape)}"
+        for p in sorted(want.keys() & got.keys())
+        if got[p][1].shape != tuple(want[p].shape)
+    ]
+    if mismatched:
+        problems.append(f"shape mismatches: {_listing(mismatched)}")
+    if problems:
+        raise CheckpointError(f"{source} does not match its config.json: " + "; ".join(problems))
+
+    tree: dict[str, Any] = {}
+    for path, (_, array) in got.items():
+        node = tree
+        for name in path[:-1]:
+            node = node.setdefault(name, {})
+        node[path[-1]] = jnp.asarray(array, dtype=param_dtype)
+    return tree
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    more = len(items) - _MAX_LISTED
+    return shown + (f" (+{more} more)" if more > 0 else "")
+
+
+__all__ = ("CheckpointError", "LoadedEncoder", "load_dinov3", "load_vae_encoder", "weights_hash")

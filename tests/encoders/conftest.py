@@ -1,0 +1,131 @@
+"""Session-scoped PyTorch reference encoders with random weights, saved with save_pretrained.
+
+Norm scales/biases and LayerScales are randomised too (their default init is 1/0), so a swapped
+or dropped affine parameter cannot hide. DINOv3 uses a larger init range than its default 0.02
+so attention is far from uniform and RoPE mistakes show.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKLCogVideoX
+from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
+
+@dataclasses.dataclass
+class Reference:
+    """A PyTorch reference model and the folder it was saved to; methods take/return numpy
+    channels-last arrays."""
+
+    folder: Path
+    model: torch.nn.Module
+
+    def vae_encode(self, video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """diffusers encode() on video [B, T, H, W, C] -> (mean, logvar) [B, T', H', W', L]."""
+        with torch.no_grad():
+            posterior = self.model.encode(torch.from_numpy(np.moveaxis(video, -1, 1))).latent_dist
+        return _channels_last(posterior.mean), _channels_last(posterior.logvar)
+
+    def dino_forward(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """DINOv3ViTModel on pixels [B, H, W, C] -> {"pooled": [B, D], "patch_tokens": [B, P, D]}"""
+        prefix = 1 + self.model.config.num_register_tokens
+        with torch.no_grad():
+            out = self.model(pixel_values=torch.from_numpy(np.moveaxis(pixels, -1, 1)))
+        return {
+            "pooled": out.pooler_output.numpy(),
+            "patch_tokens": out.last_hidden_state[:, prefix:].numpy(),
+        }
+
+
+def _channels_last(tensor: torch.Tensor) -> np.ndarray:
+    return np.moveaxis(tensor.detach().float().numpy(), 1, -1)
+
+
+def randomise_affine(model: torch.nn.Module, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name or "lambda1" in name:
+                noise = torch.randn(param.shape, generator=generator) * 0.5
+                base = 0.0 if name.endswith("bias") else 1.0
+                param.copy_(noise + base)
+
+
+def vae_reference(folder: Path, seed: int, **config) -> Reference:
+    torch.manual_seed(seed)
+    blocks = len(config["block_out_channels"])
+    model = AutoencoderKLCogVideoX(
+        down_block_types=("CogVideoXDownBlock3D",) * blocks,
+        up_block_types=("CogVideoXUpBlock3D",) * blocks,
+        **config,
+    ).eval()
+    randomise_affine(model, seed)
+    model.save_pretrained(folder)
+    return Reference(folder, model)
+
+
+def dinov3_reference(folder: Path, seed: int, **config) -> Reference:
+    torch.manual_seed(seed)
+    model = DINOv3ViTModel(DINOv3ViTConfig(**config)).eval()
+    randomise_affine(model, seed)
+    model.save_pretrained(folder)
+    return Reference(folder, model)
+
+
+# Three down blocks (two with time compression), shortcut convs 8 -> 16, non-default eps and groups.
+TINY_VAE = dict(block_out_channels=(8, 16, 16), latent_channels=4, layers_per_block=1,
+                norm_num_groups=4, norm_eps=1e-5)
+# quant_conv on (diffusers only accepts it when out_channels == latent_channels), one time level.
+TINY_VAE_QUANT = dict(block_out_channels=(8, 8, 16), latent_channels=3, out_channels=3,
+                      layers_per_block=1, norm_num_groups=2, use_quant_conv=True,
+                      temporal_compression_ratio=2)
+# The CogVideoX-5B(-I2V) VAE config.
+REAL_VAE = dict(block_out_channels=(128, 256, 256, 512), latent_channels=16, layers_per_block=3,
+                norm_num_groups=32, norm_eps=1e-6, scaling_factor=0.7)
+
+TINY_DINO_GATED = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_register_tokens=2, use_gated_mlp=True,
+                       hidden_act="silu", initializer_range=0.3, patch_size=8)
+TINY_DINO_PLAIN = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                       num_attention_heads=3, num_register_tokens=0, use_gated_mlp=False,
+                       hidden_act="gelu", initializer_range=0.3, patch_size=8, key_bias=True,
+                       layer_norm_eps=1e-6)
+# DINOv3 ViT-S/16+.
+REAL_DINO = dict(hidden_size=384, intermediate_size=1536, num_hidden_layers=12,
+                 num_attention_heads=6, num_register_tokens=4, use_gated_mlp=True,
+                 hidden_act="silu", patch_size=16, layer_norm_eps=1e-5, rope_theta=100.0,
+                 key_bias=False, initializer_range=0.05)
+
+
+@pytest.fixture(scope="session")
+def tiny_vae(tmp_path_factory) -> Reference:
+    return vae_reference(tmp_path_factory.mktemp("tiny_vae"), 0, **TINY_VAE)
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_quant(tmp_path_factory) -> Reference:
+    return vae_reference(tmp_path_factory.mktemp("tiny_vae_quant"), 1, **TINY_VAE_QUANT)
+
+
+@pytest.fixture(scope="session")
+def real_vae(tmp_path_factory) -> Reference:
+    return vae_reference(tmp_path_factory.mktemp("real_vae"), 2, **REAL_VAE)
+
+
+@pytest.fixture(scope="session")
+def tiny_dino(tmp_path_factory) -> Reference:
+    return dinov3_reference(tmp_path_factory.mktemp("tiny_dino"), 3, **TINY_DINO_GATED)
+
+
+@pytest.fixture(scope="session")
+def tiny_dino_plain(tmp_path_factory) -> Reference:
+    return dinov3_reference(tmp_path_factory.mktemp("tiny_dino_plain"), 4, **TINY_DINO_PLAIN)
+
+
+@pytest.fixture(scope="session")
+def real_dino(tmp_path_factory) -> Reference:
+    return dinov3_reference(tmp_path_factory.mktemp("real_dino"), 5, **REAL_DINO)
