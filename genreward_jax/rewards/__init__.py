@@ -1,0 +1,1 @@
+"""GenReward's generated rewards: video-level (VAE latents) and frame-level (forward-backward)."""
