@@ -1,0 +1,113 @@
+"""DreamerV3 hyperparameters as a plain dataclass, with the official size presets.
+
+Defaults are the current official DreamerV3 (Nature 2025 version) at the 200m size; ``preset``
+returns the other sizes. Library code and tests use this dataclass directly so they do not
+depend on absl flags being parsed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+# name -> (deter, hidden, classes, cnn depth, units); blocks 8 and stoch 32 are fixed.
+_SIZES = {
+    '1m': (512, 64, 4, 4, 64),
+    '12m': (2048, 256, 16, 16, 256),
+    '25m': (3072, 384, 24, 24, 384),
+    '50m': (4096, 512, 32, 32, 512),
+    '100m': (6144, 768, 48, 48, 768),
+    '200m': (8192, 1024, 64, 64, 1024),
+    '400m': (12288, 1536, 96, 96, 1536),
+}
+PRESETS = (*_SIZES, 'tiny')
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+
+
+@dataclasses.dataclass(frozen=True)
+class DreamerConfig:
+    """All agent hyperparameters. Field groups follow the paper's sections."""
+
+    # Sizes.
+    deter: int = 8192
+    hidden: int = 1024
+    stoch: int = 32
+    classes: int = 64
+    blocks: int = 8
+    depth: int = 64
+    units: int = 1024
+    cnn_mults: tuple[int, ...] = (2, 3, 4, 4)
+    kernel: int = 5
+    enc_layers: int = 3
+    dec_layers: int = 3
+    head_layers: int = 1  # reward and continue heads
+    ac_layers: int = 3  # actor and critic
+    bins: int = 255
+    # Numerics: parameters are always float32; matmuls/convs run in compute_dtype.
+    compute_dtype: str = 'bfloat16'
+    norm_eps: float = 1e-4
+    # Observation keys used by the encoder/decoder when present in obs_spec.
+    image_keys: tuple[str, ...] = ('image',)
+    vector_keys: tuple[str, ...] = ('state',)
+    # RSSM.
+    unimix: float = 0.01
+    free_nats: float = 1.0
+    # Loss scales.
+    scale_rec: float = 1.0
+    scale_rew: float = 1.0
+    scale_con: float = 1.0
+    scale_dyn: float = 1.0
+    scale_rep: float = 0.1
+    scale_policy: float = 1.0
+    scale_value: float = 1.0
+    scale_repval: float = 0.3
+    # Behaviour learning.
+    imag_horizon: int = 15
+    horizon: int = 333  # continue target and replay discount use 1 - 1/horizon
+    lam: float = 0.95
+    actent: float = 3e-4
+    slowreg: float = 1.0
+    slow_rate: float = 0.02
+    retnorm_rate: float = 0.01
+    retnorm_limit: float = 1.0
+    retnorm_lo: float = 5.0
+    retnorm_hi: float = 95.0
+    policy_minstd: float = 0.1
+    policy_maxstd: float = 1.0
+    policy_outscale: float = 0.01
+    # Optimizer (LaProp chain).
+    lr: float = 4e-5
+    agc: float = 0.3
+    agc_pmin: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-20
+    warmup: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f'compute_dtype must be one of {COMPUTE_DTYPES}, got '
+                             f'{self.compute_dtype!r}')
+        if self.deter % self.blocks:
+            raise ValueError(f'deter ({self.deter}) must be divisible by blocks ({self.blocks})')
+        if self.bins % 2 == 0:
+            raise ValueError(f'bins must be odd so that zero is a bin, got {self.bins}')
+
+    @property
+    def feat_size(self) -> int:
+        """Width of concat(deter, flat stoch), the input of every head."""
+        return self.deter + self.stoch * self.classes
+
+
+def preset(name: str, **overrides) -> DreamerConfig:
+    """Config for a size preset ('1m' ... '400m', or 'tiny' for tests) with field overrides."""
+    if name == 'tiny':
+        base = dict(deter=32, hidden=16, stoch=4, classes=4, blocks=4, depth=2, units=16,
+                    bins=15, enc_layers=1, dec_layers=1, ac_layers=2, warmup=0,
+                    compute_dtype='float32')
+    elif name in _SIZES:
+        deter, hidden, classes, depth, units = _SIZES[name]
+        base = dict(deter=deter, hidden=hidden, classes=classes, depth=depth, units=units)
+    else:
+        raise ValueError(f'unknown preset {name!r}; choose one of {PRESETS}')
+    base.update(overrides)
+    return DreamerConfig(**base)

@@ -1,0 +1,138 @@
+"""Output distributions as pure functions on float32 logits.
+
+Everything returns float32 regardless of the compute dtype, because losses, KLs and returns
+need the precision and are cheap.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+f32 = jnp.float32
+sg = jax.lax.stop_gradient
+
+
+def symlog(x: jax.Array) -> jax.Array:
+    return jnp.sign(x) * jnp.log1p(jnp.abs(x))
+
+
+def symexp(x: jax.Array) -> jax.Array:
+    return jnp.sign(x) * jnp.expm1(jnp.abs(x))
+
+
+def symexp_bins(num: int) -> np.ndarray:
+    """Bins symexp(linspace(-20, 20, num)) built from one half so they are exactly symmetric
+    (the prediction at uniform probabilities must be exactly zero). Raw reward/value space."""
+    if num % 2 == 0:
+        raise ValueError(f'num bins must be odd, got {num}')
+    half = symexp(np.linspace(-20.0, 0.0, (num - 1) // 2 + 1, dtype=np.float32))
+    return np.concatenate([half, -half[:-1][::-1]]).astype(np.float32)
+
+
+# ---------------------------------------------------------------- two-hot over symexp bins
+
+def twohot_mean(logits: jax.Array, bins: jax.Array) -> jax.Array:
+    """Expected value [...] of logits [..., K]; summed from the middle outwards so that
+    symmetric probabilities give exactly zero (a left-to-right sum leaves rounding residue)."""
+    probs = jax.nn.softmax(f32(logits), -1)
+    m = (logits.shape[-1] - 1) // 2
+    weighted = probs * bins
+    left = weighted[..., :m][..., ::-1]
+    right = weighted[..., m + 1:]
+    return weighted[..., m] + (left + right).sum(-1)
+
+
+def twohot_encode(target: jax.Array, bins: jax.Array) -> jax.Array:
+    """Two-hot vector [..., K] that puts the mass of target [...] on its two neighbouring bins;
+    targets outside the bin range go fully to the edge bin."""
+    k = bins.shape[0]
+    target = f32(target)
+    below = jnp.clip((bins <= target[..., None]).astype(jnp.int32).sum(-1) - 1, 0, k - 1)
+    above = jnp.clip(k - (bins > target[..., None]).astype(jnp.int32).sum(-1), 0, k - 1)
+    equal = below == above
+    dist_below = jnp.where(equal, 1.0, jnp.abs(bins[below] - target))
+    dist_above = jnp.where(equal, 1.0, jnp.abs(bins[above] - target))
+    total = dist_below + dist_above
+    return (jax.nn.one_hot(below, k) * (dist_above / total)[..., None]
+            + jax.nn.one_hot(above, k) * (dist_below / total)[..., None])
+
+
+def twohot_loss(logits: jax.Array, bins: jax.Array, target: jax.Array) -> jax.Array:
+    """Cross-entropy [...] of logits [..., K] to the two-hot encoding of sg(target) [...]."""
+    encoded = twohot_encode(sg(target), bins)
+    return -(encoded * jax.nn.log_softmax(f32(logits), -1)).sum(-1)
+
+
+# ---------------------------------------------------------------- categorical latents
+
+def unimix_logits(logits: jax.Array, unimix: float) -> jax.Array:
+    """Log-probabilities of (1 - unimix) softmax(logits) + unimix uniform, over the last axis."""
+    probs = jax.nn.softmax(f32(logits), -1)
+    if unimix:
+        probs = (1 - unimix) * probs + unimix / logits.shape[-1]
+    return jnp.log(probs)
+
+
+def onehot_sample(key: jax.Array, logits: jax.Array) -> jax.Array:
+    """One-hot sample [..., K] with straight-through gradients to the probabilities.
+
+    logits are already unimixed log-probabilities."""
+    return onehot_sample_gumbel(jax.random.gumbel(key, logits.shape, f32), logits)
+
+
+def onehot_sample_gumbel(gumbel: jax.Array, logits: jax.Array) -> jax.Array:
+    """Like onehot_sample with pre-drawn Gumbel noise [..., K] (argmax(logits + g) is a
+    categorical sample); lets scans draw all their noise up front, outside the loop body."""
+    onehot = jax.nn.one_hot(jnp.argmax(sg(logits) + gumbel, -1), logits.shape[-1], dtype=f32)
+    probs = jax.nn.softmax(logits, -1)
+    return sg(onehot) + (probs - sg(probs))
+
+
+def onehot_mode(logits: jax.Array) -> jax.Array:
+    """Most likely one-hot [..., K] (straight-through like the sample)."""
+    onehot = jax.nn.one_hot(jnp.argmax(logits, -1), logits.shape[-1], dtype=f32)
+    probs = jax.nn.softmax(logits, -1)
+    return sg(onehot) + (probs - sg(probs))
+
+
+def categorical_kl(logits_p: jax.Array, logits_q: jax.Array) -> jax.Array:
+    """KL(p || q) [...] for categoricals over the last axis (log-probabilities in)."""
+    logp = jax.nn.log_softmax(logits_p, -1)
+    logq = jax.nn.log_softmax(logits_q, -1)
+    return (jnp.exp(logp) * (logp - logq)).sum(-1)
+
+
+def categorical_entropy(logits: jax.Array) -> jax.Array:
+    logp = jax.nn.log_softmax(logits, -1)
+    return -(jnp.exp(logp) * logp).sum(-1)
+
+
+# ---------------------------------------------------------------- binary (continue head)
+
+def binary_logp(logit: jax.Array, target: jax.Array) -> jax.Array:
+    """log p(target) for a Bernoulli with soft target in [0, 1]."""
+    logit, target = f32(logit), f32(target)
+    return target * jax.nn.log_sigmoid(logit) + (1 - target) * jax.nn.log_sigmoid(-logit)
+
+
+# ---------------------------------------------------------------- bounded normal actor
+
+def bounded_normal(mean_raw: jax.Array, std_raw: jax.Array, minstd: float,
+                   maxstd: float) -> tuple[jax.Array, jax.Array]:
+    """Actor distribution parameters: mean tanh(m), std (max - min) sigmoid(s + 2) + min."""
+    mean = jnp.tanh(f32(mean_raw))
+    std = (maxstd - minstd) * jax.nn.sigmoid(f32(std_raw) + 2.0) + minstd
+    return mean, std
+
+
+def normal_logp(mean: jax.Array, std: jax.Array, x: jax.Array) -> jax.Array:
+    """Log-density [...] of x [..., A], summed over the action dimensions."""
+    z = (x - mean) / std
+    return (-0.5 * jnp.square(z) - jnp.log(std) - 0.5 * np.log(2 * np.pi)).sum(-1)
+
+
+def normal_entropy(std: jax.Array) -> jax.Array:
+    """Entropy [...] summed over the action dimensions."""
+    return (0.5 * jnp.log(2 * np.pi * jnp.square(std)) + 0.5).sum(-1)

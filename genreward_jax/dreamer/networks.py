@@ -1,0 +1,266 @@
+"""Layers and networks of DreamerV3 as Flax NNX modules.
+
+Parameters are float32; every layer casts its input and weights to the compute dtype
+(``dtype``) and norms run in float32. Weights use a truncated normal (+-2 std) scaled by
+1.1368 / sqrt(fan_in) (so the truncated distribution has variance 1 / fan_in), biases are zero.
+Multi-dimensional parameters count their fan-in like the official code: everything but the last
+axis (a block-linear kernel [G, I/G, O/G] therefore has fan-in I, not I/G).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from genreward_jax.dreamer.distributions import symlog
+
+f32 = jnp.float32
+
+
+def trunc_normal_fan_in(key: jax.Array, shape: Sequence[int], fan_in: int,
+                        scale: float = 1.0) -> jax.Array:
+    """Truncated-normal init with variance scale^2 / fan_in (the 1.1368 undoes truncation)."""
+    x = jax.random.truncated_normal(key, -2.0, 2.0, tuple(shape), f32)
+    return x * (1.1368 * np.sqrt(1.0 / fan_in) * scale)
+
+
+class Linear(nnx.Module):
+    """x @ W + b over the last axis. outscale multiplies the init (0 gives a zero layer)."""
+
+    def __init__(self, din: int, dout: int, *, rngs: nnx.Rngs, dtype=f32, outscale: float = 1.0):
+        self.kernel = nnx.Param(trunc_normal_fan_in(rngs.params(), (din, dout), din, outscale))
+        self.bias = nnx.Param(jnp.zeros((dout,), f32))
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.astype(self.dtype)
+        return x @ self.kernel[...].astype(self.dtype) + self.bias[...].astype(self.dtype)
+
+
+class BlockLinear(nnx.Module):
+    """Block-diagonal linear: input [..., G*I] and output [..., G*O] split into G groups that
+    do not mix. Used by the block GRU and the image decoder."""
+
+    def __init__(self, din: int, dout: int, blocks: int, *, rngs: nnx.Rngs, dtype=f32):
+        if din % blocks or dout % blocks:
+            raise ValueError(f'din {din} and dout {dout} must be divisible by blocks {blocks}')
+        shape = (blocks, din // blocks, dout // blocks)
+        self.kernel = nnx.Param(trunc_normal_fan_in(rngs.params(), shape, din))
+        self.bias = nnx.Param(jnp.zeros((dout,), f32))
+        self.blocks = blocks
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        g = self.blocks
+        x = x.astype(self.dtype).reshape((*x.shape[:-1], g, x.shape[-1] // g))
+        x = jnp.einsum('...gi,gio->...go', x, self.kernel[...].astype(self.dtype))
+        return x.reshape((*x.shape[:-2], -1)) + self.bias[...].astype(self.dtype)
+
+
+class Conv2D(nnx.Module):
+    """Stride-1 'SAME' convolution, NHWC."""
+
+    def __init__(self, din: int, dout: int, kernel: int, *, rngs: nnx.Rngs, dtype=f32):
+        shape = (kernel, kernel, din, dout)
+        self.kernel = nnx.Param(trunc_normal_fan_in(rngs.params(), shape, kernel * kernel * din))
+        self.bias = nnx.Param(jnp.zeros((dout,), f32))
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = jax.lax.conv_general_dilated(
+            x.astype(self.dtype), self.kernel[...].astype(self.dtype), (1, 1), 'SAME',
+            dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+        return x + self.bias[...].astype(self.dtype)
+
+
+class RMSNorm(nnx.Module):
+    """RMS normalisation over the last axis with a learned scale (no shift), in float32."""
+
+    def __init__(self, features: int, eps: float = 1e-4):
+        self.scale = nnx.Param(jnp.ones((features,), f32))
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dtype = x.dtype
+        x = x.astype(f32)
+        mean2 = jnp.square(x).mean(-1, keepdims=True)
+        return (x * (jax.lax.rsqrt(mean2 + self.eps) * self.scale[...])).astype(dtype)
+
+
+class NormAct(nnx.Module):
+    """Linear -> RMSNorm -> SiLU, the unit every hidden layer is made of."""
+
+    def __init__(self, din: int, dout: int, *, rngs: nnx.Rngs, dtype=f32, eps: float = 1e-4):
+        self.linear = Linear(din, dout, rngs=rngs, dtype=dtype)
+        self.norm = RMSNorm(dout, eps)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jax.nn.silu(self.norm(self.linear(x)))
+
+
+class MLP(nnx.Module):
+    """``layers`` NormAct layers of width ``units`` (layer0, layer1, ... keep string keys)."""
+
+    def __init__(self, din: int, layers: int, units: int, *, rngs: nnx.Rngs, dtype=f32,
+                 eps: float = 1e-4):
+        self.layers = layers
+        for i in range(layers):
+            setattr(self, f'layer{i}', NormAct(din if i == 0 else units, units, rngs=rngs,
+                                               dtype=dtype, eps=eps))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i in range(self.layers):
+            x = getattr(self, f'layer{i}')(x)
+        return x
+
+
+def _concat_vectors(obs: dict[str, jax.Array], keys: Sequence[str]) -> jax.Array:
+    return jnp.concatenate([obs[k].astype(f32).reshape((*obs[k].shape[:-1], -1)) for k in keys],
+                           -1)
+
+
+class Encoder(nnx.Module):
+    """Observations -> embedding [N, E]. Vectors: symlog then an MLP; images [N, 64, 64, C]
+    uint8: x/255 - 0.5, then per stage 5x5 conv -> 2x2 max-pool -> norm -> SiLU down to 4x4."""
+
+    def __init__(self, vector_dims: dict[str, int], image_shapes: dict[str, tuple[int, ...]],
+                 *, units: int, layers: int, depth: int, mults: Sequence[int], kernel: int,
+                 rngs: nnx.Rngs, dtype=f32, eps: float = 1e-4):
+        self.vector_keys = tuple(sorted(vector_dims))
+        self.image_keys = tuple(sorted(image_shapes))
+        self.dtype = dtype
+        self.out_size = 0
+        if self.vector_keys:
+            din = sum(vector_dims.values())
+            self.mlp = MLP(din, layers, units, rngs=rngs, dtype=dtype, eps=eps)
+            self.out_size += units
+        if self.image_keys:
+            shapes = [image_shapes[k] for k in self.image_keys]
+            height, width = shapes[0][:2]
+            channels = sum(s[-1] for s in shapes)
+            self.stages = len(mults)
+            for i, mult in enumerate(mults):
+                din = channels if i == 0 else depth * mults[i - 1]
+                setattr(self, f'conv{i}', Conv2D(din, depth * mult, kernel, rngs=rngs,
+                                                 dtype=dtype))
+                setattr(self, f'norm{i}', RMSNorm(depth * mult, eps))
+            factor = 2 ** len(mults)
+            if height % factor or width % factor:
+                raise ValueError(f'image size {height}x{width} must be divisible by {factor}')
+            self.out_size += (height // factor) * (width // factor) * depth * mults[-1]
+
+    def __call__(self, obs: dict[str, jax.Array]) -> jax.Array:
+        """obs: dict of [N, ...] arrays -> embedding [N, E] in the compute dtype."""
+        outs = []
+        if self.vector_keys:
+            outs.append(self.mlp(symlog(_concat_vectors(obs, self.vector_keys))))
+        if self.image_keys:
+            x = jnp.concatenate([obs[k] for k in self.image_keys], -1)
+            x = x.astype(self.dtype) / 255 - 0.5
+            for i in range(self.stages):
+                x = getattr(self, f'conv{i}')(x)
+                n, h, w, c = x.shape
+                x = x.reshape((n, h // 2, 2, w // 2, 2, c)).max((2, 4))
+                x = jax.nn.silu(getattr(self, f'norm{i}')(x))
+            outs.append(x.reshape((x.shape[0], -1)))
+        return jnp.concatenate([o.astype(self.dtype) for o in outs], -1)
+
+
+class Decoder(nnx.Module):
+    """Latent (deter, flat stoch) -> reconstructions. Vectors: MLP then a linear output per key
+    (symlog MSE target). Images: block-linear from deter plus an MLP from stoch to a 4x4 map,
+    then (nearest x2 upsample -> 5x5 conv -> norm -> SiLU) stages and a sigmoid output."""
+
+    def __init__(self, vector_dims: dict[str, int], image_shapes: dict[str, tuple[int, ...]],
+                 *, deter: int, stoch_flat: int, units: int, layers: int, depth: int,
+                 mults: Sequence[int], kernel: int, blocks: int, rngs: nnx.Rngs, dtype=f32,
+                 eps: float = 1e-4):
+        self.vector_dims = {k: vector_dims[k] for k in sorted(vector_dims)}
+        self.image_keys = tuple(sorted(image_shapes))
+        self.dtype = dtype
+        if self.vector_dims:
+            self.mlp = MLP(deter + stoch_flat, layers, units, rngs=rngs, dtype=dtype, eps=eps)
+            self.vec_out = Linear(units, sum(self.vector_dims.values()), rngs=rngs, dtype=dtype)
+        if self.image_keys:
+            shapes = [image_shapes[k] for k in self.image_keys]
+            self.image_channels = tuple(s[-1] for s in shapes)
+            factor = 2 ** len(mults)
+            self.minres = (shapes[0][0] // factor, shapes[0][1] // factor)
+            depths = [depth * m for m in mults]
+            self.blocks = blocks
+            self.map_shape = (*self.minres, depths[-1])
+            map_size = math.prod(self.map_shape)
+            self.space_deter = BlockLinear(deter, map_size, blocks, rngs=rngs, dtype=dtype)
+            self.space_stoch = NormAct(stoch_flat, 2 * units, rngs=rngs, dtype=dtype, eps=eps)
+            self.space_stoch_out = Linear(2 * units, map_size, rngs=rngs, dtype=dtype)
+            self.space_norm = RMSNorm(depths[-1], eps)
+            self.stages = len(mults) - 1
+            for j, i in enumerate(reversed(range(self.stages))):
+                setattr(self, f'conv{j}', Conv2D(depths[i + 1], depths[i], kernel, rngs=rngs,
+                                                 dtype=dtype))
+                setattr(self, f'norm{j}', RMSNorm(depths[i], eps))
+            self.img_out = Conv2D(depths[0], sum(self.image_channels), kernel, rngs=rngs,
+                                  dtype=dtype)
+
+    def __call__(self, deter: jax.Array, stoch: jax.Array) -> dict[str, jax.Array]:
+        """deter [N, D], stoch [N, S, K] -> {key: float32 prediction [N, ...]}. Vector
+        predictions are in symlog space; images in [0, 1]."""
+        stoch = stoch.reshape((stoch.shape[0], -1))
+        recons = {}
+        if self.vector_dims:
+            x = self.vec_out(self.mlp(jnp.concatenate([deter, stoch], -1)))
+            splits = np.cumsum(list(self.vector_dims.values()))[:-1]
+            for k, v in zip(self.vector_dims, jnp.split(x, splits, -1), strict=True):
+                recons[k] = v.astype(f32)
+        if self.image_keys:
+            n = deter.shape[0]
+            h, w = self.minres
+            g = self.blocks
+            # Block-linear output (g h w c) laid out as an h x w map with (g c) channels.
+            x0 = self.space_deter(deter).reshape((n, g, h, w, -1))
+            x0 = x0.transpose((0, 2, 3, 1, 4)).reshape((n, h, w, -1))
+            x1 = self.space_stoch_out(self.space_stoch(stoch)).reshape((n, *self.map_shape))
+            x = jax.nn.silu(self.space_norm(x0 + x1))
+            for j in range(self.stages):
+                x = x.repeat(2, 1).repeat(2, 2)
+                x = jax.nn.silu(getattr(self, f'norm{j}')(getattr(self, f'conv{j}')(x)))
+            x = x.repeat(2, 1).repeat(2, 2)
+            x = jax.nn.sigmoid(self.img_out(x).astype(f32))
+            splits = np.cumsum(self.image_channels)[:-1]
+            for k, v in zip(self.image_keys, jnp.split(x, splits, -1), strict=True):
+                recons[k] = v
+        return recons
+
+
+class Head(nnx.Module):
+    """MLP followed by a linear output of ``dout`` units (outscale 0 = zero-initialised)."""
+
+    def __init__(self, din: int, layers: int, units: int, dout: int, *, rngs: nnx.Rngs,
+                 dtype=f32, outscale: float = 1.0, eps: float = 1e-4):
+        self.mlp = MLP(din, layers, units, rngs=rngs, dtype=dtype, eps=eps)
+        self.out = Linear(units if layers else din, dout, rngs=rngs, dtype=dtype,
+                          outscale=outscale)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """[..., din] -> float32 [..., dout]."""
+        return self.out(self.mlp(x)).astype(f32)
+
+
+class Actor(nnx.Module):
+    """Bounded-normal policy head: MLP then separate mean and std outputs (outscale 0.01)."""
+
+    def __init__(self, din: int, layers: int, units: int, act_dim: int, *, rngs: nnx.Rngs,
+                 dtype=f32, outscale: float = 0.01, eps: float = 1e-4):
+        self.mlp = MLP(din, layers, units, rngs=rngs, dtype=dtype, eps=eps)
+        self.mean = Linear(units, act_dim, rngs=rngs, dtype=dtype, outscale=outscale)
+        self.std = Linear(units, act_dim, rngs=rngs, dtype=dtype, outscale=outscale)
+
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """[..., din] -> raw (pre-squash) mean and std, float32 [..., A] each."""
+        h = self.mlp(x)
+        return self.mean(h).astype(f32), self.std(h).astype(f32)

@@ -1,0 +1,96 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genreward_jax.dreamer import distributions as d
+
+
+def test_symlog_symexp_round_trip():
+    x = jnp.array([-1e6, -123.4, -1.0, -1e-3, 0.0, 1e-3, 0.5, 7.0, 1e6], jnp.float32)
+    np.testing.assert_allclose(d.symexp(d.symlog(x)), x, rtol=1e-5)
+    np.testing.assert_allclose(d.symlog(jnp.array([0.0, np.e - 1, -(np.e - 1)])),
+                               [0.0, 1.0, -1.0], rtol=1e-6)
+
+
+def test_bins_symmetric_with_zero_and_range():
+    bins = d.symexp_bins(255)
+    assert bins.shape == (255,) and bins.dtype == np.float32
+    np.testing.assert_array_equal(bins, -bins[::-1])
+    assert bins[127] == 0.0
+    np.testing.assert_allclose(bins[-1], np.expm1(20.0), rtol=1e-6)
+    assert np.all(np.diff(bins) > 0)
+
+
+def test_twohot_round_trip():
+    bins = jnp.asarray(d.symexp_bins(255))
+    targets = jnp.array([-5000.0, -3.3, -0.01, 0.0, 0.25, 1.0, 42.0, 1e5], jnp.float32)
+    encoded = d.twohot_encode(targets, bins)
+    np.testing.assert_allclose(encoded.sum(-1), 1.0, rtol=1e-6)
+    assert int((encoded > 0).sum(-1).max()) <= 2
+    np.testing.assert_allclose((encoded * bins).sum(-1), targets, rtol=1e-4, atol=1e-6)
+    # Logits equal to the log two-hot decode back to the target.
+    logits = jnp.log(jnp.maximum(encoded, 1e-30))
+    np.testing.assert_allclose(d.twohot_mean(logits, bins), targets, rtol=1e-4, atol=1e-6)
+
+
+def test_twohot_outside_range_goes_to_edge():
+    bins = jnp.asarray(d.symexp_bins(15))
+    encoded = d.twohot_encode(jnp.array([1e12, -1e12]), bins)
+    np.testing.assert_array_equal(encoded[0], np.eye(15)[-1])
+    np.testing.assert_array_equal(encoded[1], np.eye(15)[0])
+
+
+def test_twohot_mean_exactly_zero_for_uniform_logits():
+    bins = jnp.asarray(d.symexp_bins(255))
+    assert float(d.twohot_mean(jnp.zeros((7, 255)), bins).max()) == 0.0
+    assert float(jnp.abs(d.twohot_mean(jnp.zeros((7, 255)), bins)).max()) == 0.0
+
+
+def test_twohot_loss_minimised_by_target():
+    bins = jnp.asarray(d.symexp_bins(255))
+    target = jnp.array(3.7)
+    good = jnp.log(jnp.maximum(d.twohot_encode(target, bins), 1e-30))
+    assert float(d.twohot_loss(good, bins, target)) < float(
+        d.twohot_loss(jnp.zeros(255), bins, target))
+
+
+def test_unimix_and_kl():
+    logits = jnp.array([[10.0, -10.0, -10.0, -10.0]])
+    mixed = d.unimix_logits(logits, 0.01)
+    probs = np.exp(np.asarray(mixed))
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-6)
+    assert probs.min() >= 0.01 / 4 - 1e-7
+    assert float(d.categorical_kl(mixed, mixed)[0]) == 0.0
+    other = d.unimix_logits(jnp.zeros((1, 4)), 0.01)
+    p, q = probs[0], np.exp(np.asarray(other))[0]
+    np.testing.assert_allclose(d.categorical_kl(mixed, other)[0], (p * np.log(p / q)).sum(),
+                               rtol=1e-5)
+
+
+def test_onehot_sample_straight_through():
+    logits = d.unimix_logits(jax.random.normal(jax.random.key(0), (1000, 4)), 0.01)
+    sample = d.onehot_sample(jax.random.key(1), logits)
+    np.testing.assert_array_equal(np.asarray(sample).sum(-1), 1.0)
+    assert set(np.unique(np.asarray(sample)).tolist()) <= {0.0, 1.0}
+    # Gradient flows to the probabilities (straight-through), not zero.
+    grad = jax.grad(lambda lg: (d.onehot_sample(jax.random.key(1), lg) * jnp.arange(4.0)).sum())(
+        logits)
+    assert float(jnp.abs(grad).sum()) > 0
+    # Empirical frequencies follow the distribution.
+    freq = np.asarray(d.onehot_sample(jax.random.key(2), jnp.repeat(logits[:1], 20000, 0))).mean(0)
+    np.testing.assert_allclose(freq, np.exp(np.asarray(logits[0])), atol=0.02)
+
+
+def test_bounded_normal():
+    mean, std = d.bounded_normal(jnp.array([-100.0, 0.0, 100.0]), jnp.array([-100.0, 0.0, 100.0]),
+                                 0.1, 1.0)
+    np.testing.assert_allclose(mean, [-1.0, 0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(std, [0.1, 0.1 + 0.9 / (1 + np.exp(-2.0)), 1.0], rtol=1e-5)
+    x = jnp.array([[0.3, -0.2]])
+    m, s = jnp.array([[0.1, 0.0]]), jnp.array([[0.5, 2.0]])
+    ref = sum(-0.5 * ((xi - mi) / si) ** 2 - np.log(si) - 0.5 * np.log(2 * np.pi)
+              for xi, mi, si in zip([0.3, -0.2], [0.1, 0.0], [0.5, 2.0], strict=True))
+    np.testing.assert_allclose(d.normal_logp(m, s, x)[0], ref, rtol=1e-5)
+    np.testing.assert_allclose(d.normal_entropy(s)[0],
+                               sum(0.5 * np.log(2 * np.pi * si**2) + 0.5 for si in [0.5, 2.0]),
+                               rtol=1e-5)
