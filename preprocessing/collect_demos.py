@@ -13,9 +13,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
-from preprocessing import artefacts, prompts, sources  # noqa: E402
+from preprocessing.demos import collect_demos  # noqa: E402
 
 _TASKS = flags.DEFINE_list("tasks", ["pick-place-v3"], "Meta-World tasks to record.")
 _EPISODES = flags.DEFINE_integer("episodes", 4, "Episodes per task (seeds seed..seed+episodes-1).")
@@ -25,40 +24,6 @@ _MAX_STEPS = flags.DEFINE_integer("max_steps", 256, "Episode time limit.")
 _SEED = flags.DEFINE_integer("seed", 100, "First env seed.")
 _OUT_DIR = flags.DEFINE_string("out_dir", "data/demos", "Dataset folder.")
 _ONLY_SUCCESS = flags.DEFINE_bool("only_successes", True, "Skip episodes the expert failed.")
-
-
-def write_lines(path: str, lines: list[str]) -> None:
-    with artefacts.atomic_path(path) as tmp, open(tmp, "w") as f:
-        f.write("".join(line + "\n" for line in lines))
-
-
-def collect_demos(
-    tasks: list[str],
-    episodes: int,
-    out_dir: str,
-    size: int = 128,
-    camera: str = "corner",
-    max_steps: int = 256,
-    seed: int = 100,
-    only_successes: bool = True,
-) -> list[tuple[str, str]]:
-    """Records expert episodes; returns the [(prompt, relative video path)] rows written."""
-    os.makedirs(os.path.join(out_dir, "videos"), exist_ok=True)
-    rows = []
-    jobs = [(task, seed + i) for task in tasks for i in range(episodes)]
-    for task, episode_seed in tqdm(jobs, desc="expert episodes", unit="episode"):
-        frames, succeeded = sources.expert_rollout(task, episode_seed, size, camera, max_steps)
-        if only_successes and not succeeded:
-            tqdm.write(f"skipping {task} seed {episode_seed}: the expert did not succeed")
-            continue
-        relative = os.path.join("videos", f"{task}_seed{episode_seed}.mp4")
-        artefacts.write_video(os.path.join(out_dir, relative), frames, fps=30.0)
-        rows.append((prompts.task_prompt(task), relative))
-    if not rows:
-        raise RuntimeError("no successful expert episodes were recorded")
-    write_lines(os.path.join(out_dir, "prompts.txt"), [p for p, _ in rows])
-    write_lines(os.path.join(out_dir, "videos.txt"), [v for _, v in rows])
-    return rows
 
 
 def main(argv: list[str]) -> None:

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from preprocessing import models, sources
-from preprocessing.collect_demos import collect_demos
+from preprocessing.demos import collect_demos
 from preprocessing.lora_training import LORA_WEIGHTS, FinetuneConfig, finetune, read_dataset
 
 

@@ -1,0 +1,134 @@
+"""Train DreamerV3 on Meta-World: `python -m genreward_jax.main --flagfile=configs/quickstart.cfg`.
+
+Rerunning the same command on the same --logdir resumes from its latest checkpoint. The run's
+resolved flags are written to <logdir>/flags.cfg (a flagfile: `--flagfile=<logdir>/flags.cfg`
+reruns it). Env flags (task, camera, reward mode, ...) live in genreward_jax/envs/flags.py; the
+loop and agent-size flags are defined here, next to the code that turns them into configs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+from absl import logging as absl_logging
+
+from genreward_jax.dreamer.config import PRESETS
+from genreward_jax.envs import flags as env_flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("logdir", None, "Run directory: checkpoints, metrics, videos, flags. "
+                    "An existing run directory is resumed.")
+flags.DEFINE_integer("steps", 1_000_000, "Total env steps (summed over training envs).",
+                     lower_bound=1)
+flags.DEFINE_float("train_ratio", 32.0, "Replayed steps per env step (batch_size * "
+                   "batch_length steps per update).", lower_bound=1e-6)
+flags.DEFINE_integer("batch_size", 16, "Sequences per update.", lower_bound=1)
+flags.DEFINE_integer("batch_length", 64, "Training steps T per sequence (plus one replay-context "
+                     "step).", lower_bound=1)
+flags.DEFINE_integer("replay_capacity", 5_000_000, "Replay size in steps over all envs.",
+                     lower_bound=1)
+flags.DEFINE_bool("replay_online", True, "Train on every fresh sequence at least once.")
+flags.DEFINE_bool("compact_context", True, "Store the replay context (posterior state per step) "
+                  "as float16 deter + uint8 one-hot stoch instead of float32.")
+flags.DEFINE_integer("prefill", 5000, "Env steps with uniform random actions before training.",
+                     lower_bound=0)
+flags.DEFINE_list("obs_keys", ["image"], "Observation keys the agent encodes: image and/or "
+                  "state (the 39-d proprioceptive vector, needs --proprio).")
+flags.DEFINE_enum("preset", "12m", PRESETS, "DreamerV3 size preset.")
+flags.DEFINE_enum("compute_dtype", "auto", ["auto", "float32", "bfloat16"],
+                  "Matmul/conv dtype; auto = float32 on CPU (bfloat16 is slower there), "
+                  "bfloat16 on GPU/TPU. Parameters are always float32.")
+flags.DEFINE_float("lr", None, "Override the preset's learning rate.", lower_bound=0.0)
+flags.DEFINE_integer("warmup", None, "Override the preset's learning-rate warmup (updates).",
+                     lower_bound=0)
+flags.DEFINE_integer("eval_every", 10_000, "Evaluate every this many env steps (and at the end).",
+                     lower_bound=1)
+flags.DEFINE_integer("eval_episodes", 10, "Episodes per evaluation.", lower_bound=1)
+flags.DEFINE_integer("eval_envs", 1, "Parallel eval envs (eval seeds differ from training).",
+                     lower_bound=1)
+flags.DEFINE_bool("video", True, "Write an mp4 of one eval episode per evaluation.")
+flags.DEFINE_integer("checkpoint_every", 10_000, "Checkpoint every this many env steps.",
+                     lower_bound=1)
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept (the latest ones).", lower_bound=1)
+flags.DEFINE_integer("log_every", 1000, "Log metrics every this many env steps.", lower_bound=1)
+
+OBS_KEYS = ("image", "state")
+TRAIN_STREAM, EVAL_STREAM = 0, 1  # env seed streams: eval envs never share training placements
+
+
+def trainer_config_from_flags():
+    from genreward_jax.trainer import TrainerConfig
+
+    unknown = [k for k in FLAGS.obs_keys if k not in OBS_KEYS]
+    if unknown or not FLAGS.obs_keys:
+        raise ValueError(f"--obs_keys {FLAGS.obs_keys} must be a non-empty subset of {OBS_KEYS}")
+    if not FLAGS.logdir:
+        raise ValueError("--logdir is required (the run directory; reuse it to resume)")
+    return TrainerConfig(
+        logdir=os.path.abspath(FLAGS.logdir), steps=FLAGS.steps, train_ratio=FLAGS.train_ratio,
+        batch_size=FLAGS.batch_size, batch_length=FLAGS.batch_length,
+        replay_capacity=FLAGS.replay_capacity, replay_online=FLAGS.replay_online,
+        compact_context=FLAGS.compact_context,
+        prefill=FLAGS.prefill, obs_keys=tuple(FLAGS.obs_keys), eval_every=FLAGS.eval_every,
+        eval_episodes=FLAGS.eval_episodes, eval_envs=FLAGS.eval_envs, video=FLAGS.video,
+        checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
+        log_every=FLAGS.log_every, seed=FLAGS.seed)  # --seed: env flags (also seeds the envs)
+
+
+def agent_config_from_flags():
+    import jax
+
+    from genreward_jax.dreamer import preset
+
+    dtype = FLAGS.compute_dtype
+    if dtype == "auto":
+        dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+    overrides = {"compute_dtype": dtype}
+    if FLAGS.lr is not None:
+        overrides["lr"] = FLAGS.lr
+    if FLAGS.warmup is not None:
+        overrides["warmup"] = FLAGS.warmup
+    return preset(FLAGS.preset, **overrides)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected positional arguments {argv[1:]}; flags start with --")
+    if not FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
+    from genreward_jax import logging_utils
+    from genreward_jax.dreamer import Agent
+    from genreward_jax.trainer import Trainer
+
+    try:
+        trainer_config = trainer_config_from_flags()
+        agent_config = agent_config_from_flags()
+        env_configs = env_flags.env_configs_from_flags(stream=TRAIN_STREAM)
+        eval_configs = env_flags.env_configs_from_flags(
+            stream=EVAL_STREAM, num_envs=trainer_config.eval_envs)
+    except ValueError as error:
+        # Same shape as absl's own flag errors; absl's UsageError would print the whole help.
+        sys.exit(f"FATAL Flags error: {error}\nPass --helpshort or --helpfull to see help on "
+                 "flags.")
+    os.makedirs(trainer_config.logdir, exist_ok=True)
+    logging_utils.write_flags(trainer_config.logdir, FLAGS)
+
+    def agent_factory(obs_spec, act_dim):
+        return Agent(agent_config, obs_spec, act_dim)
+
+    trainer = Trainer(trainer_config, agent_factory, env_configs, eval_configs)
+    result = trainer.run()
+    if result["status"] != "complete":
+        print(f"stopped early ({result['status']}); rerun the same command to resume",
+              file=sys.stderr)
+
+
+def run() -> None:
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,425 @@
+"""DreamerV3 training loop: env batch, prefill, train ratio, evaluation, checkpoints, resume.
+
+Why it is built this way:
+- Everything random is derived from counters, not carried state, except the replay sampler
+  (whose numpy Generator state is checkpointed): prefill actions from
+  `default_rng([seed, env_step])`, policy keys `fold_in(policy_key, env_step)`, train keys
+  `fold_in(train_key, update)`, eval keys `fold_in(eval_key, eval_index)`. Together with a
+  single-threaded loop this makes a run on CPU deterministic for a seed, and makes resuming exact.
+- Counters: `env_steps` counts steps summed over all envs (N per loop iteration, like the
+  official `step`). Train ratio = replayed steps per env step: after prefill,
+  `updates = floor((env_steps - prefill) * train_ratio / (batch_size * batch_length))`.
+- Exact resume needs the simulator where it was. MuJoCo state is not checkpointed; instead the
+  env-loop state records how many episodes each env has started and the actions applied since the
+  current episode began. On resume the envs are rebuilt from the same configs (seeds), reset that
+  many times (each reset draws the next object/goal placement from the env's seeded RNG, exactly
+  as the auto-reset does) and the recorded actions are replayed. The rebuilt observation is
+  compared with the checkpointed one; any difference is reported and the run continues from the
+  rebuilt env (then it is no longer bitwise identical to an uninterrupted run).
+- SIGTERM/SIGINT set a flag; the loop finishes the current iteration, writes a checkpoint and
+  returns cleanly. A kill -9 loses the work since the last periodic checkpoint; rerunning the same
+  command resumes from it and, by the two points above, retraces the lost steps exactly.
+- Evaluation is stateless (fresh eval envs with fixed seeds each time, see evaluation.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from genreward_jax import evaluation, logging_utils
+from genreward_jax.checkpoint import Checkpointer
+from genreward_jax.replay import Replay, ReplayConfig, flatten_tree
+
+FLAG_KEYS = ("reward", "is_first", "is_last", "is_terminal")
+CONTEXT_KEYS = ("deter", "stoch")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """Loop hyperparameters; step counts are env steps summed over all training envs."""
+
+    logdir: str
+    steps: int = 1_000_000
+    train_ratio: float = 32.0
+    batch_size: int = 16
+    batch_length: int = 64  # T; sampled sequences have T + 1 steps (first is replay context)
+    replay_capacity: int = 5_000_000
+    replay_online: bool = True
+    compact_context: bool = True  # replay context as float16 deter + uint8 one-hot stoch
+    prefill: int = 5000
+    obs_keys: tuple[str, ...] = ("image",)
+    eval_every: int = 10_000
+    eval_episodes: int = 10
+    eval_envs: int = 1
+    video: bool = True
+    checkpoint_every: int = 10_000
+    keep_checkpoints: int = 3
+    log_every: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "batch_size", "batch_length", "replay_capacity", "eval_every",
+                    "eval_episodes", "eval_envs", "checkpoint_every", "keep_checkpoints",
+                    "log_every")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+        if not self.train_ratio > 0 or not math.isfinite(self.train_ratio):
+            raise ValueError(f"--train_ratio must be a positive number, got {self.train_ratio!r}")
+        if self.prefill < 0:
+            raise ValueError(f"--prefill must be >= 0 env steps, got {self.prefill}")
+        if not self.obs_keys:
+            raise ValueError("--obs_keys must name at least one observation key (image, state)")
+        if not self.logdir:
+            raise ValueError("--logdir is required")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {self.seed}")
+
+
+class Trainer:
+    """One training run in `config.logdir`; `run()` starts fresh or resumes the latest checkpoint.
+
+    make_envs(list[EnvConfig]) -> env batch (default `EnvBatch`); agent_factory(obs_spec,
+    act_dim) -> Agent. Both are injectable so tests and benchmarks can reuse the loop.
+    Training envs render only when the agent encodes 'image'; eval envs also render for videos.
+    stdout=False silences progress lines (warnings still go to stderr).
+    """
+
+    def __init__(self, config: TrainerConfig, agent_factory: Callable[[dict, int], Any],
+                 env_configs: Sequence[Any], eval_env_configs: Sequence[Any],
+                 make_envs: Callable[[list], Any] | None = None, stdout=None):
+        if not env_configs:
+            raise ValueError("need at least one training env")
+        self.config = config
+        self.agent_factory = agent_factory
+        needs_image = "image" in config.obs_keys
+        self.env_configs = [dataclasses.replace(c, render=needs_image) for c in env_configs]
+        self.eval_env_configs = [dataclasses.replace(c, render=needs_image or config.video)
+                                 for c in eval_env_configs[: config.eval_envs]]
+        if not self.eval_env_configs:
+            raise ValueError("need at least one eval env")
+        self.num_envs = len(self.env_configs)
+        self._make_envs = make_envs or _default_env_batch
+        self._stdout = stdout
+        self._stop_signal: int | None = None
+
+    # ------------------------------------------------------------------ setup
+    def _obs_spec(self, obs: Mapping[str, np.ndarray]) -> dict[str, tuple[tuple[int, ...], Any]]:
+        missing = [k for k in self.config.obs_keys if k not in obs]
+        if missing:
+            raise ValueError(f"--obs_keys {missing} are not produced by the env (it gives "
+                             f"{sorted(obs)}); e.g. 'state' needs --proprio")
+        return {k: (tuple(obs[k].shape[1:]), obs[k].dtype) for k in self.config.obs_keys}
+
+    def _replay_spec(self, obs_spec, act_dim, carry) -> tuple[dict, dict]:
+        step_spec = dict(obs_spec)
+        step_spec.update(reward=((), np.float32), is_first=((), bool), is_last=((), bool),
+                         is_terminal=((), bool), action=((act_dim,), np.float32))
+        compact = self.config.compact_context
+        dtypes = {"deter": np.float16 if compact else np.float32,
+                  "stoch": np.uint8 if compact else np.float32}
+        context_spec = {k: (tuple(np.shape(carry[k])[1:]), dtypes[k]) for k in CONTEXT_KEYS}
+        return step_spec, context_spec
+
+    def _handle_signal(self, signum, frame) -> None:
+        del frame
+        self._stop_signal = signum
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> dict[str, Any]:
+        """Trains until `config.steps`; returns {'status', 'env_steps', 'updates', 'eval'}."""
+        cfg = self.config
+        os.makedirs(cfg.logdir, exist_ok=True)
+        previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM,
+                                                                      signal.SIGINT)}
+        envs = self._make_envs(self.env_configs)
+        try:
+            return self._run(envs)
+        finally:
+            envs.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _run(self, envs) -> dict[str, Any]:
+        cfg = self.config
+        obs = envs.reset()
+        obs_spec = self._obs_spec(obs)
+        act_dim = _act_dim(envs)
+        agent = self.agent_factory(obs_spec, act_dim)
+        init_key, policy_key, train_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 4)
+        train_state = agent.init(init_key)
+        carry = agent.initial_carry(self.num_envs)
+        step_spec, context_spec = self._replay_spec(obs_spec, act_dim, carry)
+        replay = Replay(ReplayConfig(cfg.replay_capacity, self.num_envs, cfg.batch_length + 1,
+                                     cfg.replay_online, cfg.seed), step_spec, context_spec)
+        checkpointer = Checkpointer(os.path.join(cfg.logdir, "checkpoints"), cfg.keep_checkpoints)
+        loop = _LoopState.fresh(self.num_envs, act_dim)
+        env_steps = updates = evals = 0
+
+        resume_step = checkpointer.latest_step()
+        if resume_step is not None:
+            template = {"agent": train_state, "carry": carry}
+            state, arrays, meta = checkpointer.restore(resume_step, template)
+            train_state, carry = state["agent"], state["carry"]
+            replay.load_state_dict({**arrays["replay"], "meta": meta["replay"]})
+            loop = _LoopState.from_arrays(arrays["loop"], meta["loop"])
+            env_steps, updates, evals = meta["env_steps"], meta["updates"], meta["evals"]
+            obs = self._restore_envs(envs, obs, loop)
+            self._print(f"resumed from checkpoint at env step {env_steps} ({updates} updates)")
+        logger = logging_utils.MetricsLogger(cfg.logdir, resume_step=resume_step)
+        progress = logging_utils.Progress(env_steps, updates)
+        train_metrics: list[dict] = []
+        episode_metrics: list[dict] = []
+        last_eval: dict[str, float] = {}
+        status = "complete"
+
+        def save() -> None:
+            if env_steps in checkpointer.all_steps():
+                return
+            replay_state = replay.state_dict()
+            meta = {"env_steps": env_steps, "updates": updates, "evals": evals,
+                    "replay": replay_state.pop("meta"), "loop": loop.meta(),
+                    "seed": cfg.seed}
+            arrays = {"replay": replay_state, "loop": loop.arrays(obs)}
+            checkpointer.save(env_steps, {"agent": train_state, "carry": carry}, arrays, meta)
+
+        try:
+            while env_steps < cfg.steps:
+                if env_steps < cfg.prefill:
+                    rng = np.random.default_rng([cfg.seed, env_steps])
+                    action = rng.uniform(-1, 1, (self.num_envs, act_dim)).astype(np.float32)
+                    context = {}
+                else:
+                    policy_obs = {k: obs[k] for k in (*cfg.obs_keys, "is_first")}
+                    action, carry = agent.policy(train_state, carry, policy_obs,
+                                                 jax.random.fold_in(policy_key, env_steps),
+                                                 "train")
+                    action = np.asarray(action, np.float32)
+                    context = {k: np.asarray(carry[k]) for k in CONTEXT_KEYS}
+                action = np.where(obs["is_last"][:, None], 0.0, action).astype(np.float32)
+                replay.add({**{k: obs[k] for k in (*cfg.obs_keys, *FLAG_KEYS)},
+                            "action": action, **context})
+                episode_metrics.extend(loop.record(obs))
+                obs = envs.step(action)
+                loop.applied(obs, action)
+                env_steps += self.num_envs
+
+                due = self._updates_due(env_steps)
+                while updates < due:
+                    sample = replay.sample(cfg.batch_size)
+                    batch = {**sample.data, **{k: sample.context[k].astype(np.float32)
+                                                for k in CONTEXT_KEYS}}
+                    train_state, metrics, new_context = agent.train(
+                        train_state, batch, jax.random.fold_in(train_key, updates))
+                    replay.write_context(sample.index, jax.device_get(new_context))
+                    train_metrics.append(metrics)
+                    updates += 1
+
+                if _crossed(env_steps, self.num_envs, cfg.log_every) or env_steps >= cfg.steps:
+                    self._log(logger, progress, env_steps, updates, replay, train_metrics,
+                              episode_metrics)
+                    train_metrics, episode_metrics = [], []
+                if _crossed(env_steps, self.num_envs, cfg.eval_every) or env_steps >= cfg.steps:
+                    last_eval = self._evaluate(agent, train_state,
+                                               jax.random.fold_in(eval_key, evals), env_steps,
+                                               logger)
+                    evals += 1
+                if _crossed(env_steps, self.num_envs, cfg.checkpoint_every):
+                    save()
+                if self._stop_signal is not None:
+                    status = f"interrupted by signal {self._stop_signal}"
+                    break
+            save()
+        finally:
+            logger.close()
+            checkpointer.close()
+        curve = logging_utils.plot_learning_curve(cfg.logdir)
+        self._print(f"{status} at env step {env_steps}, {updates} updates"
+                    + (f"; learning curve: {curve}" if curve else ""))
+        return {"status": status, "env_steps": env_steps, "updates": updates, "eval": last_eval,
+                "train_state": train_state}
+
+    # ------------------------------------------------------------------ pieces
+    def _updates_due(self, env_steps: int) -> int:
+        cfg = self.config
+        if env_steps < cfg.prefill:
+            return 0
+        return int((env_steps - cfg.prefill) * cfg.train_ratio
+                   // (cfg.batch_size * cfg.batch_length))
+
+    def _restore_envs(self, envs, obs, loop: _LoopState) -> dict[str, np.ndarray]:
+        """Rebuilds the simulator state by resetting and replaying actions (module docstring)."""
+        if len(set(loop.episodes.tolist())) != 1 or len({len(a) for a in loop.actions}) != 1:
+            _warn("envs were not in lockstep at the checkpoint (episodes "
+                        f"{loop.episodes.tolist()}); continuing from fresh episodes, so this run "
+                        "is not bitwise identical to an uninterrupted one")
+            loop.restart(self.num_envs)
+            return obs
+        for _ in range(int(loop.episodes[0]) - 1):
+            obs = envs.reset()
+        for step_actions in zip(*loop.actions, strict=True):
+            obs = envs.step(np.stack(step_actions))
+        mismatched = [k for k, v in loop.obs.items() if not np.array_equal(v, obs[k])]
+        if mismatched:
+            _warn(f"rebuilt env observation differs from the checkpoint in "
+                        f"{mismatched}; the resumed run is not bitwise identical")
+        return obs
+
+    def _log(self, logger, progress, env_steps, updates, replay, train_metrics,
+             episode_metrics) -> None:
+        """Means over the updates and episodes since the last log line."""
+        rates = progress.rates(env_steps, updates)
+        metrics: dict[str, float] = dict(rates)
+        if train_metrics:
+            host = jax.device_get(train_metrics)
+            for key in host[0]:
+                metrics[f"train/{key}"] = float(np.mean([m[key] for m in host]))
+        if episode_metrics:
+            for key in episode_metrics[0]:
+                metrics[f"episode/{key}"] = float(np.mean([m[key] for m in episode_metrics]))
+        metrics["replay/steps"] = float(len(replay))
+        record = logger.write(env_steps, metrics)
+        shown = {k: v for k, v in record.items()
+                 if k in ("episode/return", "episode/success", "train/loss/total")}
+        if self._stdout is not False:
+            progress.print(env_steps, updates, rates, shown)
+
+    def _evaluate(self, agent, train_state, key, env_steps, logger) -> dict[str, float]:
+        cfg = self.config
+        eval_policy_obs_keys = (*cfg.obs_keys, "is_first")
+
+        def policy(obs, carry, step):
+            action, carry = agent.policy(train_state, carry,
+                                         {k: obs[k] for k in eval_policy_obs_keys},
+                                         jax.random.fold_in(key, step), "eval")
+            return np.asarray(action, np.float32), carry
+
+        start = time.perf_counter()
+        result = evaluation.evaluate(self._make_envs, self.eval_env_configs, policy,
+                                     agent.initial_carry(len(self.eval_env_configs)),
+                                     cfg.eval_episodes, "image" if cfg.video else None)
+        metrics = result.metrics()
+        metrics["perf/eval_seconds"] = time.perf_counter() - start
+        logger.write(env_steps, metrics)
+        if result.frames is not None:
+            video_dir = os.path.join(cfg.logdir, "videos")
+            os.makedirs(video_dir, exist_ok=True)
+            logging_utils.write_video(os.path.join(video_dir, f"eval_{env_steps:09d}.mp4"),
+                                      np.repeat(np.repeat(result.frames, 2, 1), 2, 2))
+        self._print(f"eval at env step {env_steps}: return {metrics['eval/return']:.1f} "
+                    f"± {metrics['eval/return_std']:.1f}, success {metrics['eval/success']:.2f} "
+                    f"over {len(result.returns)} episodes")
+        return metrics
+
+    def _print(self, text: str) -> None:
+        if self._stdout is not False:
+            print(text, flush=True)
+
+
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def _crossed(env_steps: int, increment: int, every: int) -> bool:
+    """True when the last increment passed a multiple of `every`."""
+    return env_steps // every > (env_steps - increment) // every
+
+
+def _act_dim(envs) -> int:
+    act_dim = getattr(envs, "act_dim", None)
+    if act_dim is None:
+        from genreward_jax.envs import ACT_DIM
+
+        act_dim = ACT_DIM
+    return int(act_dim)
+
+
+def _default_env_batch(configs: list) -> Any:
+    from genreward_jax.envs import EnvBatch
+
+    return EnvBatch(configs)
+
+
+@dataclasses.dataclass
+class _LoopState:
+    """Env-loop bookkeeping that makes the simulator reproducible and episode stats continuous.
+
+    episodes[e]: episodes env e has started; actions[e]: actions applied since its current
+    episode's first obs; running return/success/length of the current episode; obs: the
+    observation at checkpoint time (to verify the rebuilt env).
+    """
+
+    episodes: np.ndarray
+    actions: list[list[np.ndarray]]
+    ret: np.ndarray
+    success: np.ndarray
+    length: np.ndarray
+    act_dim: int
+    obs: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def fresh(cls, num_envs: int, act_dim: int) -> _LoopState:
+        return cls(np.ones(num_envs, np.int64), [[] for _ in range(num_envs)],
+                   np.zeros(num_envs), np.zeros(num_envs, bool), np.zeros(num_envs, np.int64),
+                   act_dim)
+
+    def restart(self, num_envs: int) -> None:
+        fresh = _LoopState.fresh(num_envs, self.act_dim)
+        self.__dict__.update(fresh.__dict__)
+
+    def record(self, obs: Mapping[str, np.ndarray]) -> list[dict[str, float]]:
+        """Accumulates the current obs; returns stats of episodes that end with it."""
+        self.ret += np.where(obs["is_first"], 0.0, obs["reward"])
+        self.success |= obs["success"].astype(bool)
+        self.length += ~obs["is_first"]
+        ended = []
+        for env in np.flatnonzero(obs["is_last"]):
+            ended.append({"return": float(self.ret[env]), "success": float(self.success[env]),
+                          "length": float(self.length[env])})
+            self.ret[env], self.success[env], self.length[env] = 0.0, False, 0
+        return ended
+
+    def applied(self, new_obs: Mapping[str, np.ndarray], action: np.ndarray) -> None:
+        """Updates the replay log after `action` led to `new_obs`."""
+        for env, first in enumerate(new_obs["is_first"]):
+            if first:
+                self.episodes[env] += 1
+                self.actions[env] = []
+            else:
+                self.actions[env].append(action[env])
+
+    def arrays(self, obs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        steps = max((len(a) for a in self.actions), default=0)
+        padded = np.zeros((len(self.actions), steps, self.act_dim), np.float32)
+        for env, actions in enumerate(self.actions):
+            if actions:
+                padded[env, : len(actions)] = np.stack(actions)
+        return {"actions": padded, "ret": self.ret.astype(np.float64),
+                "success": self.success.copy(), "length": self.length.copy(),
+                "obs": {k: np.asarray(v) for k, v in flatten_tree(obs).items()
+                        if k != "extra_image"}}
+
+    def meta(self) -> dict[str, Any]:
+        return {"episodes": self.episodes.tolist(),
+                "action_counts": [len(a) for a in self.actions], "act_dim": self.act_dim}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> _LoopState:
+        padded = np.asarray(arrays["actions"])
+        actions = [[padded[env, t] for t in range(count)]
+                   for env, count in enumerate(meta["action_counts"])]
+        return cls(np.asarray(meta["episodes"], np.int64), actions,
+                   np.asarray(arrays["ret"]), np.asarray(arrays["success"]),
+                   np.asarray(arrays["length"]), int(meta["act_dim"]),
+                   {k: np.asarray(v) for k, v in arrays["obs"].items()})
