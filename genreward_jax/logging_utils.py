@@ -168,6 +168,18 @@ def flags_to_string(flag_values, module_prefixes: Iterable[str] = ("genreward_ja
     return "\n".join(lines) + "\n"
 
 
+def beside_goal(frames: np.ndarray, goal_frames: np.ndarray) -> np.ndarray:
+    """Agent frames [T, H, W, 3] with the goal video [N, R, R, 3] to their right, both at the
+    agent's size; the goal plays at one frame per step and holds its last frame."""
+    from PIL import Image
+
+    height, width = frames.shape[1:3]
+    goal = np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR))
+                     for f in goal_frames])
+    index = np.minimum(np.arange(len(frames)), len(goal) - 1)
+    return np.concatenate([frames, goal[index]], axis=2)
+
+
 def write_flags(logdir: str, flag_values) -> str:
     path = os.path.join(logdir, FLAGS_FILE)
     atomic_write_text(path, flags_to_string(flag_values))

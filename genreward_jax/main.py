@@ -16,6 +16,7 @@ from absl import logging as absl_logging
 
 from genreward_jax.dreamer.config import PRESETS
 from genreward_jax.envs import flags as env_flags
+from genreward_jax.rewards import flags as reward_flags
 
 FLAGS = flags.FLAGS
 
@@ -94,6 +95,36 @@ def agent_config_from_flags():
     return preset(FLAGS.preset, **overrides)
 
 
+def make_goal_rewards(reward_config, env_configs):
+    """GoalRewards for --goal_file (None without one); warns when the goal is of another task
+    (allowed: the paper's cross-domain ablation uses goals from other robots)."""
+    if reward_config is None:
+        return None
+    from genreward_jax.rewards.goal_rewards import GoalRewards
+
+    goal_rewards = GoalRewards(reward_config, len(env_configs), env_configs[0].size)
+    task = env_configs[0].task
+    if goal_rewards.goal.task != task:
+        print(f"warning: the goal is for {goal_rewards.goal.task!r} but the agent trains on "
+              f"{task!r}", file=sys.stderr)
+    print(f"goal {reward_config.goal_file}: {goal_rewards.goal.frames.shape[0]} frames at "
+          f"{goal_rewards.goal.resolution}px, encoders verified", flush=True)
+    return goal_rewards
+
+
+def make_fb_extra(goal_rewards, agent_config, trainer_config):
+    """FB trained in the agent's step, frozen after --fb_train_steps env steps."""
+    from genreward_jax.envs import ACT_DIM
+    from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec
+
+    c = trainer_config
+    replayed = max(FLAGS.fb_train_steps - c.prefill, 0) * c.train_ratio
+    spec = FBRewardSpec(state_dim=agent_config.feat_size, action_dim=ACT_DIM,
+                        goal_feature=goal_rewards.goal_feature, beta=FLAGS.beta,
+                        freeze_after_updates=int(replayed // (c.batch_size * c.batch_length)))
+    return FBExtraLoss(reward_flags.fb_config_from_flags(), spec)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected positional arguments {argv[1:]}; flags start with --")
@@ -101,6 +132,7 @@ def main(argv: list[str]) -> None:
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
     from genreward_jax import logging_utils
     from genreward_jax.dreamer import Agent
+    from genreward_jax.goals import GoalFileError
     from genreward_jax.trainer import Trainer
 
     try:
@@ -109,17 +141,27 @@ def main(argv: list[str]) -> None:
         env_configs = env_flags.env_configs_from_flags(stream=TRAIN_STREAM)
         eval_configs = env_flags.env_configs_from_flags(
             stream=EVAL_STREAM, num_envs=trainer_config.eval_envs)
-    except ValueError as error:
+        reward_config = reward_flags.reward_config_from_flags(agent_config.compute_dtype)
+    except (ValueError, FileNotFoundError) as error:
         # Same shape as absl's own flag errors; absl's UsageError would print the whole help.
         sys.exit(f"FATAL Flags error: {error}\nPass --helpshort or --helpfull to see help on "
                  "flags.")
+    try:
+        goal_rewards = make_goal_rewards(reward_config, env_configs)
+    except (GoalFileError, ValueError) as error:
+        sys.exit(f"FATAL goal error: {error}")
     os.makedirs(trainer_config.logdir, exist_ok=True)
     logging_utils.write_flags(trainer_config.logdir, FLAGS)
 
-    def agent_factory(obs_spec, act_dim):
-        return Agent(agent_config, obs_spec, act_dim)
+    extra = None
+    if goal_rewards is not None and FLAGS.fb_reward:
+        extra = make_fb_extra(goal_rewards, agent_config, trainer_config)
 
-    trainer = Trainer(trainer_config, agent_factory, env_configs, eval_configs)
+    def agent_factory(obs_spec, act_dim):
+        return Agent(agent_config, obs_spec, act_dim, extra=extra)
+
+    trainer = Trainer(trainer_config, agent_factory, env_configs, eval_configs,
+                      goal_rewards=goal_rewards)
     result = trainer.run()
     if result["status"] != "complete":
         print(f"stopped early ({result['status']}); rerun the same command to resume",

@@ -92,19 +92,28 @@ class Trainer:
 
     make_envs(list[EnvConfig]) -> env batch (default `EnvBatch`); agent_factory(obs_spec,
     act_dim) -> Agent. Both are injectable so tests and benchmarks can reuse the loop.
-    Training envs render only when the agent encodes 'image'; eval envs also render for videos.
-    stdout=False silences progress lines (warnings still go to stderr).
+    Training envs render only when the agent encodes 'image' or the goal rewards need frames;
+    eval envs also render for videos. stdout=False silences progress lines (warnings still go to
+    stderr).
+
+    goal_rewards (a `genreward_jax.rewards.goal_rewards.GoalRewards`, optional) turns each env
+    step into GenReward's replay entries (DINOv3 features, r_env, r_video, combined reward) and
+    asks for the larger frames the video reward encodes.
     """
 
     def __init__(self, config: TrainerConfig, agent_factory: Callable[[dict, int], Any],
                  env_configs: Sequence[Any], eval_env_configs: Sequence[Any],
-                 make_envs: Callable[[list], Any] | None = None, stdout=None):
+                 make_envs: Callable[[list], Any] | None = None, stdout=None,
+                 goal_rewards: Any | None = None):
         if not env_configs:
             raise ValueError("need at least one training env")
         self.config = config
         self.agent_factory = agent_factory
-        needs_image = "image" in config.obs_keys
-        self.env_configs = [dataclasses.replace(c, render=needs_image) for c in env_configs]
+        self.goal_rewards = goal_rewards
+        needs_image = "image" in config.obs_keys or goal_rewards is not None
+        extra_size = goal_rewards.extra_size if goal_rewards is not None else None
+        self.env_configs = [dataclasses.replace(c, render=needs_image, extra_size=extra_size)
+                            for c in env_configs]
         self.eval_env_configs = [dataclasses.replace(c, render=needs_image or config.video)
                                  for c in eval_env_configs[: config.eval_envs]]
         if not self.eval_env_configs:
@@ -126,6 +135,9 @@ class Trainer:
         step_spec = dict(obs_spec)
         step_spec.update(reward=((), np.float32), is_first=((), bool), is_last=((), bool),
                          is_terminal=((), bool), action=((act_dim,), np.float32))
+        if self.goal_rewards is not None:
+            step_spec.update(dino=((self.goal_rewards.feature_dim,), np.float32),
+                             r_env=((), np.float32), r_video=((), np.float32))
         compact = self.config.compact_context
         dtypes = {"deter": np.float16 if compact else np.float32,
                   "stoch": np.uint8 if compact else np.float32}
@@ -151,9 +163,26 @@ class Trainer:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
+    def _step_keys(self) -> tuple[str, ...]:
+        """Keys of an env step that go into replay besides action and context."""
+        extra = ("dino", "r_env", "r_video") if self.goal_rewards is not None else ()
+        return (*self.config.obs_keys, *FLAG_KEYS, *extra)
+
+    def _reset(self, envs) -> dict[str, np.ndarray]:
+        if self.goal_rewards is None:
+            return envs.reset()
+        mask = self.goal_rewards.render_mask(np.ones(self.num_envs, bool))
+        return self.goal_rewards.process(envs.reset(render_extra=mask))
+
+    def _step(self, envs, action, obs) -> dict[str, np.ndarray]:
+        if self.goal_rewards is None:
+            return envs.step(action)
+        mask = self.goal_rewards.render_mask(obs["is_last"])
+        return self.goal_rewards.process(envs.step(action, render_extra=mask))
+
     def _run(self, envs) -> dict[str, Any]:
         cfg = self.config
-        obs = envs.reset()
+        obs = self._reset(envs)
         obs_spec = self._obs_spec(obs)
         act_dim = _act_dim(envs)
         agent = self.agent_factory(obs_spec, act_dim)
@@ -173,6 +202,8 @@ class Trainer:
             state, arrays, meta = checkpointer.restore(resume_step, template)
             train_state, carry = state["agent"], state["carry"]
             replay.load_state_dict({**arrays["replay"], "meta": meta["replay"]})
+            if self.goal_rewards is not None:
+                self.goal_rewards.load_state_dict(arrays["goal_rewards"])
             loop = _LoopState.from_arrays(arrays["loop"], meta["loop"])
             env_steps, updates, evals = meta["env_steps"], meta["updates"], meta["evals"]
             obs = self._restore_envs(envs, obs, loop)
@@ -192,6 +223,8 @@ class Trainer:
                     "replay": replay_state.pop("meta"), "loop": loop.meta(),
                     "seed": cfg.seed}
             arrays = {"replay": replay_state, "loop": loop.arrays(obs)}
+            if self.goal_rewards is not None:
+                arrays["goal_rewards"] = self.goal_rewards.state_dict()
             checkpointer.save(env_steps, {"agent": train_state, "carry": carry}, arrays, meta)
 
         try:
@@ -208,10 +241,10 @@ class Trainer:
                     action = np.asarray(action, np.float32)
                     context = {k: np.asarray(carry[k]) for k in CONTEXT_KEYS}
                 action = np.where(obs["is_last"][:, None], 0.0, action).astype(np.float32)
-                replay.add({**{k: obs[k] for k in (*cfg.obs_keys, *FLAG_KEYS)},
-                            "action": action, **context})
+                replay.add({**{k: obs[k] for k in self._step_keys()}, "action": action,
+                            **context})
                 episode_metrics.extend(loop.record(obs))
-                obs = envs.step(action)
+                obs = self._step(envs, action, obs)
                 loop.applied(obs, action)
                 env_steps += self.num_envs
 
@@ -270,11 +303,13 @@ class Trainer:
             obs = envs.reset()
         for step_actions in zip(*loop.actions, strict=True):
             obs = envs.step(np.stack(step_actions))
-        mismatched = [k for k, v in loop.obs.items() if not np.array_equal(v, obs[k])]
+        mismatched = [k for k, v in loop.obs.items() if k in obs and not np.array_equal(v, obs[k])]
         if mismatched:
             _warn(f"rebuilt env observation differs from the checkpoint in "
                         f"{mismatched}; the resumed run is not bitwise identical")
-        return obs
+        # Entries the env does not make (goal-reward features and rewards) come from the
+        # checkpoint, like the goal rewards' own window state.
+        return {**loop.obs, **obs}
 
     def _log(self, logger, progress, env_steps, updates, replay, train_metrics,
              episode_metrics) -> None:
@@ -289,6 +324,8 @@ class Trainer:
             for key in episode_metrics[0]:
                 metrics[f"episode/{key}"] = float(np.mean([m[key] for m in episode_metrics]))
         metrics["replay/steps"] = float(len(replay))
+        if self.goal_rewards is not None:
+            metrics.update(self.goal_rewards.metrics())
         record = logger.write(env_steps, metrics)
         shown = {k: v for k, v in record.items()
                  if k in ("episode/return", "episode/success", "train/loss/total")}
@@ -315,8 +352,11 @@ class Trainer:
         if result.frames is not None:
             video_dir = os.path.join(cfg.logdir, "videos")
             os.makedirs(video_dir, exist_ok=True)
+            frames = result.frames
+            if self.goal_rewards is not None:
+                frames = logging_utils.beside_goal(frames, self.goal_rewards.goal.frames)
             logging_utils.write_video(os.path.join(video_dir, f"eval_{env_steps:09d}.mp4"),
-                                      np.repeat(np.repeat(result.frames, 2, 1), 2, 2))
+                                      np.repeat(np.repeat(frames, 2, 1), 2, 2))
         self._print(f"eval at env step {env_steps}: return {metrics['eval/return']:.1f} "
                     f"± {metrics['eval/return_std']:.1f}, success {metrics['eval/success']:.2f} "
                     f"over {len(result.returns)} episodes")

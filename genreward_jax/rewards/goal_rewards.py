@@ -110,11 +110,14 @@ class GoalRewards:
         self.windows = VideoWindows(num_envs, config.video_interval, goal.num_sampled_frames,
                                     goal.resolution)
         self.episode_step = np.zeros(num_envs, np.int64)
+        self.needs_extra_render = config.video_reward and goal.resolution != image_size
+        self._video_rewards: list[float] = []
 
     @property
-    def extra_size(self) -> int:
-        """Resolution of the frames the video reward encodes (the env's extra render)."""
-        return self.goal.resolution
+    def extra_size(self) -> int | None:
+        """Size of the env's extra render for the video reward; None when the policy frames
+        already have the goal's resolution (then they are encoded directly)."""
+        return self.goal.resolution if self.needs_extra_render else None
 
     def _verify_encoders(self, vae_dir: str, dino_dir: str) -> None:
         """Re-encodes the goal in float32 at highest precision and compares with the file."""
@@ -136,7 +139,7 @@ class GoalRewards:
         upcoming = self.episode_step + 1
         if next_is_first is not None:
             upcoming = np.where(next_is_first, 0, upcoming)
-        return self.windows.needs_frame(upcoming) & self.config.video_reward
+        return self.windows.needs_frame(upcoming) & self.needs_extra_render
 
     def process(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Adds dino, r_env, r_video and the combined reward to a batch of observations."""
@@ -145,19 +148,29 @@ class GoalRewards:
         r_env = np.asarray(obs['reward'], np.float32)
         r_video = np.zeros_like(r_env)
         if cfg.video_reward:
-            frames = obs.get('extra_image')
-            needed = self.windows.needs_frame(self.episode_step)
-            if needed.any() and frames is None:
-                raise RuntimeError('the video reward needs the env to render extra_image at '
-                                   f'{self.extra_size}px on the sampled steps')
+            frames = obs.get('extra_image') if self.needs_extra_render else obs['image']
             if frames is None:
+                needed = self.windows.needs_frame(self.episode_step)
+                if needed.any():
+                    raise RuntimeError('the video reward needs the env to render extra_image at '
+                                       f'{self.extra_size}px on the sampled steps')
                 frames = np.zeros((len(r_env), *self.windows.clips.shape[2:]), np.uint8)
             closed, clips = self.windows.add(self.episode_step, frames)
             if len(closed):
                 r_video[closed] = np.asarray(self.video_reward_fn(clips))
+                self._video_rewards.extend(r_video[closed].tolist())
         reward = (r_env if cfg.env_reward else np.zeros_like(r_env)) + cfg.alpha * r_video
         dino = np.asarray(self._dino(obs['image']), np.float32)
         return {**obs, 'r_env': r_env, 'r_video': r_video, 'reward': reward, 'dino': dino}
+
+    def metrics(self) -> dict[str, float]:
+        """Mean video reward of the windows closed since the last call (for the log)."""
+        if not self._video_rewards:
+            return {}
+        out = {'rewards/video': float(np.mean(self._video_rewards)),
+               'rewards/video_windows': float(len(self._video_rewards))}
+        self._video_rewards = []
+        return out
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {**self.windows.state_dict(), 'episode_step': self.episode_step.copy()}

@@ -27,7 +27,7 @@ def rewards(tiny_goal):
 
 def test_goal_is_accepted_and_goal_feature_is_computed(rewards, tiny_goal):
     _, goal = tiny_goal
-    assert rewards.extra_size == goal.resolution == 64
+    assert goal.resolution == 64 and rewards.extra_size is None  # policy frames are encoded
     assert rewards.goal_feature.shape == goal.keyframe_feature.shape
     # the keyframe is already 64x64, so the FB goal feature is the stored feature
     np.testing.assert_allclose(rewards.goal_feature, goal.keyframe_feature, atol=1e-3)
@@ -57,13 +57,12 @@ def test_missing_goal_file_and_bad_flags():
 
 def test_rewards_land_on_window_ends_and_combine(rewards, tiny_goal):
     _, goal = tiny_goal
+    assert not rewards.render_mask().any()
     rng = np.random.default_rng(0)
     rewards.episode_step[:] = 0
     r_video_at, totals = [], []
     for step in range(34):
         obs = {'image': rng.integers(0, 255, (2, 64, 64, 3), np.uint8),
-               'extra_image': np.broadcast_to(goal.frames[step % len(goal.frames)],
-                                              (2, 64, 64, 3)).copy(),
                'reward': np.full(2, 0.5, np.float32),
                'is_first': np.array([step == 0, step == 0])}
         out = rewards.process(obs)
