@@ -186,7 +186,8 @@ def write_flags(logdir: str, flag_values) -> str:
     return path
 
 
-def plot_learning_curve(logdir: str, keys: Iterable[str] = ("eval/return", "eval/success"),
+def plot_learning_curve(logdir: str, keys: Iterable[str] = ("eval/return", "eval/success",
+                                                          "episode/return", "rewards/video"),
                         filename: str = "learning_curve.png") -> str | None:
     """One panel per key present in metrics.jsonl, x = env steps. None if nothing to plot."""
     records = read_metrics(logdir)
