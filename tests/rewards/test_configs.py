@@ -1,0 +1,56 @@
+"""Every training flagfile in configs/ parses with the main app's flags, alone and with an
+ablation added after it."""
+
+import copy
+import glob
+import os
+
+import pytest
+from absl import flags
+
+import genreward_jax.main  # noqa: F401  (defines the flags)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TASK_CONFIGS = ['pick_place', 'pick_out_of_hole', 'bin_picking', 'shelf_place', 'disassemble']
+
+
+def parse(*flagfiles: str) -> flags.FlagValues:
+    values = copy.deepcopy(flags.FLAGS)  # parsed on a copy: the global FLAGS stay untouched
+    values.unparse_flags()
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        values(['main', *[f'--flagfile=configs/{f}.cfg' for f in flagfiles]])
+    finally:
+        os.chdir(cwd)
+    return values
+
+
+@pytest.mark.parametrize('task', TASK_CONFIGS)
+def test_task_configs_name_their_goal_and_task(task):
+    values = parse(task)
+    assert values.goal_file == f'goals/{values.task}-v3/goal.npz'
+    assert values.obs_keys == ['image'] and values.time_limit == 256
+    assert (values.alpha, values.beta, values.video_interval) == (0.01, 1e-5, 128)
+
+
+@pytest.mark.parametrize('ablation,check', [
+    ('ablation_no_video_reward', lambda v: not v.video_reward and v.fb_reward),
+    ('ablation_no_fb_reward', lambda v: v.video_reward and not v.fb_reward),
+    ('ablation_generated_only', lambda v: not v.env_reward),
+    ('ablation_sparse', lambda v: v.reward_mode == 'sparse' and v.sparse_interval == 64),
+    ('baseline_dreamerv3', lambda v: not v.goal_file),
+])
+def test_ablations_override_a_task_config(ablation, check):
+    assert check(parse('pick_place', ablation))
+
+
+def test_every_training_config_is_covered():
+    names = {os.path.basename(p)[:-4] for p in glob.glob(os.path.join(ROOT, 'configs/*.cfg'))}
+    training = {n for n in names if not n.startswith('goals_')}
+    covered = {*TASK_CONFIGS, 'genreward_paper', 'quickstart', 'ablation_no_video_reward',
+               'ablation_no_fb_reward', 'ablation_generated_only', 'ablation_sparse',
+               'baseline_dreamerv3'}
+    assert training == covered
+    for name in ('genreward_paper', 'quickstart'):
+        parse(name)
