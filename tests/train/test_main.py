@@ -44,12 +44,20 @@ def test_bad_flags_fail_with_a_clear_message(args, message, tmp_path):
 
 
 def test_quickstart_flagfile_runs_end_to_end(tmp_path):
-    """The CLI glue and every run artifact. Training itself (and its compile) is covered
-    in-process by test_trainer.py, so this run stays in prefill: no train step is compiled."""
+    """README's first command (goal, then training), shortened. The CLI glue and every run
+    artifact; training itself (and its compile) is covered in-process by test_trainer.py, so this
+    run stays in prefill: no train step is compiled."""
+    goal = subprocess.run([sys.executable, "preprocessing/make_goals.py",
+                           "--flagfile=configs/goals_quickstart.cfg",
+                           f"--out_dir={tmp_path / 'goal'}", "--max_steps=40"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert goal.returncode == 0, goal.stderr[-3000:]
     logdir = tmp_path / "run"
     result = _main("--flagfile=configs/quickstart.cfg", f"--logdir={logdir}", "--preset=tiny",
                    "--steps=52", "--prefill=52", "--time_limit=25", "--eval_every=52",
-                   "--eval_episodes=1", "--checkpoint_every=26", "--log_every=26", timeout=600)
+                   "--eval_episodes=1", "--checkpoint_every=26", "--log_every=26",
+                   f"--goal_file={tmp_path / 'goal' / 'goal.npz'}", "--video_interval=24",
+                   timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "env steps/s" in result.stdout and "updates/s" in result.stdout
     flags_text = (logdir / FLAGS_FILE).read_text()
@@ -57,6 +65,7 @@ def test_quickstart_flagfile_runs_end_to_end(tmp_path):
     assert "--preset=tiny" in flags_text and "--obs_keys=state" in flags_text
     records = [json.loads(line) for line in (logdir / METRICS_FILE).read_text().splitlines()]
     assert [r["step"] for r in records if "perf/env_steps_per_s" in r] == [26, 52]
+    assert any(r.get("rewards/video_windows", 0) > 0 for r in records)  # goal rewards ran
     evals = [r for r in records if "eval/return" in r]
     assert [r["step"] for r in evals] == [52] and evals[0]["eval/length"] == 25
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(logdir / "tb"))
