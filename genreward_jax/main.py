@@ -116,12 +116,11 @@ def make_fb_extra(goal_rewards, agent_config, trainer_config):
     """FB trained in the agent's step, frozen after --fb_train_steps env steps."""
     from genreward_jax.envs import ACT_DIM
     from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec
+    from genreward_jax.trainer import updates_due
 
-    c = trainer_config
-    replayed = max(FLAGS.fb_train_steps - c.prefill, 0) * c.train_ratio
     spec = FBRewardSpec(state_dim=agent_config.feat_size, action_dim=ACT_DIM,
                         goal_feature=goal_rewards.goal_feature, beta=FLAGS.beta,
-                        freeze_after_updates=int(replayed // (c.batch_size * c.batch_length)))
+                        freeze_after_updates=updates_due(trainer_config, FLAGS.fb_train_steps))
     return FBExtraLoss(reward_flags.fb_config_from_flags(), spec)
 
 

@@ -248,7 +248,7 @@ class Trainer:
                 loop.applied(obs, action)
                 env_steps += self.num_envs
 
-                due = self._updates_due(env_steps)
+                due = updates_due(cfg, env_steps)
                 while updates < due:
                     sample = replay.sample(cfg.batch_size)
                     batch = {**sample.data, **{k: sample.context[k].astype(np.float32)
@@ -284,13 +284,6 @@ class Trainer:
                 "train_state": train_state}
 
     # ------------------------------------------------------------------ pieces
-    def _updates_due(self, env_steps: int) -> int:
-        cfg = self.config
-        if env_steps < cfg.prefill:
-            return 0
-        return int((env_steps - cfg.prefill) * cfg.train_ratio
-                   // (cfg.batch_size * cfg.batch_length))
-
     def _restore_envs(self, envs, obs, loop: _LoopState) -> dict[str, np.ndarray]:
         """Rebuilds the simulator state by resetting and replaying actions (module docstring)."""
         if len(set(loop.episodes.tolist())) != 1 or len({len(a) for a in loop.actions}) != 1:
@@ -365,6 +358,14 @@ class Trainer:
     def _print(self, text: str) -> None:
         if self._stdout is not False:
             print(text, flush=True)
+
+
+def updates_due(config: TrainerConfig, env_steps: int) -> int:
+    """Updates owed after `env_steps` env steps: the train ratio applied past the prefill."""
+    if env_steps < config.prefill:
+        return 0
+    return int((env_steps - config.prefill) * config.train_ratio
+               // (config.batch_size * config.batch_length))
 
 
 def _warn(text: str) -> None:

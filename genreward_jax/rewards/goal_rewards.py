@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genreward_jax.encoders import (
+    LoadedEncoder,
     load_dinov3,
     load_vae_encoder,
     preprocess_images,
@@ -94,11 +95,12 @@ class GoalRewards:
         dino_dir = encoder_folder(config.goal_file, goal, 'dinov3')
         check_goal_matches(goal, vae_hash=weights_hash(vae_dir),
                            dinov3_hash=weights_hash(dino_dir))
+        vae, dino = load_vae_encoder(vae_dir), load_dinov3(dino_dir)
+        self._verify_encoders(vae, dino)
+        # Same float32 parameters; only the compute dtype of the run may differ.
         dtype = jnp.dtype(config.encoder_dtype)
-        self._verify_encoders(vae_dir, dino_dir)
-
-        vae = load_vae_encoder(vae_dir, dtype=dtype)
-        dino = load_dinov3(dino_dir, dtype=dtype)
+        vae = vae._replace(module=vae.module.clone(dtype=dtype))
+        dino = dino._replace(module=dino.module.clone(dtype=dtype))
         self.video_reward_fn = make_video_reward_fn(
             lambda clips: vae.apply(vae.params, video_to_vae_input(clips))[0], goal.latent_mean)
         self._dino = jax.jit(lambda images: dino.apply(dino.params,
@@ -119,15 +121,13 @@ class GoalRewards:
         already have the goal's resolution (then they are encoded directly)."""
         return self.goal.resolution if self.needs_extra_render else None
 
-    def _verify_encoders(self, vae_dir: str, dino_dir: str) -> None:
+    def _verify_encoders(self, vae: LoadedEncoder, dino: LoadedEncoder) -> None:
         """Re-encodes the goal in float32 at highest precision and compares with the file."""
         goal = self.goal
         with jax.default_matmul_precision('highest'):
-            vae = load_vae_encoder(vae_dir)
             clip = goal.frames[goal.frame_indices][None]
             latent = jax.jit(vae.apply)(vae.params, video_to_vae_input(clip))[0][0]
             _check_close('VAE latent', np.asarray(latent), goal.latent_mean, LATENT_ATOL)
-            dino = load_dinov3(dino_dir)
             feature = jax.jit(dino.apply)(dino.params,
                                           preprocess_images(goal.keyframe[None]))['pooled'][0]
             _check_close('DINOv3 keyframe feature', np.asarray(feature), goal.keyframe_feature,
