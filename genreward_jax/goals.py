@@ -23,7 +23,14 @@ keyframe_index              int64      []           argmax(clip_scores)
 keyframe                    uint8      [S, S, 3]    frames[keyframe_index]
 keyframe_feature            float32    [D]          DINOv3 pooled feature (pooler_output) of it
 provenance                  <U         []           JSON object, see REQUIRED_PROVENANCE
+placement (optional)        float64    [R]          Meta-World's object/goal placement (the task's
+                                                    random vector) of the scene the video starts
+                                                    from; absent when unknown (a user's file, a
+                                                    first frame from another robot domain)
+states (optional)           float32    [N, 39]      env state at each goal frame (scripted goals)
 ==========================  =========  =============================================================
+
+The optional keys were added within schema version 1: files without them load unchanged.
 """
 
 from __future__ import annotations
@@ -94,6 +101,8 @@ class GoalFile:
     keyframe_feature: np.ndarray
     provenance: dict[str, Any]
     schema_version: int = SCHEMA_VERSION
+    placement: np.ndarray | None = None
+    states: np.ndarray | None = None
 
     @property
     def resolution(self) -> int:
@@ -113,6 +122,10 @@ _ARRAY_SPECS: dict[str, tuple[np.dtype, int]] = {
     "keyframe": (np.dtype(np.uint8), 3),
     "keyframe_feature": (np.dtype(np.float32), 1),
 }
+_OPTIONAL_SPECS: dict[str, tuple[np.dtype, int]] = {
+    "placement": (np.dtype(np.float64), 1),
+    "states": (np.dtype(np.float32), 2),
+}
 _SCALAR_KEYS = ("schema_version", "keyframe_index", "task", "video_prompt", "provenance")
 ALL_KEYS = tuple(sorted((*_ARRAY_SPECS, *_SCALAR_KEYS, "keyframe_prompts")))
 
@@ -128,7 +141,8 @@ def validate_goal(goal: GoalFile, source: str = "goal") -> None:
             f"schema version {goal.schema_version} does not match this code's {SCHEMA_VERSION}; "
             "re-run preprocessing/make_goals.py to rebuild the goal"
         )
-    for key, (dtype, ndim) in _ARRAY_SPECS.items():
+    optional = {k: spec for k, spec in _OPTIONAL_SPECS.items() if getattr(goal, k) is not None}
+    for key, (dtype, ndim) in {**_ARRAY_SPECS, **optional}.items():
         value = getattr(goal, key)
         if not isinstance(value, np.ndarray):
             fail(f"'{key}' must be a numpy array, got {type(value).__name__}")
@@ -148,6 +162,8 @@ def validate_goal(goal: GoalFile, source: str = "goal") -> None:
         fail(f"'frame_indices' must be strictly increasing, got {goal.frame_indices}")
     if min(goal.latent_mean.shape) < 1:
         fail(f"'latent_mean' has an empty axis: {goal.latent_mean.shape} ([T', h, w, C])")
+    if goal.states is not None and goal.states.shape[0] != n:
+        fail(f"'states' has {goal.states.shape[0]} rows for {n} frames")
     if goal.clip_scores.shape != (n,):
         fail(f"'clip_scores' has shape {goal.clip_scores.shape}, expected ({n},) (one per frame)")
     p = len(goal.keyframe_prompts)
@@ -258,6 +274,7 @@ def encoder_folder(goal_path: str | os.PathLike, goal: GoalFile, encoder: str) -
 
 def _to_arrays(goal: GoalFile) -> dict[str, np.ndarray]:
     arrays = {key: getattr(goal, key) for key in _ARRAY_SPECS}
+    arrays.update({k: getattr(goal, k) for k in _OPTIONAL_SPECS if getattr(goal, k) is not None})
     arrays["schema_version"] = np.asarray(goal.schema_version, dtype=np.int64)
     arrays["keyframe_index"] = np.asarray(goal.keyframe_index, dtype=np.int64)
     arrays["task"] = np.asarray(goal.task, dtype=np.str_)
@@ -312,6 +329,7 @@ def load_goal(path: str | os.PathLike) -> GoalFile:
             if missing:
                 fail(f"missing key(s) {', '.join(missing)} (not a goal file, or an older schema)")
             arrays = {key: archive[key] for key in ALL_KEYS}
+            optional = {key: archive[key] for key in _OPTIONAL_SPECS if key in present}
     except GoalFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as err:
@@ -338,6 +356,7 @@ def load_goal(path: str | os.PathLike) -> GoalFile:
         provenance=provenance,
         schema_version=version,
         **{key: arrays[key] for key in _ARRAY_SPECS},
+        **optional,
     )
     validate_goal(goal, source=path)
     return goal

@@ -31,8 +31,9 @@ def collect_demos(
     rows = []
     jobs = [(task, seed + i) for task in tasks for i in range(episodes)]
     for task, episode_seed in tqdm(jobs, desc="expert episodes", unit="episode"):
-        frames, succeeded = sources.expert_rollout(task, episode_seed, size, camera, max_steps)
-        if only_successes and not succeeded:
+        rollout = sources.expert_rollout(task, episode_seed, size, camera, max_steps)
+        frames = rollout.frames
+        if only_successes and not rollout.succeeded:
             tqdm.write(f"skipping {task} seed {episode_seed}: the expert did not succeed")
             continue
         relative = os.path.join("videos", f"{task}_seed{episode_seed}.mp4")

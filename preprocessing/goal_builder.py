@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import importlib.metadata
+import json
 import os
 import time
 
@@ -42,13 +43,15 @@ class GoalConfig:
     num_sampled_frames: int = encoding.DEFAULT_NUM_SAMPLED_FRAMES
     seed: int = 0
     video_prompt: str | None = None  # None: the task's default prompt
-    keyframe_prompts: tuple[str, ...] = prompts.KEYFRAME_PROMPTS
+    keyframe_prompts: tuple[str, ...] | None = None  # None: the task's description (Eq. 6)
+    placements: int = 1  # > 1: a goal bank, one goal per placement (env seeds seed, seed+1, ...)
     camera: str = "corner"
     device: str = "cpu"
     # scripted
     max_steps: int = 256
     # generate
     first_frame_size: int = 480
+    condition_image: str | None = None  # a frame of another robot domain instead of our env's
     num_frames: int | None = None  # None: the video model's own (49 for 5B-I2V)
     height: int | None = None
     width: int | None = None
@@ -90,8 +93,15 @@ def goal_video(cfg: GoalConfig, prompt: str, vae, start: float) -> sources.GoalV
         raise ValueError(f"unknown goal source '{cfg.goal_source}' (one of {GOAL_SOURCES})")
     import torch
 
-    _log(f"rendering the first frame of {cfg.task} at {cfg.first_frame_size}px", start)
-    image = sources.first_frame(cfg.task, cfg.seed, cfg.first_frame_size, cfg.camera)
+    if cfg.condition_image:
+        _log(f"conditioning on {cfg.condition_image} (no Meta-World placement)", start)
+        image = sources.condition_image(cfg.condition_image, cfg.first_frame_size)
+        placement = None
+    else:
+        _log(f"rendering the first frame of {cfg.task} at {cfg.first_frame_size}px", start)
+        image, placement = sources.first_frame(
+            cfg.task, cfg.seed, cfg.first_frame_size, cfg.camera
+        )
     _log("loading the CogVideoX image-to-video pipeline", start)
     pipe = models.load_pipeline(cfg.models, vae=vae, dtype=getattr(torch, cfg.pipeline_dtype))
     if cfg.models.mode == "pretrained":
@@ -118,6 +128,10 @@ def goal_video(cfg: GoalConfig, prompt: str, vae, start: float) -> sources.GoalV
         lora_scale=cfg.lora_scale,
     )
     video.info["first_frame_size"] = cfg.first_frame_size
+    video.info["condition_image"] = (
+        os.path.abspath(cfg.condition_image) if cfg.condition_image else None
+    )
+    video.placement = placement
     video.info["video_model"] = (
         cfg.models.video_model if cfg.models.mode == "pretrained" else "tiny"
     )
@@ -127,12 +141,20 @@ def goal_video(cfg: GoalConfig, prompt: str, vae, start: float) -> sources.GoalV
 
 
 def build_goal(cfg: GoalConfig) -> dict[str, str]:
-    """Makes `<out_dir>/goal.npz` and its pictures; returns their paths."""
+    """Makes `<out_dir>/goal.npz` and its pictures (or a bank, see `build_goal_bank`); returns
+    their paths."""
+    if cfg.placements > 1:
+        return build_goal_bank(cfg)
+    if cfg.placements < 1:
+        raise ValueError(f"--placements must be >= 1, got {cfg.placements}")
     start = time.monotonic()
     if cfg.goal_source not in GOAL_SOURCES:
         raise ValueError(f"unknown goal source '{cfg.goal_source}' (one of {GOAL_SOURCES})")
     prompt = cfg.video_prompt or prompts.task_prompt(cfg.task)
-    key_prompts = [p for p in cfg.keyframe_prompts if p.strip()]
+    chosen = cfg.keyframe_prompts
+    if chosen is None:
+        chosen = prompts.keyframe_prompts(cfg.task)
+    key_prompts = [p for p in chosen if p.strip()]
     if not key_prompts:
         raise ValueError("at least one non-empty keyframe prompt is needed")
     spec = cfg.models
@@ -220,6 +242,8 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
         keyframe=frames[choice.index],
         keyframe_feature=feature.astype(np.float32),
         provenance=provenance,
+        placement=None if video.placement is None else np.asarray(video.placement, np.float64),
+        states=None if video.states is None else np.asarray(video.states, np.float32),
     )
     goal_path = os.path.join(cfg.out_dir, "goal.npz")
     save_goal(goal_path, goal)
@@ -229,4 +253,42 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
     paths["vae"] = vae.folder
     paths["dinov3"] = dino.folder
     _log("done", start)
+    return paths
+
+
+BANK_FILE = "bank.json"
+
+
+def build_goal_bank(cfg: GoalConfig) -> dict[str, str]:
+    """N goals, one per placement: `<out_dir>/placement_<k>/goal.npz` made from env seed
+    `seed + k` (each goal video starts from its own placement), sharing one encoder folder, and
+    `<out_dir>/bank.json` listing them. Training with `--goal_file=<out_dir>/bank.json` pairs
+    each episode with the goal of its placement."""
+    if cfg.goal_source == "file" or cfg.condition_image:
+        raise ValueError(
+            "--placements > 1 needs goals made in our env (scripted, or generated from the env's "
+            "first frame); a file or a foreign condition image has no placements"
+        )
+    spec = cfg.models
+    if spec.mode == "tiny" and spec.tiny_dir == models.ModelSpec.tiny_dir:
+        spec = dataclasses.replace(spec, tiny_dir=os.path.join(cfg.out_dir, "encoders"))
+    goals, paths = [], {}
+    for k in range(cfg.placements):
+        sub = dataclasses.replace(
+            cfg,
+            placements=1,
+            seed=cfg.seed + k,
+            models=spec,
+            out_dir=os.path.join(cfg.out_dir, f"placement_{k:02d}"),
+        )
+        print(f"[make_goals] placement {k + 1}/{cfg.placements} (env seed {sub.seed})", flush=True)
+        made = build_goal(sub)
+        goals.append(os.path.relpath(made["goal"], cfg.out_dir))
+        paths[f"goal_{k:02d}"] = made["goal"]
+    bank_path = os.path.join(cfg.out_dir, BANK_FILE)
+    tmp = bank_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"task": cfg.task, "goals": goals}, f, indent=1)
+    os.replace(tmp, bank_path)
+    paths["bank"] = bank_path
     return paths

@@ -42,8 +42,29 @@ _VIDEO_PROMPT = flags.DEFINE_string(
 )
 _KEYFRAME_PROMPTS = flags.DEFINE_multi_string(
     "keyframe_prompt",
-    list(prompts.KEYFRAME_PROMPTS),
-    "Keyframe prompt(s); repeat the flag to average several.",
+    None,
+    "Keyframe prompt(s); repeat the flag to average several. Unset: --keyframe_prompt_set.",
+)
+_KEYFRAME_SET = flags.DEFINE_enum(
+    "keyframe_prompt_set",
+    "task",
+    list(prompts.KEYFRAME_PROMPT_SETS),
+    "Keyframe prompts when --keyframe_prompt is unset: the task's description of its solved "
+    "state (Eq. 6) or the release's five generic grasp prompts.",
+)
+_PLACEMENTS = flags.DEFINE_integer(
+    "placements",
+    1,
+    "Goals to make, one per object/goal placement (env seeds --seed, --seed+1, ...). Above 1 "
+    "writes <out_dir>/placement_<k>/goal.npz and <out_dir>/bank.json (train with "
+    "--goal_file=<out_dir>/bank.json).",
+    lower_bound=1,
+)
+_CONDITION_IMAGE = flags.DEFINE_string(
+    "condition_image",
+    None,
+    "generate: condition on this image (a frame of RT-1, Bridge, RLBench, ...) instead of the "
+    "env's first frame; the goal then has no Meta-World placement.",
 )
 _CAMERA = flags.DEFINE_string("camera", "corner", "Env camera for rendered frames.")
 _DEVICE = flags.DEFINE_string("device", "cpu", "torch device: cpu or cuda.")
@@ -85,7 +106,13 @@ def config_from_flags() -> GoalConfig:
         num_sampled_frames=_NUM_SAMPLED.value,
         seed=_SEED.value,
         video_prompt=_VIDEO_PROMPT.value,
-        keyframe_prompts=tuple(_KEYFRAME_PROMPTS.value),
+        keyframe_prompts=(
+            tuple(_KEYFRAME_PROMPTS.value)
+            if _KEYFRAME_PROMPTS.value
+            else prompts.keyframe_prompts(task, _KEYFRAME_SET.value)
+        ),
+        placements=_PLACEMENTS.value,
+        condition_image=_CONDITION_IMAGE.value,
         camera=_CAMERA.value,
         device=_DEVICE.value,
         max_steps=_MAX_STEPS.value,

@@ -21,6 +21,16 @@ class GoalVideo:
     frames: np.ndarray  # [N, H, W, 3] uint8, upright
     fps: float
     info: dict[str, Any]  # source-specific provenance
+    placement: np.ndarray | None = None  # [R] env placement the video starts from, if known
+    states: np.ndarray | None = None  # [N, 39] env state per frame (scripted rollouts)
+
+
+@dataclasses.dataclass
+class ExpertRollout:
+    frames: np.ndarray  # [N, S, S, 3] uint8
+    states: np.ndarray  # [N, 39] float32, the env state at each frame
+    placement: np.ndarray  # [R] the episode's object/goal placement
+    succeeded: bool
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,16 +61,35 @@ def _make_env(
     return MetaWorldEnv(config)
 
 
-def first_frame(task: str, seed: int, size: int, camera: str = "corner") -> np.ndarray:
-    """The task's first observation rendered by our env, upright: [S, S, 3] uint8.
+def first_frame(
+    task: str, seed: int, size: int, camera: str = "corner"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The task's first observation rendered by our env, upright ([S, S, 3] uint8), and the
+    placement it shows ([R]), so training can start episodes in the generated video's scene.
 
     Full render quality (multisampling, shadows): the video model should see a natural image.
     """
     env = _make_env(task, seed, size, camera, time_limit=16, full_quality=True)
     try:
-        return np.asarray(env.reset()["image"])
+        return np.asarray(env.reset()["image"]), env.placement
     finally:
         env.close()
+
+
+def condition_image(path: str, size: int) -> np.ndarray:
+    """A user's conditioning frame (e.g. from RT-1, Bridge or RLBench) as [S, S, 3] uint8:
+    centre-cropped to a square and resized, like our env's first frame."""
+    import imageio.v3 as iio
+    from PIL import Image
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--condition_image {path} does not exist")
+    image = _as_rgb(iio.imread(path))
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = Image.fromarray(image[top : top + side, left : left + side])
+    return np.asarray(square.resize((size, size), Image.Resampling.BICUBIC))
 
 
 def _act(policy, state: np.ndarray) -> np.ndarray:
@@ -75,8 +104,8 @@ def expert_rollout(
     camera: str = "corner",
     max_steps: int = 256,
     steps_after_success: int = 8,
-) -> tuple[np.ndarray, bool]:
-    """One scripted-expert episode in our env: (frames [N, S, S, 3] uint8, succeeded).
+) -> ExpertRollout:
+    """One scripted-expert episode in our env (frames, states, placement, success).
 
     Stops `steps_after_success` steps after the first success so the video ends on the solved
     scene, or at the time limit.
@@ -87,30 +116,33 @@ def expert_rollout(
     policy = expert_policy(task)
     try:
         obs = env.reset()
+        placement = env.placement
         frames = [np.asarray(obs["image"])]
+        states = [np.asarray(obs["state"], np.float32)]
         success_at = None
         while not bool(obs["is_last"]):
             obs = env.step(_act(policy, np.asarray(obs["state"])))
             frames.append(np.asarray(obs["image"]))
+            states.append(np.asarray(obs["state"], np.float32))
             if success_at is None and bool(obs["success"]):
                 success_at = len(frames)
             if success_at is not None and len(frames) >= success_at + steps_after_success:
                 break
     finally:
         env.close()
-    return np.stack(frames), success_at is not None
+    return ExpertRollout(np.stack(frames), np.stack(states), placement, success_at is not None)
 
 
 def scripted_video(task: str, seed: int, size: int, camera: str, max_steps: int) -> GoalVideo:
-    frames, succeeded = expert_rollout(task, seed, size, camera, max_steps)
+    rollout = expert_rollout(task, seed, size, camera, max_steps)
     info = {
         "task": task,
         "env_seed": seed,
         "camera": camera,
         "render_size": size,
-        "expert_succeeded": succeeded,
+        "expert_succeeded": rollout.succeeded,
     }
-    return GoalVideo(frames, fps=30.0, info=info)
+    return GoalVideo(rollout.frames, 30.0, info, rollout.placement, rollout.states)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,6 +27,11 @@ class EnvConfig:
     extra_size: side of the optional second frame (obs['extra_image']), rendered only on request.
     full_quality: keep multisampling, shadows and reflections (slow on CPU).
     render: False skips the renderer entirely (no obs['image']): scripted rollouts, benchmarks.
+    placements: object/goal placements (Meta-World's random vector of the task, as recorded in a
+      goal file) to draw from at each reset instead of fresh random ones. Empty: random placement
+      every episode (Meta-World's and the release's setting). One entry: every episode starts
+      from it. Several (a goal bank): each reset picks one with the env's seeded generator and
+      reports its index as obs['placement'], so the episode's rewards can use its own goal.
     """
 
     task: str
@@ -41,6 +46,7 @@ class EnvConfig:
     extra_size: int | None = None
     full_quality: bool = False
     render: bool = True
+    placements: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", resolve_task(self.task))
@@ -58,6 +64,11 @@ class EnvConfig:
             raise ValueError(
                 f"Unknown reward_mode {self.reward_mode!r}. Valid modes: {', '.join(REWARD_MODES)}"
             )
+        placements = tuple(tuple(float(v) for v in p) for p in self.placements)
+        if len({len(p) for p in placements}) > 1 or any(not p for p in placements):
+            raise ValueError("placements must be non-empty vectors of one length, got "
+                             f"{self.placements!r}.")
+        object.__setattr__(self, "placements", placements)
         if not self.render and self.extra_size is not None:
             raise ValueError("extra_size needs render=True (the extra frame is a second render).")
 

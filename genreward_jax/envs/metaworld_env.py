@@ -14,6 +14,7 @@ from genreward_jax.envs.tasks import env_class
 
 ACT_DIM = 4
 STATE_DIM = 39
+_PLACEMENT_STREAM = 7  # seeds the choice among config.placements apart from the sim's own RNG
 
 Spec = dict[str, tuple[tuple[int, ...], np.dtype]]
 
@@ -32,6 +33,8 @@ def observation_spec(config: EnvConfig) -> Spec:
         spec[key] = ((), np.dtype(np.float32))
     for key in ("is_first", "is_last", "is_terminal", "success"):
         spec[key] = ((), np.dtype(bool))
+    if config.placements:
+        spec["placement"] = ((), np.dtype(np.int32))
     return spec
 
 
@@ -44,7 +47,8 @@ class MetaWorldEnv:
     is_terminal is always False; is_last marks the time limit.
 
     Object and goal positions are drawn from a generator seeded once with `config.seed`, afresh
-    at every reset, so the sequence of episodes is the same for the same seed.
+    at every reset, so the sequence of episodes is the same for the same seed; with
+    `config.placements` they come from that list instead (see EnvConfig).
     """
 
     act_dim = ACT_DIM
@@ -62,6 +66,8 @@ class MetaWorldEnv:
             except Exception:
                 self._sim.close()
                 raise
+        self._placement_rng = np.random.default_rng([config.seed, _PLACEMENT_STREAM])
+        self._placement_index = 0
         self._step_count = 0
         self._needs_reset = True
         self._closed = False
@@ -81,6 +87,12 @@ class MetaWorldEnv:
         return self._sim
 
     @property
+    def placement(self) -> np.ndarray:
+        """The current episode's object/goal placement (Meta-World's random vector of the task);
+        a goal file records it so training can start episodes where its video starts."""
+        return np.asarray(self._sim._last_rand_vec, np.float64).copy()
+
+    @property
     def renderer(self) -> FrameRenderer | None:
         """The policy-frame renderer (None when config.render is False)."""
         return self._renderer
@@ -88,6 +100,16 @@ class MetaWorldEnv:
     def reset(self, render_extra: bool = False) -> dict[str, Any]:
         """Start a new episode with freshly drawn object and goal positions."""
         self._check_open()
+        placements = self.config.placements
+        if placements:
+            if len(placements) > 1:
+                self._placement_index = int(self._placement_rng.integers(len(placements)))
+            vector = np.asarray(placements[self._placement_index], np.float64)
+            if vector.shape != self._sim._random_reset_space.shape:
+                raise ValueError(f"placement has {vector.size} values, {self.config.task} needs "
+                                 f"{self._sim._random_reset_space.shape[0]}")
+            self._sim._last_rand_vec = vector
+            self._sim._freeze_rand_vec = True
         state, _ = self._sim.reset()
         # The reset moves sites and bodies after the last forward pass; recompute derived
         # positions so the first frame shows the goal marker where it now is.
@@ -167,6 +189,8 @@ class MetaWorldEnv:
         obs["is_last"] = np.bool_(is_last)
         obs["is_terminal"] = np.bool_(False)
         obs["success"] = np.bool_(success)
+        if self.config.placements:
+            obs["placement"] = np.int32(self._placement_index)
         if render_extra:
             obs["extra_image"] = self._render_extra()
         return obs

@@ -10,6 +10,17 @@ goal latent — is written to the step that closes the window (index k·I) and i
 
 Only the K sampled steps of a window need the larger frame: ``VideoWindows.needs_frame`` tells
 the env loop where to render it.
+
+Variants (``VIDEO_VARIANTS``; chosen by AUC in ``bench/reward_quality.py``, see the README):
+  * ``paper`` (Eq. 5 as published): every window against the whole goal video's latent. Any two
+    clips of one scene have cosine ~0.98-0.99 with flattened, uncentred latents, and window 2
+    (mid-task) is compared with the goal from its start.
+  * ``progress``: window k, covering the fraction [(k-1)·I/L, k·I/L] of an L-step episode, is
+    compared with the K frames sampled from the same fraction of the goal video.
+  * ``centred``: both latents minus the latent of a still clip of their own start scene (the
+    episode's first frame, the goal's first frame, repeated K times), so the cosine compares what
+    *changed* rather than the static scene both share.
+  * ``progress_centred``: both.
 """
 
 from __future__ import annotations
@@ -32,23 +43,94 @@ def cosine_to_goal(latents: jax.Array, goal_latent: jax.Array) -> jax.Array:
     return dots / jnp.maximum(norms, 1e-12)
 
 
-def make_video_reward_fn(encode_mean: Callable[[jax.Array], jax.Array],
-                         goal_latent: np.ndarray) -> Callable[[jax.Array], jax.Array]:
-    """Jitted clips -> reward: uint8 frames [N, K, R, R, 3] -> cosine to the goal [N].
+VIDEO_VARIANTS = ('paper', 'progress', 'centred', 'progress_centred')
+Encoder = Callable[[jax.Array], jax.Array]
+
+
+def make_video_reward_fn(encode_mean: Encoder, goal_latent: np.ndarray) -> Callable:
+    """Jitted clips -> reward (the paper's variant): uint8 frames [N, K, R, R, 3] -> cosine to
+    the goal [N].
 
     ``encode_mean`` maps uint8 clips to latent means [N, T', h, w, C] (e.g. our Flax VAE); it must
     be the encoder that produced ``goal_latent`` [T', h, w, C], or the cosine is meaningless."""
-    goal = jnp.asarray(goal_latent, jnp.float32)
+    reward = VideoReward(encode_mean, np.asarray(goal_latent)[None], centred=False)
+    return lambda clips: reward(clips, np.zeros(len(clips), np.int32))
 
-    @jax.jit
-    def reward(clips: jax.Array) -> jax.Array:
-        latents = encode_mean(clips)
-        if latents.shape[1:] != goal.shape:
+
+def still_clips(first_frames: jax.Array, num_samples: int) -> jax.Array:
+    """A clip that never moves: each first frame [N, R, R, 3] repeated -> [N, K, R, R, 3]."""
+    return jnp.repeat(first_frames[:, None], num_samples, axis=1)
+
+
+def segment_indices(num_goal_frames: int, num_samples: int, start: float, end: float
+                    ) -> np.ndarray:
+    """K goal-frame indices spread uniformly over the fraction [start, end] of the goal video
+    (indices may repeat when the segment holds fewer than K frames)."""
+    last = num_goal_frames - 1
+    return np.round(np.linspace(start * last, end * last, num_samples)).astype(np.int64)
+
+
+def video_targets(encode_mean: Encoder, goal_frames: np.ndarray, goal_latent: np.ndarray,
+                  variant: str, interval: int, episode_length: int, num_samples: int
+                  ) -> np.ndarray:
+    """Target latent of each window of an episode, [W, T', h, w, C] with W = L // I windows.
+
+    goal_frames [N, R, R, 3] uint8 and goal_latent [T', h, w, C] come from the goal file (the
+    stored latent is what ``paper`` compares with; the other variants re-encode goal frames with
+    the same, verified encoder). Centred variants subtract the still clip of goal frame 0."""
+    if variant not in VIDEO_VARIANTS:
+        raise ValueError(f'video reward variant must be one of {VIDEO_VARIANTS}, got {variant!r}')
+    windows = max(episode_length // interval, 1)
+    if variant.startswith('progress'):
+        clips = np.stack([goal_frames[segment_indices(
+            len(goal_frames), num_samples, (k - 1) * interval / episode_length,
+            min(k * interval / episode_length, 1.0))] for k in range(1, windows + 1)])
+        targets = np.asarray(encode_mean(jnp.asarray(clips)), np.float32)
+    else:
+        targets = np.repeat(np.asarray(goal_latent, np.float32)[None], windows, axis=0)
+    if variant.endswith('centred'):
+        still = still_clips(jnp.asarray(goal_frames[:1]), num_samples)
+        targets = targets - np.asarray(encode_mean(still), np.float32)
+    return targets
+
+
+class VideoReward:
+    """Jitted cosine between agent clips and per-window targets.
+
+    ``targets`` [X, T', h, w, C] (from ``video_targets``; X = windows × goals for a goal bank).
+    ``__call__(clips [M, K, R, R, 3] uint8, target_index [M] int, first_frames [M, R, R, 3])``:
+    the centred variants also encode the still clip of each episode's first frame and subtract
+    it, in the same encoder call (one batch of 2M clips)."""
+
+    def __init__(self, encode_mean: Encoder, targets: np.ndarray, centred: bool):
+        self.targets = jnp.asarray(targets, jnp.float32)
+        self.centred = centred
+        self._fn = jax.jit(self._reward)
+        self._encode = encode_mean
+
+    def _reward(self, clips: jax.Array, target_index: jax.Array,
+                first_frames: jax.Array | None) -> jax.Array:
+        if self.centred:
+            both = self._encode(jnp.concatenate(
+                [clips, still_clips(first_frames, clips.shape[1])], 0))
+            latents = both[:len(clips)] - both[len(clips):]
+        else:
+            latents = self._encode(clips)
+        if latents.shape[1:] != self.targets.shape[1:]:
             raise ValueError(f'agent latent shape {latents.shape[1:]} differs from the goal '
-                             f'latent {goal.shape}: frame count or resolution mismatch')
-        return cosine_to_goal(latents, goal)
+                             f'latent {self.targets.shape[1:]}: frame count or resolution '
+                             'mismatch')
+        goal = self.targets[target_index]
+        flat = latents.reshape(latents.shape[0], -1).astype(jnp.float32)
+        goal = goal.reshape(goal.shape[0], -1)
+        norms = jnp.linalg.norm(flat, axis=-1) * jnp.linalg.norm(goal, axis=-1)
+        return (flat * goal).sum(-1) / jnp.maximum(norms, 1e-12)
 
-    return reward
+    def __call__(self, clips, target_index, first_frames=None) -> jax.Array:
+        if self.centred and first_frames is None:
+            raise ValueError('a centred video reward needs each episode\'s first frame')
+        return self._fn(jnp.asarray(clips), jnp.asarray(target_index, jnp.int32),
+                        None if first_frames is None else jnp.asarray(first_frames))
 
 
 class VideoWindows:
@@ -65,6 +147,7 @@ class VideoWindows:
         self.offsets = uniform_indices(interval + 1, num_samples)         # [K] in [0, I]
         self.slot_of_offset = {int(o): i for i, o in enumerate(self.offsets)}
         self.clips = np.zeros((num_envs, num_samples, resolution, resolution, 3), np.uint8)
+        self.first_frames = np.zeros((num_envs, resolution, resolution, 3), np.uint8)
 
     def needs_frame(self, episode_step: np.ndarray) -> np.ndarray:
         """Whether the observation at each env's episode step index [N] is a sampled frame."""
@@ -80,6 +163,8 @@ class VideoWindows:
         Returns (env indices whose window closed at this step [M], their clips [M, K, R, R, 3]).
         A closing frame is also the first frame of the next window, so it is kept for that."""
         offsets = self._offset(episode_step)
+        starts = np.asarray(episode_step) == 0
+        self.first_frames[starts] = frames[starts]
         for env, offset in enumerate(offsets):
             slot = self.slot_of_offset.get(int(offset))
             if slot is not None:
@@ -95,11 +180,17 @@ class VideoWindows:
         offset = step % self.interval
         return np.where((offset == 0) & (step > 0), self.interval, offset)
 
+    def window_index(self, episode_step: np.ndarray) -> np.ndarray:
+        """1-based index k of the window each step [N] closes (meaningful where it closes)."""
+        return np.asarray(episode_step) // self.interval
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {'clips': self.clips.copy()}
+        return {'clips': self.clips.copy(), 'first_frames': self.first_frames.copy()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         if state['clips'].shape != self.clips.shape:
             raise ValueError(f"video window shape {state['clips'].shape} does not match "
                              f'{self.clips.shape}')
         self.clips[...] = state['clips']
+        if 'first_frames' in state:
+            self.first_frames[...] = state['first_frames']
