@@ -8,6 +8,7 @@ loop and agent-size flags are defined here, next to the code that turns them int
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -107,8 +108,10 @@ def make_goal_rewards(reward_config, env_configs):
     if goal_rewards.goal.task != task:
         print(f"warning: the goal is for {goal_rewards.goal.task!r} but the agent trains on "
               f"{task!r}", file=sys.stderr)
-    print(f"goal {reward_config.goal_file}: {goal_rewards.goal.frames.shape[0]} frames at "
-          f"{goal_rewards.goal.resolution}px, encoders verified", flush=True)
+    print(f"goal {reward_config.goal_file}: {goal_rewards.num_goals} goal(s), "
+          f"{goal_rewards.goal.frames.shape[0]} frames at {goal_rewards.goal.resolution}px, "
+          f"encoders verified; video reward '{reward_config.video_variant}', "
+          f"{reward_config.reward_scaling} scaling", flush=True)
     return goal_rewards
 
 
@@ -119,8 +122,10 @@ def make_fb_extra(goal_rewards, agent_config, trainer_config):
     from genreward_jax.trainer import updates_due
 
     spec = FBRewardSpec(state_dim=agent_config.feat_size, action_dim=ACT_DIM,
-                        goal_feature=goal_rewards.goal_feature, beta=FLAGS.beta,
-                        freeze_after_updates=updates_due(trainer_config, FLAGS.fb_train_steps))
+                        goal_feature=goal_rewards.goal_features, beta=FLAGS.beta,
+                        freeze_after_updates=updates_due(trainer_config, FLAGS.fb_train_steps),
+                        target=FLAGS.fb_reward_target, scaling=FLAGS.reward_scaling,
+                        env_reward=FLAGS.env_reward)
     return FBExtraLoss(reward_flags.fb_config_from_flags(), spec)
 
 
@@ -140,13 +145,22 @@ def main(argv: list[str]) -> None:
         env_configs = env_flags.env_configs_from_flags(stream=TRAIN_STREAM)
         eval_configs = env_flags.env_configs_from_flags(
             stream=EVAL_STREAM, num_envs=trainer_config.eval_envs)
-        reward_config = reward_flags.reward_config_from_flags(agent_config.compute_dtype)
+        reward_config = reward_flags.reward_config_from_flags(agent_config.compute_dtype,
+                                                              FLAGS.time_limit)
     except (ValueError, FileNotFoundError) as error:
         # Same shape as absl's own flag errors; absl's UsageError would print the whole help.
         sys.exit(f"FATAL Flags error: {error}\nPass --helpshort or --helpfull to see help on "
                  "flags.")
     try:
         goal_rewards = make_goal_rewards(reward_config, env_configs)
+        if goal_rewards is not None and FLAGS.placement == "goal":
+            # Training and evaluation start where the goal video(s) start.
+            placements = goal_rewards.placements
+            env_configs = [dataclasses.replace(c, placements=placements) for c in env_configs]
+            eval_configs = [dataclasses.replace(c, placements=placements) for c in eval_configs]
+        elif goal_rewards is not None and goal_rewards.num_goals > 1:
+            raise ValueError("a goal bank pairs episodes with placements: it needs "
+                             "--placement=goal")
     except (GoalFileError, ValueError) as error:
         sys.exit(f"FATAL goal error: {error}")
     os.makedirs(trainer_config.logdir, exist_ok=True)

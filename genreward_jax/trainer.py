@@ -138,6 +138,8 @@ class Trainer:
         if self.goal_rewards is not None:
             step_spec.update(dino=((self.goal_rewards.feature_dim,), np.float32),
                              r_env=((), np.float32), r_video=((), np.float32))
+            if self.goal_rewards.num_goals > 1:
+                step_spec.update(placement=((), np.int32))
         compact = self.config.compact_context
         dtypes = {"deter": np.float16 if compact else np.float32,
                   "stoch": np.uint8 if compact else np.float32}
@@ -166,6 +168,8 @@ class Trainer:
     def _step_keys(self) -> tuple[str, ...]:
         """Keys of an env step that go into replay besides action and context."""
         extra = ("dino", "r_env", "r_video") if self.goal_rewards is not None else ()
+        if self.goal_rewards is not None and self.goal_rewards.num_goals > 1:
+            extra = (*extra, "placement")  # which goal of the bank each step's episode uses
         return (*self.config.obs_keys, *FLAG_KEYS, *extra)
 
     def _reset(self, envs) -> dict[str, np.ndarray]:

@@ -45,6 +45,17 @@ def lambda_return(last: jax.Array, term: jax.Array, rew: jax.Array, val: jax.Arr
     return swap(rets)
 
 
+def shift_to_arrival(transition_reward: jax.Array, valid_next: jax.Array | None = None
+                     ) -> jax.Array:
+    """Reward of transition t ([N, L], indexed by the step it starts from: taking action t at
+    state t) moved to the step it arrives at, where returns read rewards: out[:, t + 1] =
+    transition_reward[:, t], out[:, 0] = 0. ``valid_next`` [N, L] zeroes arrivals that do not
+    come from that transition (a new episode starting at t + 1)."""
+    out = jnp.concatenate([jnp.zeros_like(transition_reward[:, :1]), transition_reward[:, :-1]],
+                          1)
+    return out if valid_next is None else out * valid_next.astype(out.dtype)
+
+
 def retnorm_init() -> dict[str, jax.Array]:
     return {'lo': jnp.zeros((), f32), 'hi': jnp.zeros((), f32)}
 

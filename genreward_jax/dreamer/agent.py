@@ -47,7 +47,7 @@ class TrainState:
 
 
 class ExtraLoss(Protocol):
-    """An additional loss trained in the same gradient step (issue 6: forward-backward).
+    """An additional loss trained in the same gradient step (e.g. forward-backward).
 
     ``init(key) -> (params, state)``: params are differentiated together with the agent's (one
     gradient) and updated by the extra's own ``optimizer`` (an optax transformation, e.g. Adam
@@ -59,7 +59,15 @@ class ExtraLoss(Protocol):
     target of the reward head and of the replay value loss. Scalar metrics are reported as
     'extra/<name>'; all of them (arrays too) go to ``post_update(old_params, params, state,
     metrics) -> (params, state)``, which runs after the optimizer step (e.g. soft target
-    updates, freezing)."""
+    updates, freezing).
+
+    Action-aware extras (``action_aware = True``) also score transitions where the agent
+    scores actions: ``transition_context(batch) -> [B, T, ...]`` says what each replay step
+    needs besides (feat, action) (imagined rollouts keep their start's), and
+    ``transition_reward(params, state, feat [..., F], action [..., A], context [...]) ->
+    (reward [...], aux)`` is the reward of taking action at feat. The agent adds it to the
+    arrival step (``actor_critic.shift_to_arrival``) of imagined rollouts and of the replay
+    value loss's rewards; not to the reward head's target."""
 
     optimizer: optax.GradientTransformation
 
@@ -260,6 +268,11 @@ class Agent:
         starts = jax.tree.map(lambda x: sg(x.reshape((b * t, *x.shape[2:]))), observed.states)
         img_feat, img_act = ac.imagine(frozen, c, starts, imag_key)
         n, h1 = img_feat.shape[:2]
+        replay_extra, img_extra = self.transition_rewards(
+            extra_params, state.extra_state, observed.feat, data, img_feat, img_act)
+        if self.extra is not None and getattr(self.extra, 'action_aware', False):
+            metrics['extra_reward/replay'] = replay_extra.mean()
+            metrics['extra_reward/imag'] = img_extra.mean()
 
         # The critic and slow critic run once on replay and imagined rows together (one
         # bigger matmul, fewer kernels); both parts need the critic's gradient. The reward
@@ -273,7 +286,7 @@ class Agent:
 
         val_rep, val_img = split(nets.val(rows))
         slow_rep, slow_img = split(dists.twohot_mean(slow_value(sg(rows)), bins))
-        img_rew = dists.twohot_mean(frozen.rew(img_feat), bins)
+        img_rew = dists.twohot_mean(frozen.rew(img_feat), bins) + img_extra
         img_con = jax.nn.sigmoid(frozen.con(img_feat)[..., 0])
 
         wm_losses, wm_metrics = wm.world_model_losses(
@@ -289,7 +302,8 @@ class Agent:
 
         boot = img_ret[:, 0].reshape((b, t))
         losses['repval'] = ac.replay_value_loss(
-            c, val_rep, slow_rep, data['is_last'], data['is_terminal'], reward, boot, bins)
+            c, val_rep, slow_rep, data['is_last'], data['is_terminal'], reward + replay_extra,
+            boot, bins)
 
         for name, value in losses.items():
             mean = value.mean()
@@ -297,6 +311,26 @@ class Agent:
             total = total + wm.loss_scale(c, name) * mean
         context = {'deter': sg(observed.states['deter']), 'stoch': sg(observed.states['stoch'])}
         return total, (metrics, context, retnorm, extra_metrics)
+
+    def transition_rewards(self, extra_params: Params, extra_state: Params, feat: jax.Array,
+                           data: dict[str, jax.Array], img_feat: jax.Array, img_act: jax.Array
+                           ) -> tuple[jax.Array, jax.Array]:
+        """An action-aware extra's rewards at their arrival steps: on replay [B, T] (for the
+        replay value loss; zero where a new episode starts) and on imagined rollouts [N, H+1]
+        (each start row keeps its replay step's context). Zeros without such an extra."""
+        if self.extra is None or not getattr(self.extra, 'action_aware', False):
+            return jnp.zeros((), f32), jnp.zeros((), f32)
+        b, t = data['is_first'].shape
+        n, h1 = img_feat.shape[:2]
+        context = self.extra.transition_context(data)
+        replay_tr, _ = self.extra.transition_reward(
+            extra_params, extra_state, sg(feat), data['action'].astype(f32), context)
+        replay = ac.shift_to_arrival(replay_tr.astype(f32), ~data['is_first'].astype(bool))
+        img_context = jnp.broadcast_to(context.reshape((b * t, 1, *context.shape[2:])),
+                                       (n, h1, *context.shape[2:]))
+        img_tr, _ = self.extra.transition_reward(extra_params, extra_state, img_feat, img_act,
+                                                 img_context)
+        return replay, ac.shift_to_arrival(img_tr.astype(f32))
 
     def _train(self, state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
         grad_fn = jax.value_and_grad(

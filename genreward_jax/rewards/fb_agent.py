@@ -1,4 +1,4 @@
-"""FB trained inside DreamerV3's jitted train step, and its goal reward for the reward head.
+"""FB trained inside DreamerV3's jitted train step, and its goal reward where actions are scored.
 
 Plugs into ``genreward_jax.dreamer.Agent(extra=...)``. Per training batch [B, T]:
   * transitions (s_t, a_t) -> s_{t+1} for t < T − 1 that stay inside one episode; s is DreamerV3's
@@ -6,11 +6,27 @@ Plugs into ``genreward_jax.dreamer.Agent(extra=...)``. Per training batch [B, T]
     of obs_{t+1} stored in replay, a' is the replay's next action a_{t+1};
   * the FB loss of ``fb.fb_loss`` with its own Adam at ``lr`` (1e-4), soft target updates (τ);
   * after ``freeze_after_updates`` updates, F and B stop changing (parameters, targets and the
-    reward normaliser are held), as the paper freezes them after 100k env steps;
-  * reward bonus for step t: ``β · normalise(F(s_t, a_t, z_g)ᵀ z_g)`` with ``z_g = B(goal)``, a
-    state-action value of being at s_t (the reward head sees s_t only, so it learns its mean over
-    the policy's actions). Normalisation: running mean and std over replay batches
-    (``fb.normaliser_update``), so β is in units of the FB reward's spread.
+    Q normaliser are held), as the paper freezes them after 100k env steps.
+
+The reward (Eq. 9), ``r_fb(s_t, a_t) = F(s_t, a_t, z_g)ᵀ z_g`` with ``z_g = B(goal)``, is a value of
+taking a_t at s_t. Where it enters (``FBRewardSpec.target``):
+  * ``'actor'`` (default): as the reward of the transition it belongs to — taking a_t at s_t is
+    rewarded on arriving at step t+1 — in imagination (F on the imagined state and action) and,
+    with the same alignment, in the replay value loss. The reward head learns the env and video
+    terms only, so the actor sees which *action* the goal prefers.
+  * ``'reward_head'`` (the paper's Eq. 10 read literally): added to the reward head's target at
+    step t; the head sees s_t only, so it learns the mean over the policy's actions.
+
+Scale (``FBRewardSpec.scaling``):
+  * ``'calibrated'`` (default): ``β · σ_env · (Q − μ_Q) / σ_Q``, with μ_Q, σ_Q running statistics of
+    Q over replay batches and σ_env the running per-step std of the env reward (1 with the env
+    reward off): β is the FB term's per-step spread as a fraction of the env reward's.
+  * ``'paper'``: ``β · Q`` on the raw value, the release's formula (its β = 1e-5 then makes the
+    term vanish: Q scales with 1/((1 − γ)·ρ(goal))).
+
+Goal banks: with G goals (one per object/goal placement) ``goal_features`` is [G, D] and each
+replay step carries the index of its episode's goal (``GOAL_INDEX_KEY``); imagined rollouts keep
+the goal of the state they start from.
 """
 
 from __future__ import annotations
@@ -26,36 +42,74 @@ import optax
 from genreward_jax.rewards import fb
 
 GOAL_FEATURE_KEY = 'dino'
+GOAL_INDEX_KEY = 'placement'
+TARGETS = ('actor', 'reward_head')
+SCALINGS = ('calibrated', 'paper')
+sg = jax.lax.stop_gradient
 
 
 @dataclasses.dataclass(frozen=True)
 class FBRewardSpec:
-    """What FB needs from the agent and the goal."""
+    """What FB needs from the agent and the goal, and how its reward enters learning."""
 
     state_dim: int
     action_dim: int
-    goal_feature: np.ndarray  # [G] DINOv3 pooled feature of the goal keyframe
+    goal_feature: np.ndarray  # [G] (one goal) or [N_goals, G]: DINOv3 of each goal keyframe
     beta: float
     freeze_after_updates: int
+    target: str = 'actor'
+    scaling: str = 'calibrated'
+    env_reward: bool = True  # False: generated rewards only, σ_env is taken as 1
+
+    def __post_init__(self):
+        if np.ndim(self.goal_feature) not in (1, 2):
+            raise ValueError(f'goal feature must be [G] or [N_goals, G], got shape '
+                             f'{np.shape(self.goal_feature)}')
+        if self.target not in TARGETS:
+            raise ValueError(f'FB reward target must be one of {TARGETS}, got {self.target!r}')
+        if self.scaling not in SCALINGS:
+            raise ValueError(f'reward scaling must be one of {SCALINGS}, got {self.scaling!r}')
+
+    @property
+    def goal_features(self) -> np.ndarray:
+        """[N_goals, G]."""
+        return np.atleast_2d(np.asarray(self.goal_feature, np.float32))
+
+
+def reward_shares(env: jax.Array, stored: jax.Array, fb_bonus: jax.Array, env_on: bool
+                  ) -> dict[str, jax.Array]:
+    """Each term's share of the reward variance, over the batch's sequences [B, T].
+
+    The terms: env (r_env as applied), video (the stored reward minus the env term: α·r_video),
+    FB (the scaled Eq. 9 bonus). Each sequence's sum of a term is one sample; share_k =
+    var_B(sum_k) / Σ_j var_B(sum_j) (covariances left out), and spread_k = std_B(sum_k) /
+    std_B(sum_env), the number the calibrated weights aim at (α, β)."""
+    sums = {'env': env.sum(1), 'video': (stored - env).sum(1), 'fb': fb_bonus.sum(1)}
+    var = {k: v.var() for k, v in sums.items()}
+    total = jnp.maximum(sum(var.values()), 1e-12)
+    out = {f'share_{k}': v / total for k, v in var.items()}
+    if env_on:
+        env_std = jnp.maximum(jnp.sqrt(var['env']), 1e-12)
+        out.update({f'spread_{k}_vs_env': jnp.sqrt(var[k]) / env_std for k in ('video', 'fb')})
+    return out
 
 
 class FBExtraLoss:
-    """``ExtraLoss`` for ``Agent``: trains FB on each batch and returns the goal-reward bonus."""
+    """``ExtraLoss`` for ``Agent``: trains FB on each batch and scores transitions with Eq. 9."""
 
     def __init__(self, config: fb.FBConfig, spec: FBRewardSpec):
-        if spec.goal_feature.ndim != 1:
-            raise ValueError(f'goal feature must be [G], got shape {spec.goal_feature.shape}')
         self.config = config
         self.spec = spec
         self.optimizer = optax.adam(config.lr)
+        self.action_aware = spec.target == 'actor'
 
     def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(trainable FB params, non-trained state: target nets, normaliser, update count)."""
-        goal_dim = int(self.spec.goal_feature.shape[0])
+        """(trainable FB params, non-trained state: target nets, normalisers, update count)."""
+        goal_dim = int(self.spec.goal_features.shape[1])
         params = fb.init_fb(key, self.config, self.spec.state_dim, self.spec.action_dim,
                             goal_dim)
         state = {'target': jax.tree.map(jnp.copy, params), 'norm': fb.normaliser_init(),
-                 'updates': jnp.zeros((), jnp.int32)}
+                 'env_norm': fb.normaliser_init(), 'updates': jnp.zeros((), jnp.int32)}
         return params, state
 
     def active(self, state: dict[str, Any]) -> jax.Array:
@@ -64,7 +118,7 @@ class FBExtraLoss:
 
     def transitions(self, inputs: dict[str, Any]) -> dict[str, jax.Array]:
         """[B, T] training slice -> B·(T − 1) transitions in ``fb.fb_loss``'s layout."""
-        feat = jax.lax.stop_gradient(inputs['feat']).astype(jnp.float32)
+        feat = sg(inputs['feat']).astype(jnp.float32)
         action = inputs['action'].astype(jnp.float32)
         batch = inputs['batch']
         goal = batch[GOAL_FEATURE_KEY].astype(jnp.float32)
@@ -80,26 +134,62 @@ class FBExtraLoss:
                 'discount': flat(self.config.discount * (1.0 - terminal)),
                 'mask': flat(keep.astype(jnp.float32))}
 
+    def transition_context(self, batch: dict[str, jax.Array]) -> jax.Array:
+        """What ``transition_reward`` needs per replay step besides feat and action: the index
+        of the step's goal [B, T] (all 0 with one goal). Imagination keeps its start's."""
+        return self.goal_index(batch)
+
+    def goal_index(self, batch: dict[str, jax.Array]) -> jax.Array:
+        """Index of each replay step's goal [B, T] (all 0 with one goal)."""
+        if GOAL_INDEX_KEY in batch and self.spec.goal_features.shape[0] > 1:
+            return batch[GOAL_INDEX_KEY].astype(jnp.int32)
+        return jnp.zeros(batch['is_first'].shape, jnp.int32)
+
+    def env_scale(self, state: dict[str, Any]) -> jax.Array:
+        """σ_env: running per-step std of the env reward (1 without env reward or stats)."""
+        if not self.spec.env_reward:
+            return jnp.ones((), jnp.float32)
+        norm = state['env_norm']
+        return jnp.where(norm['count'] > 0, jnp.sqrt(norm['var']), 1.0)
+
+    def transition_reward(self, params: dict[str, Any], state: dict[str, Any],
+                          feat: jax.Array, action: jax.Array, goal_index: jax.Array
+                          ) -> jax.Array:
+        """Scaled Eq. 9 reward of taking action [..., A] at feat [..., F] towards the goal of
+        goal_index [...] -> [...] (stop-gradient: the reward never trains F or the agent)."""
+        params, state = sg(params), sg(state)
+        lead = feat.shape[:-1]
+        feat = feat.reshape((-1, feat.shape[-1])).astype(jnp.float32)
+        action = action.reshape((-1, action.shape[-1])).astype(jnp.float32)
+        goals = fb.backward(params, self.config, jnp.asarray(self.spec.goal_features))
+        z = goals[goal_index.reshape(-1)]
+        q = jnp.einsum('hnz,nz->n', fb.forward(params, self.config, feat, action, z),
+                       z) / self.config.f_heads
+        if self.spec.scaling == 'paper':
+            reward = self.spec.beta * q
+        else:
+            reward = self.spec.beta * self.env_scale(state) * fb.normalise(state['norm'], q)
+        return reward.reshape(lead), q.reshape(lead)
+
     def loss(self, params: dict[str, Any], state: dict[str, Any], inputs: dict[str, Any],
-             key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array], jax.Array]:
+             key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array], jax.Array | None]:
         transitions = self.transitions(inputs)
         z = fb.sample_z(key, self.config, transitions['next_goal_feat'], params)
         loss, metrics = fb.fb_loss(params, state['target'], self.config, transitions, z)
         active = self.active(state)
         loss = jnp.where(active, loss, 0.0)
 
-        feat = jax.lax.stop_gradient(inputs['feat']).astype(jnp.float32)
-        b, t = feat.shape[:2]
-        z_goal = jax.lax.stop_gradient(
-            fb.goal_z(params, self.config, jnp.asarray(self.spec.goal_feature, jnp.float32)))
-        q = jax.lax.stop_gradient(fb.fb_q(
-            params, self.config, feat.reshape(b * t, -1),
-            inputs['action'].astype(jnp.float32).reshape(b * t, -1), z_goal))
-        bonus = self.spec.beta * fb.normalise(state['norm'], q).reshape(b, t)
+        batch = inputs['batch']
+        bonus, q = self.transition_reward(params, state, inputs['feat'], inputs['action'],
+                                          self.goal_index(batch))
+        env = batch['r_env'] if 'r_env' in batch else batch['reward']
+        metrics.update(reward_shares(env * float(self.spec.env_reward), batch['reward'],
+                                     bonus, self.spec.env_reward))
         metrics = {**metrics, 'fb_q_mean': q.mean(), 'fb_q_std': q.std(),
-                   'fb_active': active.astype(jnp.float32), 'fb_reward': bonus.mean()}
-        metrics['fb_q_batch'] = q
-        return loss, metrics, bonus
+                   'fb_active': active.astype(jnp.float32), 'fb_reward': bonus.mean(),
+                   'fb_reward_std': bonus.std(), 'env_scale': self.env_scale(state),
+                   'fb_q_batch': q.reshape(-1), 'env_reward_batch': env.reshape(-1)}
+        return loss, metrics, (None if self.action_aware else bonus)
 
     def post_update(self, old_params: dict[str, Any], params: dict[str, Any],
                     state: dict[str, Any], metrics: dict[str, jax.Array]
@@ -113,4 +203,7 @@ class FBExtraLoss:
         q = metrics['fb_q_batch']
         norm = fb.normaliser_update(state['norm'], q, jnp.ones_like(q))
         norm = jax.tree.map(lambda new, old: jnp.where(active, new, old), norm, state['norm'])
-        return params, {'target': target, 'norm': norm, 'updates': state['updates'] + 1}
+        env = metrics['env_reward_batch'].astype(jnp.float32)
+        env_norm = fb.normaliser_update(state['env_norm'], env, jnp.ones_like(env))
+        return params, {'target': target, 'norm': norm, 'env_norm': env_norm,
+                        'updates': state['updates'] + 1}

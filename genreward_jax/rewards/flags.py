@@ -8,13 +8,41 @@ from __future__ import annotations
 from absl import flags
 
 from genreward_jax.rewards.fb import FBConfig
-from genreward_jax.rewards.goal_rewards import RewardConfig
+from genreward_jax.rewards.fb_agent import TARGETS
+from genreward_jax.rewards.goal_rewards import SCALINGS, RewardConfig
+from genreward_jax.rewards.video import VIDEO_VARIANTS
 
-flags.DEFINE_string('goal_file', None, 'Goal .npz from preprocessing/make_goals.py. Unset: '
-                    'plain DreamerV3 on the environment reward.')
-flags.DEFINE_float('alpha', 0.01, 'Weight α of the video reward (the release: 0.01).')
-flags.DEFINE_float('beta', 1e-5, 'Weight β of the normalised FB reward (the release: 1e-5 on '
-                   'the raw FB value; ours is in units of its standard deviation over replay).')
+# Chosen by AUC(expert vs random) in bench/reward_quality.py with the tiny models (README).
+DEFAULT_VIDEO_VARIANT = 'centred'
+
+flags.DEFINE_string('goal_file', None, 'Goal .npz from preprocessing/make_goals.py, or the '
+                    'bank.json of make_goals.py --placements=N. Unset: plain DreamerV3 on the '
+                    'environment reward.')
+flags.DEFINE_float('alpha', 0.5, 'Weight α of the video reward. calibrated: its per-step '
+                   'spread as a fraction of the env reward\'s; paper: multiplies the raw cosine '
+                   '(the release: 0.01).')
+flags.DEFINE_float('beta', 0.5, 'Weight β of the FB reward. calibrated: its per-step spread as '
+                   'a fraction of the env reward\'s; paper: multiplies the raw F(s,a,z)ᵀz (the '
+                   'release: 1e-5).')
+flags.DEFINE_enum('reward_scaling', 'calibrated', list(SCALINGS),
+                  'calibrated: each generated term standardised online and weighted against the '
+                  'env reward\'s spread; paper: the release\'s literal r_env + α·r_video + '
+                  'β·F(s,a,z)ᵀz.')
+flags.DEFINE_enum('video_variant', DEFAULT_VIDEO_VARIANT, list(VIDEO_VARIANTS),
+                  'Video reward (genreward_jax/rewards/video.py): paper = every window against '
+                  'the whole goal video; progress = against the goal segment of the same '
+                  'episode fraction; centred = latents minus a still clip of the start scene.')
+flags.DEFINE_integer('video_goal_steps', 0, 'Progress variants: env steps the goal video spans '
+                     '(0: the whole episode).', lower_bound=0)
+flags.DEFINE_enum('fb_reward_target', 'actor', list(TARGETS),
+                  'actor: r_fb(s_t, a_t) is the reward of the transition it belongs to, in '
+                  'imagination and the replay value loss (action-aware); reward_head: added to '
+                  'the reward head\'s target (Eq. 10 read literally; the head sees s_t only).')
+flags.DEFINE_enum('placement', 'goal', ['goal', 'random'],
+                  'goal: every episode (training and evaluation) starts at the goal\'s recorded '
+                  'object/goal placement (with a bank, at one of its placements, and rewards use '
+                  'that goal); random: fresh placements every episode with one goal (the '
+                  'release).')
 flags.DEFINE_bool('video_reward', True, 'Add α·r_video (ablation: --novideo_reward).')
 flags.DEFINE_bool('fb_reward', True, 'Train FB and add β·r_fb (ablation: --nofb_reward).')
 flags.DEFINE_bool('env_reward', True, 'Add the environment reward (off: generated rewards only).')
@@ -34,7 +62,7 @@ flags.DEFINE_enum('encoder_dtype', 'auto', ['auto', 'float32', 'bfloat16'],
 FLAGS = flags.FLAGS
 
 
-def reward_config_from_flags(default_dtype: str) -> RewardConfig | None:
+def reward_config_from_flags(default_dtype: str, episode_length: int) -> RewardConfig | None:
     """None without --goal_file; raises ValueError/FileNotFoundError on bad values."""
     if not FLAGS.goal_file:
         return None
@@ -43,7 +71,10 @@ def reward_config_from_flags(default_dtype: str) -> RewardConfig | None:
     dtype = default_dtype if FLAGS.encoder_dtype == 'auto' else FLAGS.encoder_dtype
     return RewardConfig(goal_file=FLAGS.goal_file, alpha=FLAGS.alpha,
                         video_reward=FLAGS.video_reward, env_reward=FLAGS.env_reward,
-                        video_interval=FLAGS.video_interval, encoder_dtype=dtype)
+                        video_interval=FLAGS.video_interval, encoder_dtype=dtype,
+                        video_variant=FLAGS.video_variant, reward_scaling=FLAGS.reward_scaling,
+                        episode_length=episode_length,
+                        video_goal_steps=FLAGS.video_goal_steps or None)
 
 
 def fb_config_from_flags() -> FBConfig:

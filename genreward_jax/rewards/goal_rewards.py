@@ -8,10 +8,24 @@ DINOv3 reproduces the stored keyframe feature.
 Per env step, ``GoalRewards.process`` adds to the observation batch:
   * ``dino`` [N, D]: the DINOv3 feature of the policy image (B's input in the FB loss);
   * ``r_env`` [N]: the environment reward (dense or sparse, as the env was configured);
-  * ``r_video`` [N]: the video reward at the steps that close a window (see ``video.py``), else 0;
-  * ``reward`` [N]: ``r_env·[env reward on] + α·r_video``, the reward stored in replay. The FB
-    term ``β·r_fb`` is added inside the train step (``fb_agent.py``), because F and B change while
-    they train.
+  * ``r_video`` [N]: the raw video reward (a cosine) at the steps that close a window (see
+    ``video.py`` for the variants), else 0;
+  * ``reward`` [N]: ``r_env·[env reward on] + video term``, the reward stored in replay. The FB
+    term is added inside the train step (``fb_agent.py``), because F and B change while they
+    train.
+
+The video term (``reward_scaling``):
+  * ``'paper'``: ``α·r_video``, the release's formula (α = 0.01 on a cosine that varies by
+    ~0.01 between behaviours: invisible next to Meta-World's 0-10 per-step reward);
+  * ``'calibrated'``: ``α · σ_env · I · (r_video − μ) / σ``, with μ, σ running statistics of the
+    raw window values, σ_env the running per-step std of the env reward (1 with the env reward
+    off) and I the window length. One value arrives per I steps, and the reward head cannot
+    tell when a window closes from the state, so it learns E[term | s] ≈ α·σ_env·z per step:
+    α reads as the term's spread per step in units of the env reward's.
+
+Goal banks (``--goal_file=<folder>/bank.json`` from ``make_goals.py --placements=N``): the env
+reports each episode's placement index (``obs['placement']``) and the episode's video reward
+uses the goal of that placement; the FB goal features of all goals are ``goal_features``.
 
 The FB goal feature is DINOv3 of the keyframe resized to the policy image size, so the goal and the
 replay frames B sees share one resolution and preprocessing.
@@ -20,6 +34,7 @@ replay frames B sees share one resolution and preprocessing.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import jax
@@ -41,10 +56,11 @@ from genreward_jax.goals import (
     encoder_folder,
     load_goal,
 )
-from genreward_jax.rewards.video import VideoWindows, make_video_reward_fn
+from genreward_jax.rewards.video import VIDEO_VARIANTS, VideoReward, VideoWindows, video_targets
 
 LATENT_ATOL = 1e-3
 FEATURE_ATOL = 1e-3
+SCALINGS = ('calibrated', 'paper')
 
 
 class GoalMismatchError(GoalFileError):
@@ -55,14 +71,24 @@ class GoalMismatchError(GoalFileError):
 class RewardConfig:
     """Which reward terms are on and how they are weighted (defaults: the authors' release)."""
 
-    goal_file: str
+    goal_file: str  # a goal .npz, or a bank.json of goals (one per placement)
     alpha: float = 0.01
     video_reward: bool = True
     env_reward: bool = True
     video_interval: int = 128
     encoder_dtype: str = 'float32'
+    video_variant: str = 'paper'
+    reward_scaling: str = 'paper'
+    episode_length: int = 256  # env steps per episode (the progress variants need it)
+    video_goal_steps: int | None = None  # progress variants: env steps the goal spans
 
     def __post_init__(self):
+        if self.video_variant not in VIDEO_VARIANTS:
+            raise ValueError(f'--video_variant must be one of {VIDEO_VARIANTS}, got '
+                             f'{self.video_variant!r}')
+        if self.reward_scaling not in SCALINGS:
+            raise ValueError(f'--reward_scaling must be one of {SCALINGS}, got '
+                             f'{self.reward_scaling!r}')
         if self.video_interval < 1:
             raise ValueError(f'--video_interval must be positive, got {self.video_interval}')
         if self.encoder_dtype not in ('float32', 'bfloat16'):
@@ -84,36 +110,127 @@ def _check_close(name: str, ours: np.ndarray, stored: np.ndarray, atol: float) -
                                 'weights, resolution or preprocessing')
 
 
+def load_goals(path: str) -> list[tuple[str, GoalFile]]:
+    """[(path, goal)] of a goal .npz, or of every goal in a bank.json (paths relative to it)."""
+    if not path.endswith('.json'):
+        return [(path, load_goal(path))]
+    try:
+        with open(path) as f:
+            bank = json.load(f)
+        names = list(bank['goals'])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise GoalFileError(f'{path}: not a goal bank written by make_goals.py --placements '
+                            f'({type(error).__name__}: {error})') from error
+    if not names:
+        raise GoalFileError(f'{path}: the goal bank lists no goals')
+    folder = os.path.dirname(os.path.abspath(path))
+    goals = [(os.path.join(folder, n), load_goal(os.path.join(folder, n))) for n in names]
+    first = goals[0][1]
+    for goal_path, goal in goals[1:]:
+        if (goal.task, goal.frames.shape[1:], goal.latent_mean.shape,
+                goal.provenance['vae']['hash'], goal.provenance['dinov3']['hash']) != (
+                first.task, first.frames.shape[1:], first.latent_mean.shape,
+                first.provenance['vae']['hash'], first.provenance['dinov3']['hash']):
+            raise GoalFileError(f'{goal_path}: differs from {goals[0][0]} in task, size or '
+                                'encoders; a bank needs goals made alike')
+    return goals
+
+
+class RunningStats:
+    """Mean and variance of a stream of numbers (Welford), checkpointable as one array."""
+
+    def __init__(self):
+        self.count, self.mean, self.m2 = 0.0, 0.0, 0.0
+
+    def update(self, values: np.ndarray) -> None:
+        for value in np.asarray(values, np.float64).ravel():
+            self.count += 1.0
+            delta = value - self.mean
+            self.mean += delta / self.count
+            self.m2 += delta * (value - self.mean)
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(self.m2 / self.count)) if self.count > 1 else 0.0
+
+    def standardise(self, values: np.ndarray) -> np.ndarray:
+        """(x − mean) / std; zero until the spread is known (fewer than two values)."""
+        if self.std <= 0.0:
+            return np.zeros_like(values)
+        return ((values - self.mean) / self.std).astype(values.dtype)
+
+    def array(self) -> np.ndarray:
+        return np.array([self.count, self.mean, self.m2], np.float64)
+
+    def load(self, array: np.ndarray) -> None:
+        self.count, self.mean, self.m2 = (float(v) for v in np.asarray(array))
+
+
 class GoalRewards:
     """Encoders, goal targets and per-env video windows for one training run."""
 
     def __init__(self, config: RewardConfig, num_envs: int, image_size: int):
         self.config = config
-        self.goal: GoalFile = load_goal(config.goal_file)
+        self.goals = load_goals(config.goal_file)
+        goal_path, self.goal = self.goals[0]
         goal = self.goal
-        vae_dir = encoder_folder(config.goal_file, goal, 'vae')
-        dino_dir = encoder_folder(config.goal_file, goal, 'dinov3')
+        vae_dir = encoder_folder(goal_path, goal, 'vae')
+        dino_dir = encoder_folder(goal_path, goal, 'dinov3')
         check_goal_matches(goal, vae_hash=weights_hash(vae_dir),
                            dinov3_hash=weights_hash(dino_dir))
         vae, dino = load_vae_encoder(vae_dir), load_dinov3(dino_dir)
-        self._verify_encoders(vae, dino)
+        for _, each in self.goals:
+            self._verify_encoders(vae, dino, each)
         # Same float32 parameters; only the compute dtype of the run may differ.
         dtype = jnp.dtype(config.encoder_dtype)
         vae = vae._replace(module=vae.module.clone(dtype=dtype))
         dino = dino._replace(module=dino.module.clone(dtype=dtype))
-        self.video_reward_fn = make_video_reward_fn(
-            lambda clips: vae.apply(vae.params, video_to_vae_input(clips))[0], goal.latent_mean)
+
+        def encode_mean(clips):
+            return vae.apply(vae.params, video_to_vae_input(clips))[0]
+
+        targets = [video_targets(encode_mean, g.frames, g.latent_mean, config.video_variant,
+                                 config.video_interval, config.episode_length,
+                                 g.num_sampled_frames, config.video_goal_steps)
+                   for _, g in self.goals]
+        self.windows_per_episode = len(targets[0])
+        self.video_reward_fn = VideoReward(encode_mean, np.concatenate(targets),
+                                           centred=config.video_variant.endswith('centred'))
         self._dino = jax.jit(lambda images: dino.apply(dino.params,
                                                         preprocess_images(images))['pooled'])
         self.feature_dim = int(goal.keyframe_feature.shape[0])
-        keyframe = jax.image.resize(jnp.asarray(goal.keyframe, jnp.float32),
-                                    (image_size, image_size, 3), 'linear', antialias=True)
-        self.goal_feature = np.asarray(self._dino(jnp.round(keyframe)[None])[0])
+        self.goal_features = np.stack([self._policy_size_feature(g, image_size)
+                                       for _, g in self.goals])
+        self.goal_feature = self.goal_features[0]
         self.windows = VideoWindows(num_envs, config.video_interval, goal.num_sampled_frames,
                                     goal.resolution)
         self.episode_step = np.zeros(num_envs, np.int64)
+        self.goal_index = np.zeros(num_envs, np.int64)
         self.needs_extra_render = config.video_reward and goal.resolution != image_size
+        self.video_stats, self.env_stats = RunningStats(), RunningStats()
+        self.episode_sums = np.zeros((num_envs, 2), np.float64)   # env term, video term
+        self._finished: list[np.ndarray] = []
         self._video_rewards: list[float] = []
+        self._video_scaled: list[float] = []
+
+    @property
+    def num_goals(self) -> int:
+        return len(self.goals)
+
+    @property
+    def placements(self) -> tuple[tuple[float, ...], ...]:
+        """Each goal's recorded placement, in bank order (for EnvConfig.placements)."""
+        missing = [p for p, g in self.goals if g.placement is None]
+        if missing:
+            raise GoalFileError(f'{missing[0]} records no object/goal placement (a file goal or '
+                                'a foreign condition image): use --placement=random')
+        return tuple(tuple(g.placement.tolist()) for _, g in self.goals)
+
+    def _policy_size_feature(self, goal: GoalFile, image_size: int) -> np.ndarray:
+        """DINOv3 of the keyframe at the policy's image size (B sees replay frames there)."""
+        keyframe = jax.image.resize(jnp.asarray(goal.keyframe, jnp.float32),
+                                    (image_size, image_size, 3), 'linear', antialias=True)
+        return np.asarray(self._dino(jnp.round(keyframe)[None])[0])
 
     @property
     def extra_size(self) -> int | None:
@@ -121,9 +238,8 @@ class GoalRewards:
         already have the goal's resolution (then they are encoded directly)."""
         return self.goal.resolution if self.needs_extra_render else None
 
-    def _verify_encoders(self, vae: LoadedEncoder, dino: LoadedEncoder) -> None:
+    def _verify_encoders(self, vae: LoadedEncoder, dino: LoadedEncoder, goal: GoalFile) -> None:
         """Re-encodes the goal in float32 at highest precision and compares with the file."""
-        goal = self.goal
         with jax.default_matmul_precision('highest'):
             clip = goal.frames[goal.frame_indices][None]
             latent = jax.jit(vae.apply)(vae.params, video_to_vae_input(clip))[0][0]
@@ -144,9 +260,13 @@ class GoalRewards:
     def process(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Adds dino, r_env, r_video and the combined reward to a batch of observations."""
         cfg = self.config
-        self.episode_step = np.where(obs['is_first'], 0, self.episode_step + 1)
+        first = np.asarray(obs['is_first'], bool)
+        self.episode_step = np.where(first, 0, self.episode_step + 1)
+        if 'placement' in obs and self.num_goals > 1:
+            self.goal_index = np.where(first, np.asarray(obs['placement']), self.goal_index)
         r_env = np.asarray(obs['reward'], np.float32)
         r_video = np.zeros_like(r_env)
+        video_term = np.zeros_like(r_env)
         if cfg.video_reward:
             frames = obs.get('extra_image') if self.needs_extra_render else obs['image']
             if frames is None:
@@ -157,24 +277,73 @@ class GoalRewards:
                 frames = np.zeros((len(r_env), *self.windows.clips.shape[2:]), np.uint8)
             closed, clips = self.windows.add(self.episode_step, frames)
             if len(closed):
-                r_video[closed] = np.asarray(self.video_reward_fn(clips))
+                window = np.minimum(self.windows.window_index(self.episode_step[closed]) - 1,
+                                    self.windows_per_episode - 1)
+                target = self.goal_index[closed] * self.windows_per_episode + window
+                r_video[closed] = np.asarray(self.video_reward_fn(
+                    clips, target, self.windows.first_frames[closed]))
+                video_term[closed] = self._video_term(r_video[closed])
                 self._video_rewards.extend(r_video[closed].tolist())
-        reward = (r_env if cfg.env_reward else np.zeros_like(r_env)) + cfg.alpha * r_video
+                self._video_scaled.extend(video_term[closed].tolist())
+        env_term = r_env if cfg.env_reward else np.zeros_like(r_env)
+        self.env_stats.update(r_env[~first])
+        reward = env_term + video_term
+        self._track_episodes(first, np.asarray(obs['is_last'], bool) if 'is_last' in obs
+                             else np.zeros_like(first), env_term, video_term)
         dino = np.asarray(self._dino(obs['image']), np.float32)
         return {**obs, 'r_env': r_env, 'r_video': r_video, 'reward': reward, 'dino': dino}
 
+    def _video_term(self, raw: np.ndarray) -> np.ndarray:
+        """The video reward as it enters the total reward (module docstring)."""
+        cfg = self.config
+        if cfg.reward_scaling == 'paper':
+            return (cfg.alpha * raw).astype(np.float32)
+        self.video_stats.update(raw)
+        env_scale = (self.env_stats.std or 1.0) if cfg.env_reward else 1.0
+        scale = cfg.alpha * env_scale * cfg.video_interval
+        return (scale * self.video_stats.standardise(raw.astype(np.float64))).astype(np.float32)
+
+    def _track_episodes(self, first, last, env_term, video_term) -> None:
+        """Per-episode sums of the env and video terms, for their spread and variance share."""
+        self.episode_sums[first] = 0.0
+        self.episode_sums[:, 0] += env_term
+        self.episode_sums[:, 1] += video_term
+        for env in np.flatnonzero(last):
+            self._finished.append(self.episode_sums[env].copy())
+
     def metrics(self) -> dict[str, float]:
-        """Mean video reward of the windows closed since the last call (for the log)."""
-        if not self._video_rewards:
-            return {}
-        out = {'rewards/video': float(np.mean(self._video_rewards)),
-               'rewards/video_windows': float(len(self._video_rewards))}
-        self._video_rewards = []
+        """Raw and scaled video reward of the windows closed since the last call, and over the
+        episodes finished since then, the spread of the video term's per-episode sum relative to
+        the env return's and its share of their variance (for the log)."""
+        out = {}
+        if self._video_rewards:
+            raw = np.asarray(self._video_rewards)
+            out.update({'rewards/video': float(raw.mean()), 'rewards/video_std': float(raw.std()),
+                        'rewards/video_scaled': float(np.mean(self._video_scaled)),
+                        'rewards/video_scaled_std': float(np.std(self._video_scaled)),
+                        'rewards/video_windows': float(len(raw))})
+        if len(self._finished) >= 2:
+            sums = np.stack(self._finished)
+            var = sums.var(0)
+            out['rewards/share_video'] = float(var[1] / max(var.sum(), 1e-12))
+            if var[0] > 0:
+                out['rewards/spread_video_vs_env'] = float(np.sqrt(var[1] / var[0]))
+            self._finished = []
+        out['rewards/env_scale'] = float(self.env_stats.std)
+        self._video_rewards, self._video_scaled = [], []
         return out
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {**self.windows.state_dict(), 'episode_step': self.episode_step.copy()}
+        return {**self.windows.state_dict(), 'episode_step': self.episode_step.copy(),
+                'goal_index': self.goal_index.copy(), 'video_stats': self.video_stats.array(),
+                'env_stats': self.env_stats.array(), 'episode_sums': self.episode_sums.copy()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self.windows.load_state_dict({'clips': state['clips']})
+        self.windows.load_state_dict({k: state[k] for k in ('clips', 'first_frames')
+                                      if k in state})
         self.episode_step = np.asarray(state['episode_step'], np.int64).copy()
+        if 'goal_index' in state:
+            self.goal_index = np.asarray(state['goal_index'], np.int64).copy()
+            self.video_stats.load(state['video_stats'])
+            self.env_stats.load(state['env_stats'])
+            self.episode_sums = np.asarray(state['episode_sums'], np.float64).copy()

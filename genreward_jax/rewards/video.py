@@ -71,9 +71,13 @@ def segment_indices(num_goal_frames: int, num_samples: int, start: float, end: f
 
 
 def video_targets(encode_mean: Encoder, goal_frames: np.ndarray, goal_latent: np.ndarray,
-                  variant: str, interval: int, episode_length: int, num_samples: int
-                  ) -> np.ndarray:
+                  variant: str, interval: int, episode_length: int, num_samples: int,
+                  goal_steps: int | None = None) -> np.ndarray:
     """Target latent of each window of an episode, [W, T', h, w, C] with W = L // I windows.
+
+    Progress variants map episode step τ to goal time τ / D with D = ``goal_steps`` (None: the
+    episode length L, so the goal video spans the episode; the scripted expert's own pace is
+    D = N − 1), holding the goal's last frame after D.
 
     goal_frames [N, R, R, 3] uint8 and goal_latent [T', h, w, C] come from the goal file (the
     stored latent is what ``paper`` compares with; the other variants re-encode goal frames with
@@ -81,10 +85,11 @@ def video_targets(encode_mean: Encoder, goal_frames: np.ndarray, goal_latent: np
     if variant not in VIDEO_VARIANTS:
         raise ValueError(f'video reward variant must be one of {VIDEO_VARIANTS}, got {variant!r}')
     windows = max(episode_length // interval, 1)
+    pace = goal_steps or episode_length
     if variant.startswith('progress'):
         clips = np.stack([goal_frames[segment_indices(
-            len(goal_frames), num_samples, (k - 1) * interval / episode_length,
-            min(k * interval / episode_length, 1.0))] for k in range(1, windows + 1)])
+            len(goal_frames), num_samples, min((k - 1) * interval / pace, 1.0),
+            min(k * interval / pace, 1.0))] for k in range(1, windows + 1)])
         targets = np.asarray(encode_mean(jnp.asarray(clips)), np.float32)
     else:
         targets = np.repeat(np.asarray(goal_latent, np.float32)[None], windows, axis=0)

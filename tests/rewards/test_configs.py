@@ -31,7 +31,16 @@ def test_task_configs_name_their_goal_and_task(task):
     values = parse(task)
     assert values.goal_file == f'goals/{values.task}-v3/goal.npz'
     assert values.obs_keys == ['image'] and values.time_limit == 256
-    assert (values.alpha, values.beta, values.video_interval) == (0.01, 1e-5, 128)
+    assert (values.alpha, values.beta, values.video_interval) == (0.5, 0.5, 128)
+    assert values.reward_scaling == 'calibrated' and values.fb_reward_target == 'actor'
+    assert values.placement == 'goal'
+
+
+def test_release_literal_restores_the_release_formula():
+    values = parse('pick_place', 'release_literal')
+    assert (values.alpha, values.beta, values.reward_scaling) == (0.01, 1e-5, 'paper')
+    assert (values.video_variant, values.fb_reward_target, values.placement) == (
+        'paper', 'reward_head', 'random')
 
 
 @pytest.mark.parametrize('ablation,check', [
@@ -50,7 +59,7 @@ def test_every_training_config_is_covered():
     training = {n for n in names if not n.startswith('goals_')}
     covered = {*TASK_CONFIGS, 'genreward_paper', 'quickstart', 'ablation_no_video_reward',
                'ablation_no_fb_reward', 'ablation_generated_only', 'ablation_sparse',
-               'baseline_dreamerv3'}
+               'baseline_dreamerv3', 'release_literal'}
     assert training == covered
     for name in ('genreward_paper', 'quickstart'):
         parse(name)

@@ -41,7 +41,7 @@ def setup():
         fb.FBConfig(z_dim=8, hidden=16),
         FBRewardSpec(state_dim=config.feat_size, action_dim=ACT_DIM,
                      goal_feature=np.ones(GOAL_DIM, np.float32), beta=0.5,
-                     freeze_after_updates=2))
+                     freeze_after_updates=2, target='reward_head'))
     agent = Agent(config, SPEC, ACT_DIM, extra=extra)
     return agent, make_batch(config)
 

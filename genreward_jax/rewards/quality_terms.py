@@ -1,0 +1,144 @@
+"""GenReward's generated terms as ``quality.RewardTerm``s: the video reward (each variant) and the
+FB reward, computed on recorded rollouts exactly as the online stage computes them.
+
+The video term runs each episode through ``VideoWindows`` and ``VideoReward`` (the online
+classes). The FB term has no world model to borrow a state from, so F sees the same goal-space
+features as B (DINOv3 of the frame, or the 39-d state for the oracle control) and is trained on a
+replay of all the benchmark's rollouts with the standard FB loss (``fb.fb_loss``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from genreward_jax.goals import GoalFile
+from genreward_jax.rewards import fb
+from genreward_jax.rewards.quality import Rollout
+from genreward_jax.rewards.video import VideoReward, VideoWindows, video_targets
+
+
+class VideoTerm:
+    """r_video of one variant: reward at each window-closing step, zero elsewhere."""
+
+    def __init__(self, encode_mean: Callable, goal: GoalFile, variant: str, interval: int,
+                 episode_length: int, goal_steps: int | None = None):
+        self.name = f'video/{variant}' + (f' (D={goal_steps})' if goal_steps and
+                                          variant.startswith('progress') else '')
+        self.interval = interval
+        self.num_samples = goal.num_sampled_frames
+        self.resolution = goal.resolution
+        targets = video_targets(encode_mean, goal.frames, goal.latent_mean, variant, interval,
+                                episode_length, goal.num_sampled_frames, goal_steps)
+        self.reward = VideoReward(encode_mean, targets, centred=variant.endswith('centred'))
+        self.num_windows = len(targets)
+
+    def episode_rewards(self, rollouts: Sequence[Rollout]) -> list[np.ndarray]:
+        out = []
+        for rollout in rollouts:
+            windows = VideoWindows(1, self.interval, self.num_samples, self.resolution)
+            rewards = np.zeros(len(rollout.actions), np.float32)
+            for step, frame in enumerate(rollout.frames):
+                closed, clips = windows.add(np.array([step]), frame[None])
+                if len(closed):
+                    index = np.minimum(windows.window_index(np.array([step])) - 1,
+                                       self.num_windows - 1)
+                    rewards[step - 1] = float(self.reward(clips, index, windows.first_frames)[0])
+            out.append(rewards)
+        return out
+
+
+class FBTerm:
+    """r_fb(s_t, a_t) = F(φ(s_t), a_t, z_g)ᵀ z_g with z_g = B(φ(goal)), φ the goal space.
+
+    goal_space 'dino': φ = DINOv3 pooled feature of the frame (the paper's B input); 'state': the
+    39-d env state (an oracle control that bypasses the image encoder, not the paper's method).
+    The reward of transition t is stored at index t (it belongs to (s_t, a_t))."""
+
+    def __init__(self, goal_space: str, goal_feature: np.ndarray, config: fb.FBConfig,
+                 features: Callable[[np.ndarray], np.ndarray] | None = None,
+                 steps: int = 2000, batch_size: int = 512, lr: float = 1e-3, seed: int = 0):
+        if goal_space not in ('dino', 'state'):
+            raise ValueError(f"goal_space must be 'dino' or 'state', got {goal_space!r}")
+        if goal_space == 'dino' and features is None:
+            raise ValueError("goal_space 'dino' needs the DINOv3 feature function")
+        self.name = f'fb/{goal_space}'
+        self.goal_space = goal_space
+        self.goal_feature = np.asarray(goal_feature, np.float32)
+        self.config = config
+        self.features = features
+        self.steps, self.batch_size, self.lr, self.seed = steps, batch_size, lr, seed
+        self.params = None
+        self.losses: np.ndarray | None = None
+        self._cache: dict[int, np.ndarray] = {}
+
+    def _phi(self, rollout: Rollout) -> np.ndarray:
+        """Goal-space features of every observation of a rollout [L+1, G] (cached)."""
+        key = id(rollout)
+        if key not in self._cache:
+            if self.goal_space == 'state':
+                self._cache[key] = rollout.states
+            else:
+                self._cache[key] = np.concatenate(
+                    [self.features(rollout.frames[i:i + 64])
+                     for i in range(0, len(rollout.frames), 64)])
+        return self._cache[key]
+
+    def fit(self, rollouts: Sequence[Rollout]) -> None:
+        phis = [self._phi(r) for r in rollouts]
+        # Transition t: (φ_t, a_t) -> φ_{t+1}, next action a_{t+1} (zero after the last step).
+        state = np.concatenate([p[:-1] for p in phis])
+        nxt = np.concatenate([p[1:] for p in phis])
+        action = np.concatenate([r.actions for r in rollouts])
+        next_action = np.concatenate(
+            [np.concatenate([r.actions[1:], np.zeros_like(r.actions[:1])]) for r in rollouts])
+        last = np.concatenate([np.arange(len(r.actions)) == len(r.actions) - 1 for r in rollouts])
+        data = {'state': state, 'action': action, 'next_state': nxt, 'next_action': next_action,
+                'next_goal_feat': nxt,
+                'discount': np.where(last, 0.0, self.config.discount).astype(np.float32),
+                'mask': np.ones(len(state), np.float32)}
+        data = {k: jnp.asarray(v, jnp.float32) for k, v in data.items()}
+        self.params, self.losses = _train_fb(self.config, data, self.steps, self.batch_size,
+                                             self.lr, jax.random.key(self.seed))
+
+    def episode_rewards(self, rollouts: Sequence[Rollout]) -> list[np.ndarray]:
+        if self.params is None:
+            raise RuntimeError('FBTerm.fit must run before episode_rewards')
+        z = fb.goal_z(self.params, self.config, jnp.asarray(self.goal_feature))
+        q = jax.jit(lambda s, a: fb.fb_q(self.params, self.config, s, a, z))
+        return [np.asarray(q(jnp.asarray(self._phi(r)[:-1]), jnp.asarray(r.actions)))
+                for r in rollouts]
+
+
+def _train_fb(config: fb.FBConfig, data: dict[str, jax.Array], steps: int, batch_size: int,
+              lr: float, key: jax.Array) -> tuple[dict, np.ndarray]:
+    """Adam on the FB loss over uniform minibatches of a fixed transition set; soft targets."""
+    n, state_dim = data['state'].shape
+    params = fb.init_fb(key, config, state_dim, data['action'].shape[1],
+                        data['next_goal_feat'].shape[1])
+    optimizer = optax.adam(lr)
+
+    def step(carry, key):
+        params, target, opt_state = carry
+        k_idx, k_z = jax.random.split(key)
+        idx = jax.random.randint(k_idx, (batch_size,), 0, n)
+        batch = {k: v[idx] for k, v in data.items()}
+        z = fb.sample_z(k_z, config, batch['next_goal_feat'], params)
+        (loss, _), grads = jax.value_and_grad(fb.fb_loss, has_aux=True)(
+            params, target, config, batch, z)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, fb.soft_update(target, params, config.tau), opt_state), loss
+
+    @jax.jit
+    def train(params, key):
+        carry, losses = jax.lax.scan(step, (params, params, optimizer.init(params)),
+                                     jax.random.split(key, steps))
+        return carry[0], losses
+
+    params, losses = train(params, jax.random.fold_in(key, 1))
+    return params, np.asarray(losses)
