@@ -44,9 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--time_limit', type=int, default=256, help='episode length (paper)')
     parser.add_argument('--interval', type=int, default=128, help='video window (paper)')
     parser.add_argument('--variants', default=','.join(VIDEO_VARIANTS))
-    parser.add_argument('--goal_steps', default='0',
-                        help='progress variants: env steps the goal video spans (0: the episode '
-                        'length); a comma list scores each')
+    parser.add_argument('--goal_steps', default='goal,episode',
+                        help='progress variants: env steps the goal video spans — goal (its '
+                        'recorded duration), episode (the episode length) or a number; a comma '
+                        'list scores each')
     parser.add_argument('--placement', choices=('goal', 'random'), default='goal')
     parser.add_argument('--fb_steps', type=int, default=3000)
     parser.add_argument('--fb_lr', type=float, default=1e-3,
@@ -58,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.noise = [float(s) for s in args.noise.split(',') if s]
     args.variants = [v for v in args.variants.split(',') if v]
-    args.goal_steps = [int(s) for s in args.goal_steps.split(',') if s]
+    args.goal_steps = [s for s in args.goal_steps.split(',') if s]
     return args
 
 

@@ -112,6 +112,14 @@ class GoalFile:
     def num_sampled_frames(self) -> int:
         return int(self.frame_indices.shape[0])
 
+    @property
+    def duration_steps(self) -> int | None:
+        """Env steps the goal video spans when aligned with an episode (provenance
+        'duration_steps': a scripted goal's own length, a generated goal's expert pace), or
+        None when unknown (a user's file)."""
+        value = self.provenance.get("duration_steps")
+        return int(value) if value else None
+
 
 _ARRAY_SPECS: dict[str, tuple[np.dtype, int]] = {
     "frames": (np.dtype(np.uint8), 4),

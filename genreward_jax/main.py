@@ -115,6 +115,21 @@ def make_goal_rewards(reward_config, env_configs):
     return goal_rewards
 
 
+def with_goal_placements(goal_rewards, env_configs, eval_configs, placement: str):
+    """Env configs whose episodes start at the goal's placement(s) for --placement=goal (training
+    and evaluation alike: the goal only describes those scenes), unchanged for random."""
+    if goal_rewards is None:
+        return env_configs, eval_configs
+    if placement == "random":
+        if goal_rewards.num_goals > 1:
+            raise ValueError("a goal bank pairs episodes with placements: it needs "
+                             "--placement=goal")
+        return env_configs, eval_configs
+    placements = goal_rewards.placements
+    return ([dataclasses.replace(c, placements=placements) for c in env_configs],
+            [dataclasses.replace(c, placements=placements) for c in eval_configs])
+
+
 def make_fb_extra(goal_rewards, agent_config, trainer_config):
     """FB trained in the agent's step, frozen after --fb_train_steps env steps."""
     from genreward_jax.envs import ACT_DIM
@@ -153,14 +168,8 @@ def main(argv: list[str]) -> None:
                  "flags.")
     try:
         goal_rewards = make_goal_rewards(reward_config, env_configs)
-        if goal_rewards is not None and FLAGS.placement == "goal":
-            # Training and evaluation start where the goal video(s) start.
-            placements = goal_rewards.placements
-            env_configs = [dataclasses.replace(c, placements=placements) for c in env_configs]
-            eval_configs = [dataclasses.replace(c, placements=placements) for c in eval_configs]
-        elif goal_rewards is not None and goal_rewards.num_goals > 1:
-            raise ValueError("a goal bank pairs episodes with placements: it needs "
-                             "--placement=goal")
+        env_configs, eval_configs = with_goal_placements(goal_rewards, env_configs, eval_configs,
+                                                         FLAGS.placement)
     except (GoalFileError, ValueError) as error:
         sys.exit(f"FATAL goal error: {error}")
     os.makedirs(trainer_config.logdir, exist_ok=True)

@@ -132,6 +132,11 @@ def goal_video(cfg: GoalConfig, prompt: str, vae, start: float) -> sources.GoalV
         os.path.abspath(cfg.condition_image) if cfg.condition_image else None
     )
     video.placement = placement
+    # The generated clip's pace is unknown; assume it shows the task at the scripted expert's
+    # pace from this placement (the progress video reward aligns episodes with it).
+    video.info["duration_steps"] = (
+        None if placement is None else sources.expert_duration(cfg.task, cfg.seed)
+    )
     video.info["video_model"] = (
         cfg.models.video_model if cfg.models.mode == "pretrained" else "tiny"
     )
@@ -195,6 +200,8 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
         "source": cfg.goal_source,
         "source_info": video.info,
         "video_prompt": prompt if cfg.goal_source == "generate" else None,
+        # env steps the goal video spans when aligned with an episode (None: unknown)
+        "duration_steps": video.info.get("duration_steps"),
         "resolution": cfg.resolution,
         "resize": encoding.RESIZE_METHOD,
         "num_source_frames": int(n),

@@ -13,7 +13,7 @@ from genreward_jax.rewards.goal_rewards import SCALINGS, RewardConfig
 from genreward_jax.rewards.video import VIDEO_VARIANTS
 
 # Chosen by AUC(expert vs random) in bench/reward_quality.py with the tiny models (README).
-DEFAULT_VIDEO_VARIANT = 'centred'
+DEFAULT_VIDEO_VARIANT = 'progress'
 
 flags.DEFINE_string('goal_file', None, 'Goal .npz from preprocessing/make_goals.py, or the '
                     'bank.json of make_goals.py --placements=N. Unset: plain DreamerV3 on the '
@@ -33,7 +33,9 @@ flags.DEFINE_enum('video_variant', DEFAULT_VIDEO_VARIANT, list(VIDEO_VARIANTS),
                   'the whole goal video; progress = against the goal segment of the same '
                   'episode fraction; centred = latents minus a still clip of the start scene.')
 flags.DEFINE_integer('video_goal_steps', 0, 'Progress variants: env steps the goal video spans '
-                     '(0: the whole episode).', lower_bound=0)
+                     '(0: the duration the goal file records — a scripted goal\'s length, the '
+                     'expert\'s pace for a generated one — else the whole episode).',
+                     lower_bound=0)
 flags.DEFINE_enum('fb_reward_target', 'actor', list(TARGETS),
                   'actor: r_fb(s_t, a_t) is the reward of the transition it belongs to, in '
                   'imagination and the replay value loss (action-aware); reward_head: added to '

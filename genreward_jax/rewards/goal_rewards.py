@@ -81,6 +81,7 @@ class RewardConfig:
     reward_scaling: str = 'paper'
     episode_length: int = 256  # env steps per episode (the progress variants need it)
     video_goal_steps: int | None = None  # progress variants: env steps the goal spans
+    # (None: the goal's recorded duration, else the episode length)
 
     def __post_init__(self):
         if self.video_variant not in VIDEO_VARIANTS:
@@ -191,7 +192,8 @@ class GoalRewards:
 
         targets = [video_targets(encode_mean, g.frames, g.latent_mean, config.video_variant,
                                  config.video_interval, config.episode_length,
-                                 g.num_sampled_frames, config.video_goal_steps)
+                                 g.num_sampled_frames,
+                                 config.video_goal_steps or g.duration_steps)
                    for _, g in self.goals]
         self.windows_per_episode = len(targets[0])
         self.video_reward_fn = VideoReward(encode_mean, np.concatenate(targets),

@@ -27,7 +27,7 @@ class VideoTerm:
 
     def __init__(self, encode_mean: Callable, goal: GoalFile, variant: str, interval: int,
                  episode_length: int, goal_steps: int | None = None):
-        self.name = f'video/{variant}' + (f' (D={goal_steps})' if goal_steps and
+        self.name = f'video/{variant}' + (f' D={goal_steps}' if goal_steps and
                                           variant.startswith('progress') else '')
         self.interval = interval
         self.num_samples = goal.num_sampled_frames
