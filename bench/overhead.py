@@ -64,13 +64,15 @@ def run(args, with_goal: bool) -> dict:
     rewards, extra = None, None
     if with_goal:
         rewards = GoalRewards(RewardConfig(goal_file=args.goal_file,
-                                           video_interval=args.video_interval),
+                                           video_interval=args.video_interval,
+                                           video_variant='progress', reward_scaling='calibrated',
+                                           episode_length=args.time_limit),
                               num_envs=args.num_envs, image_size=64)
         rewards._dino = timers.wrap('DINOv3 features', rewards._dino)
         rewards.video_reward_fn = timers.wrap('VAE video reward', rewards.video_reward_fn)
         extra = FBExtraLoss(fb.FBConfig(z_dim=args.fb_z_dim, hidden=args.fb_hidden),
                             FBRewardSpec(state_dim=agent_config.feat_size, action_dim=ACT_DIM,
-                                         goal_feature=rewards.goal_feature, beta=0.01,
+                                         goal_feature=rewards.goal_feature, beta=0.5,
                                          freeze_after_updates=10**9))
 
     def agent_factory(obs_spec, act_dim):

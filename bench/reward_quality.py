@@ -71,17 +71,25 @@ def build_terms(args, goal, goal_file: str) -> list:
         return vae.apply(vae.params, video_to_vae_input(clips))[0]
 
     dino_fn = jax.jit(lambda images: dino.apply(dino.params, preprocess_images(images))['pooled'])
+    def pace(name: str) -> int:
+        if name == 'goal':
+            return goal.duration_steps or args.time_limit
+        return args.time_limit if name == 'episode' else int(name)
+
     terms = []
     for variant in args.variants:
-        paces = args.goal_steps if variant.startswith('progress') else [0]
-        terms += [VideoTerm(encode_mean, goal, variant, args.interval, args.time_limit, d or None)
+        paces = (sorted({pace(p) for p in args.goal_steps}) if variant.startswith('progress')
+                 else [args.time_limit])
+        terms += [VideoTerm(encode_mean, goal, variant, args.interval, args.time_limit, d)
                   for d in paces]
     config = fb.FBConfig(z_dim=args.fb_z_dim, hidden=args.fb_hidden)
     common = dict(config=config, steps=args.fb_steps, lr=args.fb_lr, seed=args.seed)
     goal_image = jnp.asarray(goal.keyframe)[None]
-    terms.append(FBTerm('dino', np.asarray(dino_fn(goal_image))[0],
-                        features=lambda frames: np.asarray(dino_fn(jnp.asarray(frames))),
-                        **common))
+    goal_dino = np.asarray(dino_fn(goal_image))[0]
+    for standardise in (False, True):
+        terms.append(FBTerm('dino', goal_dino, standardise=standardise,
+                            features=lambda frames: np.asarray(dino_fn(jnp.asarray(frames))),
+                            **common))
     if goal.states is not None:
         terms.append(FBTerm('state', goal.states[goal.keyframe_index], **common))
     return terms

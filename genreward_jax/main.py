@@ -140,7 +140,7 @@ def make_fb_extra(goal_rewards, agent_config, trainer_config):
                         goal_feature=goal_rewards.goal_features, beta=FLAGS.beta,
                         freeze_after_updates=updates_due(trainer_config, FLAGS.fb_train_steps),
                         target=FLAGS.fb_reward_target, scaling=FLAGS.reward_scaling,
-                        env_reward=FLAGS.env_reward)
+                        env_reward=FLAGS.env_reward, goal_space=FLAGS.goal_space)
     return FBExtraLoss(reward_flags.fb_config_from_flags(), spec)
 
 

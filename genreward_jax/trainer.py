@@ -136,8 +136,12 @@ class Trainer:
         step_spec.update(reward=((), np.float32), is_first=((), bool), is_last=((), bool),
                          is_terminal=((), bool), action=((act_dim,), np.float32))
         if self.goal_rewards is not None:
-            step_spec.update(dino=((self.goal_rewards.feature_dim,), np.float32),
-                             r_env=((), np.float32), r_video=((), np.float32))
+            step_spec.update(r_env=((), np.float32), r_video=((), np.float32))
+            if self.goal_rewards.goal_key == "dino":
+                step_spec.update(dino=((self.goal_rewards.feature_dim,), np.float32))
+            elif "state" not in step_spec:
+                step_spec.update(state=(tuple(obs_spec_state_shape(self.env_configs)),
+                                        np.float32))
             if self.goal_rewards.num_goals > 1:
                 step_spec.update(placement=((), np.int32))
         compact = self.config.compact_context
@@ -167,9 +171,13 @@ class Trainer:
 
     def _step_keys(self) -> tuple[str, ...]:
         """Keys of an env step that go into replay besides action and context."""
-        extra = ("dino", "r_env", "r_video") if self.goal_rewards is not None else ()
-        if self.goal_rewards is not None and self.goal_rewards.num_goals > 1:
-            extra = (*extra, "placement")  # which goal of the bank each step's episode uses
+        extra: tuple[str, ...] = ()
+        if self.goal_rewards is not None:
+            extra = ("r_env", "r_video")
+            if self.goal_rewards.goal_key not in self.config.obs_keys:
+                extra = (*extra, self.goal_rewards.goal_key)  # what B reads
+            if self.goal_rewards.num_goals > 1:
+                extra = (*extra, "placement")  # which goal of the bank each step's episode uses
         return (*self.config.obs_keys, *FLAG_KEYS, *extra)
 
     def _reset(self, envs) -> dict[str, np.ndarray]:
@@ -370,6 +378,15 @@ def updates_due(config: TrainerConfig, env_steps: int) -> int:
         return 0
     return int((env_steps - config.prefill) * config.train_ratio
                // (config.batch_size * config.batch_length))
+
+
+def obs_spec_state_shape(env_configs: Sequence[Any]) -> tuple[int, ...]:
+    """Shape of the env's proprioceptive state (the FB goal space 'state' stores it)."""
+    if not all(getattr(c, "proprio", True) for c in env_configs):
+        raise ValueError("--goal_space=state needs the env's state: pass --proprio")
+    from genreward_jax.envs.metaworld_env import STATE_DIM
+
+    return (STATE_DIM,)
 
 
 def _warn(text: str) -> None:

@@ -24,6 +24,10 @@ Scale (``FBRewardSpec.scaling``):
   * ``'paper'``: ``β · Q`` on the raw value, the release's formula (its β = 1e-5 then makes the
     term vanish: Q scales with 1/((1 − γ)·ρ(goal))).
 
+Goal space: B reads DINOv3 features of replay frames (``'dino'``, the paper) or, as a labelled
+control that bypasses the image encoder (``'state'``), the 39-d proprioceptive state, with the
+goal state taken at the keyframe of a scripted goal.
+
 Goal banks: with G goals (one per object/goal placement) ``goal_features`` is [G, D] and each
 replay step carries the index of its episode's goal (``GOAL_INDEX_KEY``); imagined rollouts keep
 the goal of the state they start from.
@@ -41,7 +45,7 @@ import optax
 
 from genreward_jax.rewards import fb
 
-GOAL_FEATURE_KEY = 'dino'
+GOAL_SPACES = {'dino': 'dino', 'state': 'state'}  # goal space -> replay key B reads
 GOAL_INDEX_KEY = 'placement'
 TARGETS = ('actor', 'reward_head')
 SCALINGS = ('calibrated', 'paper')
@@ -60,6 +64,7 @@ class FBRewardSpec:
     target: str = 'actor'
     scaling: str = 'calibrated'
     env_reward: bool = True  # False: generated rewards only, σ_env is taken as 1
+    goal_space: str = 'dino'  # 'state': the oracle control, B on the 39-d state
 
     def __post_init__(self):
         if np.ndim(self.goal_feature) not in (1, 2):
@@ -69,6 +74,9 @@ class FBRewardSpec:
             raise ValueError(f'FB reward target must be one of {TARGETS}, got {self.target!r}')
         if self.scaling not in SCALINGS:
             raise ValueError(f'reward scaling must be one of {SCALINGS}, got {self.scaling!r}')
+        if self.goal_space not in GOAL_SPACES:
+            raise ValueError(f'goal space must be one of {tuple(GOAL_SPACES)}, got '
+                             f'{self.goal_space!r}')
 
     @property
     def goal_features(self) -> np.ndarray:
@@ -121,7 +129,7 @@ class FBExtraLoss:
         feat = sg(inputs['feat']).astype(jnp.float32)
         action = inputs['action'].astype(jnp.float32)
         batch = inputs['batch']
-        goal = batch[GOAL_FEATURE_KEY].astype(jnp.float32)
+        goal = batch[GOAL_SPACES[self.spec.goal_space]].astype(jnp.float32)
         keep = ~batch['is_first'][:, 1:].astype(bool)
         terminal = batch['is_terminal'][:, 1:].astype(jnp.float32)
 

@@ -40,6 +40,11 @@ flags.DEFINE_enum('fb_reward_target', 'actor', list(TARGETS),
                   'actor: r_fb(s_t, a_t) is the reward of the transition it belongs to, in '
                   'imagination and the replay value loss (action-aware); reward_head: added to '
                   'the reward head\'s target (Eq. 10 read literally; the head sees s_t only).')
+flags.DEFINE_enum('goal_space', 'dino', ['dino', 'state'],
+                  'What B (and the goal) of the FB reward see: dino = DINOv3 features of the '
+                  'frames (the paper); state = the 39-d proprioceptive state with the goal '
+                  'state at the keyframe of a scripted goal: a CONTROL for science runs that '
+                  'bypasses the image encoder, not the paper\'s method.')
 flags.DEFINE_enum('placement', 'goal', ['goal', 'random'],
                   'goal: every episode (training and evaluation) starts at the goal\'s recorded '
                   'object/goal placement (with a bank, at one of its placements, and rewards use '
@@ -76,7 +81,8 @@ def reward_config_from_flags(default_dtype: str, episode_length: int) -> RewardC
                         video_interval=FLAGS.video_interval, encoder_dtype=dtype,
                         video_variant=FLAGS.video_variant, reward_scaling=FLAGS.reward_scaling,
                         episode_length=episode_length,
-                        video_goal_steps=FLAGS.video_goal_steps or None)
+                        video_goal_steps=FLAGS.video_goal_steps or None,
+                        goal_space=FLAGS.goal_space)
 
 
 def fb_config_from_flags() -> FBConfig:

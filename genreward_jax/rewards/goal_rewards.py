@@ -82,11 +82,14 @@ class RewardConfig:
     episode_length: int = 256  # env steps per episode (the progress variants need it)
     video_goal_steps: int | None = None  # progress variants: env steps the goal spans
     # (None: the goal's recorded duration, else the episode length)
+    goal_space: str = 'dino'  # FB's goal space: 'dino' (the paper) or 'state' (oracle control)
 
     def __post_init__(self):
         if self.video_variant not in VIDEO_VARIANTS:
             raise ValueError(f'--video_variant must be one of {VIDEO_VARIANTS}, got '
                              f'{self.video_variant!r}')
+        if self.goal_space not in ('dino', 'state'):
+            raise ValueError(f"--goal_space must be 'dino' or 'state', got {self.goal_space!r}")
         if self.reward_scaling not in SCALINGS:
             raise ValueError(f'--reward_scaling must be one of {SCALINGS}, got '
                              f'{self.reward_scaling!r}')
@@ -200,9 +203,17 @@ class GoalRewards:
                                            centred=config.video_variant.endswith('centred'))
         self._dino = jax.jit(lambda images: dino.apply(dino.params,
                                                         preprocess_images(images))['pooled'])
+        if config.goal_space == 'state':
+            no_states = [p for p, g in self.goals if g.states is None]
+            if no_states:
+                raise GoalFileError(f'{no_states[0]}: --goal_space=state needs a scripted goal '
+                                    '(it stores the expert\'s states); make one with '
+                                    '--goal_source=scripted')
+            self.goal_features = np.stack([g.states[g.keyframe_index] for _, g in self.goals])
+        else:
+            self.goal_features = np.stack([self._policy_size_feature(g, image_size)
+                                           for _, g in self.goals])
         self.feature_dim = int(goal.keyframe_feature.shape[0])
-        self.goal_features = np.stack([self._policy_size_feature(g, image_size)
-                                       for _, g in self.goals])
         self.goal_feature = self.goal_features[0]
         self.windows = VideoWindows(num_envs, config.video_interval, goal.num_sampled_frames,
                                     goal.resolution)
@@ -214,6 +225,11 @@ class GoalRewards:
         self._finished: list[np.ndarray] = []
         self._video_rewards: list[float] = []
         self._video_scaled: list[float] = []
+
+    @property
+    def goal_key(self) -> str:
+        """The replay key B reads: 'dino' (DINOv3 of each frame) or 'state'."""
+        return self.config.goal_space
 
     @property
     def num_goals(self) -> int:
@@ -292,8 +308,10 @@ class GoalRewards:
         reward = env_term + video_term
         self._track_episodes(first, np.asarray(obs['is_last'], bool) if 'is_last' in obs
                              else np.zeros_like(first), env_term, video_term)
-        dino = np.asarray(self._dino(obs['image']), np.float32)
-        return {**obs, 'r_env': r_env, 'r_video': r_video, 'reward': reward, 'dino': dino}
+        out = {**obs, 'r_env': r_env, 'r_video': r_video, 'reward': reward}
+        if cfg.goal_space == 'dino':
+            out['dino'] = np.asarray(self._dino(obs['image']), np.float32)
+        return out
 
     def _video_term(self, raw: np.ndarray) -> np.ndarray:
         """The video reward as it enters the total reward (module docstring)."""

@@ -173,7 +173,7 @@ def plot(rows: Sequence[dict], levels: Sequence[str], path: str, title: str) -> 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5),
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8),
                                       gridspec_kw={'width_ratios': [3, 2]})
     x = np.arange(len(levels))
     for row in rows:
@@ -185,11 +185,13 @@ def plot(rows: Sequence[dict], levels: Sequence[str], path: str, title: str) -> 
     left.set_xticks(x, levels, rotation=20)
     left.set_xlabel('policy (most to least competent)')
     left.set_ylabel('per-episode total, standardised over levels')
-    left.legend(fontsize=7)
+    left.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.0, 1.0))
     left.grid(alpha=0.3)
     names = [row['term'] for row in rows]
     aucs = [row['auc_expert_vs_random'] for row in rows]
     right.barh(np.arange(len(names)), aucs, color=['black'] + ['tab:blue'] * (len(names) - 1))
+    for i, value in enumerate(aucs):
+        right.text(min(value, 0.9) + 0.02, i, f'{value:.2f}', va='center', fontsize=7)
     right.axvline(0.5, color='grey', linestyle='--', linewidth=1)
     right.set_yticks(np.arange(len(names)), names, fontsize=7)
     right.set_xlim(0, 1)

@@ -61,12 +61,15 @@ class FBTerm:
 
     def __init__(self, goal_space: str, goal_feature: np.ndarray, config: fb.FBConfig,
                  features: Callable[[np.ndarray], np.ndarray] | None = None,
-                 steps: int = 2000, batch_size: int = 512, lr: float = 1e-3, seed: int = 0):
+                 steps: int = 2000, batch_size: int = 512, lr: float = 1e-3, seed: int = 0,
+                 standardise: bool = False):
         if goal_space not in ('dino', 'state'):
             raise ValueError(f"goal_space must be 'dino' or 'state', got {goal_space!r}")
         if goal_space == 'dino' and features is None:
             raise ValueError("goal_space 'dino' needs the DINOv3 feature function")
-        self.name = f'fb/{goal_space}'
+        self.name = f'fb/{goal_space}' + (' standardised' if standardise else '')
+        self.standardise = standardise
+        self.shift, self.scale = 0.0, 1.0
         self.goal_space = goal_space
         self.goal_feature = np.asarray(goal_feature, np.float32)
         self.config = config
@@ -90,6 +93,12 @@ class FBTerm:
 
     def fit(self, rollouts: Sequence[Rollout]) -> None:
         phis = [self._phi(r) for r in rollouts]
+        if self.standardise:
+            # Per-dimension z-scores over the replay: features whose variation is tiny next to
+            # their mean (random-weight DINOv3) still separate states after this.
+            stacked = np.concatenate(phis)
+            self.shift, self.scale = stacked.mean(0), stacked.std(0) + 1e-6
+            phis = [(p - self.shift) / self.scale for p in phis]
         # Transition t: (φ_t, a_t) -> φ_{t+1}, next action a_{t+1} (zero after the last step).
         state = np.concatenate([p[:-1] for p in phis])
         nxt = np.concatenate([p[1:] for p in phis])
@@ -108,9 +117,11 @@ class FBTerm:
     def episode_rewards(self, rollouts: Sequence[Rollout]) -> list[np.ndarray]:
         if self.params is None:
             raise RuntimeError('FBTerm.fit must run before episode_rewards')
-        z = fb.goal_z(self.params, self.config, jnp.asarray(self.goal_feature))
+        goal = (self.goal_feature - self.shift) / self.scale
+        z = fb.goal_z(self.params, self.config, jnp.asarray(goal, jnp.float32))
         q = jax.jit(lambda s, a: fb.fb_q(self.params, self.config, s, a, z))
-        return [np.asarray(q(jnp.asarray(self._phi(r)[:-1]), jnp.asarray(r.actions)))
+        return [np.asarray(q(jnp.asarray((self._phi(r)[:-1] - self.shift) / self.scale,
+                                         jnp.float32), jnp.asarray(r.actions)))
                 for r in rollouts]
 
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from genreward_jax.goals import load_goal
-from preprocessing import models, sources
+from preprocessing import models, prompts, sources
 from preprocessing.goal_builder import build_goal
 
 
@@ -76,6 +76,12 @@ def test_scripted_source(goal_config):
     assert info["expert_succeeded"] is True
     # The expert moves the arm: first and last frames differ clearly.
     assert np.abs(goal.frames[0].astype(int) - goal.frames[-1].astype(int)).mean() > 2
+    # What training needs to start episodes in the goal's scene and pace the video reward.
+    assert goal.placement is not None and goal.placement.shape == (6,)
+    assert goal.states.shape == (goal.frames.shape[0], 39)
+    np.testing.assert_allclose(goal.states[0][4:7], goal.placement[:3], atol=1e-5)  # the puck
+    assert goal.duration_steps == goal.frames.shape[0] - 1
+    assert goal.keyframe_prompts == list(prompts.keyframe_prompts("pick-place-v3"))
 
 
 def test_generate_source(goal_config):
@@ -92,6 +98,37 @@ def test_generate_source(goal_config):
     info = goal.provenance["source_info"]
     assert info["scheduler"] == "CogVideoXDPMScheduler" and info["use_dynamic_cfg"] is True
     assert goal.video_prompt == goal.provenance["video_prompt"] != ""
+    assert goal.placement is not None and goal.states is None
+    assert 0 < goal.duration_steps <= 256  # the expert's pace from the same placement
+
+
+def test_generate_from_another_domain(goal_config, tmp_path):
+    """--condition_image: the video starts from the user's frame, not the env's; such a goal
+    has no Meta-World placement or pace."""
+    image_path = str(tmp_path / "bridge.png")
+    rng = np.random.default_rng(0)
+    iio.imwrite(image_path, rng.integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    cfg = dataclasses.replace(
+        goal_config, goal_source="generate", first_frame_size=64, num_inference_steps=2,
+        num_sampled_frames=5, condition_image=image_path,
+    )
+    goal = _check_outputs(build_goal(cfg), "generate")
+    assert goal.placement is None and goal.duration_steps is None
+    assert goal.provenance["source_info"]["condition_image"] == image_path
+    square = sources.condition_image(image_path, 64)
+    assert square.shape == (64, 64, 3)
+    with pytest.raises(FileNotFoundError, match="condition_image"):
+        sources.condition_image(str(tmp_path / "missing.png"), 64)
+
+
+def test_keyframe_prompts_default_to_the_task_description():
+    assert prompts.keyframe_prompts("shelf-place-v3") == prompts.TASK_KEYFRAME_PROMPTS[
+        "shelf-place-v3"]
+    assert "shelf" in prompts.keyframe_prompts("shelf-place-v3")[0]
+    assert prompts.keyframe_prompts("reach-v3") == (prompts.task_prompt("reach-v3"),)
+    assert prompts.keyframe_prompts("shelf-place-v3", "generic") == prompts.KEYFRAME_PROMPTS
+    with pytest.raises(ValueError, match="keyframe prompt set"):
+        prompts.keyframe_prompts("shelf-place-v3", "grasp")
 
 
 def test_generate_refuses_sizes_the_model_cannot_make(goal_config):

@@ -59,7 +59,9 @@ def test_every_training_config_is_covered():
     training = {n for n in names if not n.startswith('goals_')}
     covered = {*TASK_CONFIGS, 'genreward_paper', 'quickstart', 'ablation_no_video_reward',
                'ablation_no_fb_reward', 'ablation_generated_only', 'ablation_sparse',
-               'baseline_dreamerv3', 'release_literal'}
+               'baseline_dreamerv3', 'release_literal', 'pick_place_cpu'}
     assert training == covered
     for name in ('genreward_paper', 'quickstart'):
         parse(name)
+    cpu = parse('pick_place_cpu')
+    assert (cpu.preset, cpu.obs_keys, cpu.reward_scaling) == ('1m', ['state'], 'calibrated')

@@ -148,8 +148,8 @@ def test_actor_objective_favours_the_action_f_prefers(agent_and_batch, sign):
                                        agent.config.policy_maxstd)
         return mean[..., 0].mean()
 
-    grads = jax.grad(loss)(state.params)
-    direction = jax.grad(mean_first_action)(state.params)
+    grads = jax.jit(jax.grad(loss))(state.params)
+    direction = jax.jit(jax.grad(mean_first_action))(state.params)
     # A gradient-descent step of size lr changes the mean action by -lr·<grad, direction>.
     change = -sum(float(jnp.vdot(g, d)) for g, d in zip(
         jax.tree.leaves(grads['pol']), jax.tree.leaves(direction['pol']), strict=True))
