@@ -86,7 +86,7 @@ def build_terms(args, goal, goal_file: str) -> list:
     common = dict(config=config, steps=args.fb_steps, lr=args.fb_lr, seed=args.seed)
     goal_image = jnp.asarray(goal.keyframe)[None]
     goal_dino = np.asarray(dino_fn(goal_image))[0]
-    for standardise in (False, True):
+    for standardise in (True, False):
         terms.append(FBTerm('dino', goal_dino, standardise=standardise,
                             features=lambda frames: np.asarray(dino_fn(jnp.asarray(frames))),
                             **common))

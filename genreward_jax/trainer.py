@@ -110,7 +110,8 @@ class Trainer:
         self.config = config
         self.agent_factory = agent_factory
         self.goal_rewards = goal_rewards
-        needs_image = "image" in config.obs_keys or goal_rewards is not None
+        needs_image = "image" in config.obs_keys or (
+            goal_rewards is not None and goal_rewards.needs_frames)
         extra_size = goal_rewards.extra_size if goal_rewards is not None else None
         self.env_configs = [dataclasses.replace(c, render=needs_image, extra_size=extra_size)
                             for c in env_configs]

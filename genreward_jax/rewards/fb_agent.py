@@ -117,14 +117,25 @@ class FBExtraLoss:
         params = fb.init_fb(key, self.config, self.spec.state_dim, self.spec.action_dim,
                             goal_dim)
         state = {'target': jax.tree.map(jnp.copy, params), 'norm': fb.normaliser_init(),
-                 'env_norm': fb.normaliser_init(), 'updates': jnp.zeros((), jnp.int32)}
+                 'env_norm': fb.normaliser_init(),
+                 'goal_norm': fb.feature_normaliser_init(goal_dim),
+                 'updates': jnp.zeros((), jnp.int32)}
         return params, state
 
     def active(self, state: dict[str, Any]) -> jax.Array:
         """True while FB still trains (before the freeze)."""
         return state['updates'] < self.spec.freeze_after_updates
 
-    def transitions(self, inputs: dict[str, Any]) -> dict[str, jax.Array]:
+    def goal_inputs(self, state: dict[str, Any], features: jax.Array) -> jax.Array:
+        """B's input: goal-space features [..., G], standardised per dimension with the running
+        replay statistics (``FBConfig.standardise_goal_inputs``)."""
+        features = features.astype(jnp.float32)
+        if not self.config.standardise_goal_inputs:
+            return features
+        return fb.standardise_features(sg(state['goal_norm']), features)
+
+    def transitions(self, inputs: dict[str, Any], state: dict[str, Any] | None = None
+                    ) -> dict[str, jax.Array]:
         """[B, T] training slice -> B·(T − 1) transitions in ``fb.fb_loss``'s layout."""
         feat = sg(inputs['feat']).astype(jnp.float32)
         action = inputs['action'].astype(jnp.float32)
@@ -138,7 +149,9 @@ class FBExtraLoss:
 
         return {'state': flat(feat[:, :-1]), 'action': flat(action[:, :-1]),
                 'next_state': flat(feat[:, 1:]), 'next_action': flat(action[:, 1:]),
-                'next_goal_feat': flat(goal[:, 1:]),
+                'next_goal_feat': flat(goal[:, 1:] if state is None
+                                       else self.goal_inputs(state, goal[:, 1:])),
+                'raw_next_goal_feat': flat(goal[:, 1:]),
                 'discount': flat(self.config.discount * (1.0 - terminal)),
                 'mask': flat(keep.astype(jnp.float32))}
 
@@ -169,7 +182,8 @@ class FBExtraLoss:
         lead = feat.shape[:-1]
         feat = feat.reshape((-1, feat.shape[-1])).astype(jnp.float32)
         action = action.reshape((-1, action.shape[-1])).astype(jnp.float32)
-        goals = fb.backward(params, self.config, jnp.asarray(self.spec.goal_features))
+        goals = fb.backward(params, self.config,
+                            self.goal_inputs(state, jnp.asarray(self.spec.goal_features)))
         z = goals[goal_index.reshape(-1)]
         q = jnp.einsum('hnz,nz->n', fb.forward(params, self.config, feat, action, z),
                        z) / self.config.f_heads
@@ -181,7 +195,7 @@ class FBExtraLoss:
 
     def loss(self, params: dict[str, Any], state: dict[str, Any], inputs: dict[str, Any],
              key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array], jax.Array | None]:
-        transitions = self.transitions(inputs)
+        transitions = self.transitions(inputs, state)
         z = fb.sample_z(key, self.config, transitions['next_goal_feat'], params)
         loss, metrics = fb.fb_loss(params, state['target'], self.config, transitions, z)
         active = self.active(state)
@@ -196,7 +210,9 @@ class FBExtraLoss:
         metrics = {**metrics, 'fb_q_mean': q.mean(), 'fb_q_std': q.std(),
                    'fb_active': active.astype(jnp.float32), 'fb_reward': bonus.mean(),
                    'fb_reward_std': bonus.std(), 'env_scale': self.env_scale(state),
-                   'fb_q_batch': q.reshape(-1), 'env_reward_batch': env.reshape(-1)}
+                   'fb_q_batch': q.reshape(-1), 'env_reward_batch': env.reshape(-1),
+                   'goal_feat_batch': transitions['raw_next_goal_feat'],
+                   'goal_feat_mask': transitions['mask']}
         return loss, metrics, (None if self.action_aware else bonus)
 
     def post_update(self, old_params: dict[str, Any], params: dict[str, Any],
@@ -213,5 +229,9 @@ class FBExtraLoss:
         norm = jax.tree.map(lambda new, old: jnp.where(active, new, old), norm, state['norm'])
         env = metrics['env_reward_batch'].astype(jnp.float32)
         env_norm = fb.normaliser_update(state['env_norm'], env, jnp.ones_like(env))
+        goal_norm = fb.feature_normaliser_update(state['goal_norm'], metrics['goal_feat_batch'],
+                                                 metrics['goal_feat_mask'])
+        goal_norm = jax.tree.map(lambda new, old: jnp.where(active, new, old), goal_norm,
+                                 state['goal_norm'])
         return params, {'target': target, 'norm': norm, 'env_norm': env_norm,
-                        'updates': state['updates'] + 1}
+                        'goal_norm': goal_norm, 'updates': state['updates'] + 1}

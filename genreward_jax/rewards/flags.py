@@ -45,6 +45,9 @@ flags.DEFINE_enum('goal_space', 'dino', ['dino', 'state'],
                   'frames (the paper); state = the 39-d proprioceptive state with the goal '
                   'state at the keyframe of a scripted goal: a CONTROL for science runs that '
                   'bypasses the image encoder, not the paper\'s method.')
+flags.DEFINE_enum('goal_frame', 'keyframe', ['keyframe', 'last'],
+                  'The goal frame of the FB reward: the keyframe picked with OpenCLIP (Eq. 6), '
+                  'or the goal video\'s last frame (a scripted goal\'s solved scene).')
 flags.DEFINE_enum('placement', 'goal', ['goal', 'random'],
                   'goal: every episode (training and evaluation) starts at the goal\'s recorded '
                   'object/goal placement (with a bank, at one of its placements, and rewards use '
@@ -62,6 +65,8 @@ flags.DEFINE_float('fb_discount', 0.98, 'FB discount γ.', lower_bound=0.0, uppe
 flags.DEFINE_float('fb_lr', 1e-4, 'FB Adam learning rate.', lower_bound=0.0)
 flags.DEFINE_float('fb_tau', 0.01, 'FB target-network update rate.', lower_bound=0.0,
                    upper_bound=1.0)
+flags.DEFINE_bool('fb_standardise_inputs', True, 'Feed B per-dimension z-scores of its goal-space '
+                  'features (running replay statistics, frozen with FB); off: raw features.')
 flags.DEFINE_enum('encoder_dtype', 'auto', ['auto', 'float32', 'bfloat16'],
                   'Compute dtype of the Flax VAE and DINOv3; auto = float32 on CPU, bfloat16 '
                   'on GPU/TPU.')
@@ -82,9 +87,10 @@ def reward_config_from_flags(default_dtype: str, episode_length: int) -> RewardC
                         video_variant=FLAGS.video_variant, reward_scaling=FLAGS.reward_scaling,
                         episode_length=episode_length,
                         video_goal_steps=FLAGS.video_goal_steps or None,
-                        goal_space=FLAGS.goal_space)
+                        goal_space=FLAGS.goal_space, goal_frame=FLAGS.goal_frame)
 
 
 def fb_config_from_flags() -> FBConfig:
     return FBConfig(z_dim=FLAGS.fb_z_dim, hidden=FLAGS.fb_hidden, discount=FLAGS.fb_discount,
-                    lr=FLAGS.fb_lr, tau=FLAGS.fb_tau)
+                    lr=FLAGS.fb_lr, tau=FLAGS.fb_tau,
+                    standardise_goal_inputs=FLAGS.fb_standardise_inputs)

@@ -83,11 +83,14 @@ class RewardConfig:
     video_goal_steps: int | None = None  # progress variants: env steps the goal spans
     # (None: the goal's recorded duration, else the episode length)
     goal_space: str = 'dino'  # FB's goal space: 'dino' (the paper) or 'state' (oracle control)
+    goal_frame: str = 'keyframe'  # FB's goal: the keyframe (Eq. 6) or the goal video's last frame
 
     def __post_init__(self):
         if self.video_variant not in VIDEO_VARIANTS:
             raise ValueError(f'--video_variant must be one of {VIDEO_VARIANTS}, got '
                              f'{self.video_variant!r}')
+        if self.goal_frame not in ('keyframe', 'last'):
+            raise ValueError(f"--goal_frame must be 'keyframe' or 'last', got {self.goal_frame!r}")
         if self.goal_space not in ('dino', 'state'):
             raise ValueError(f"--goal_space must be 'dino' or 'state', got {self.goal_space!r}")
         if self.reward_scaling not in SCALINGS:
@@ -209,10 +212,12 @@ class GoalRewards:
                 raise GoalFileError(f'{no_states[0]}: --goal_space=state needs a scripted goal '
                                     '(it stores the expert\'s states); make one with '
                                     '--goal_source=scripted')
-            self.goal_features = np.stack([g.states[g.keyframe_index] for _, g in self.goals])
-        else:
-            self.goal_features = np.stack([self._policy_size_feature(g, image_size)
+            self.goal_features = np.stack([g.states[self._goal_frame_index(g)]
                                            for _, g in self.goals])
+        else:
+            self.goal_features = np.stack([
+                self._policy_size_feature(g.frames[self._goal_frame_index(g)], image_size)
+                for _, g in self.goals])
         self.feature_dim = int(goal.keyframe_feature.shape[0])
         self.goal_feature = self.goal_features[0]
         self.windows = VideoWindows(num_envs, config.video_interval, goal.num_sampled_frames,
@@ -225,6 +230,12 @@ class GoalRewards:
         self._finished: list[np.ndarray] = []
         self._video_rewards: list[float] = []
         self._video_scaled: list[float] = []
+
+    @property
+    def needs_frames(self) -> bool:
+        """Whether the env must render for these rewards (the video reward or DINOv3 features);
+        a state-space FB control without the video reward needs none."""
+        return self.config.video_reward or self.config.goal_space == 'dino'
 
     @property
     def goal_key(self) -> str:
@@ -244,11 +255,16 @@ class GoalRewards:
                                 'a foreign condition image): use --placement=random')
         return tuple(tuple(g.placement.tolist()) for _, g in self.goals)
 
-    def _policy_size_feature(self, goal: GoalFile, image_size: int) -> np.ndarray:
-        """DINOv3 of the keyframe at the policy's image size (B sees replay frames there)."""
-        keyframe = jax.image.resize(jnp.asarray(goal.keyframe, jnp.float32),
-                                    (image_size, image_size, 3), 'linear', antialias=True)
-        return np.asarray(self._dino(jnp.round(keyframe)[None])[0])
+    def _goal_frame_index(self, goal: GoalFile) -> int:
+        """Which goal frame FB aims at: the keyframe (Eq. 6), or the last frame (a scripted
+        goal's solved scene; for runs whose keyframe was picked by random-weight CLIP)."""
+        return goal.keyframe_index if self.config.goal_frame == 'keyframe' else len(goal.frames) - 1
+
+    def _policy_size_feature(self, frame: np.ndarray, image_size: int) -> np.ndarray:
+        """DINOv3 of a goal frame at the policy's image size (B sees replay frames there)."""
+        frame = jax.image.resize(jnp.asarray(frame, jnp.float32),
+                                 (image_size, image_size, 3), 'linear', antialias=True)
+        return np.asarray(self._dino(jnp.round(frame)[None])[0])
 
     @property
     def extra_size(self) -> int | None:

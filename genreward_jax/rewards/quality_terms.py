@@ -62,12 +62,12 @@ class FBTerm:
     def __init__(self, goal_space: str, goal_feature: np.ndarray, config: fb.FBConfig,
                  features: Callable[[np.ndarray], np.ndarray] | None = None,
                  steps: int = 2000, batch_size: int = 512, lr: float = 1e-3, seed: int = 0,
-                 standardise: bool = False):
+                 standardise: bool = True):
         if goal_space not in ('dino', 'state'):
             raise ValueError(f"goal_space must be 'dino' or 'state', got {goal_space!r}")
         if goal_space == 'dino' and features is None:
             raise ValueError("goal_space 'dino' needs the DINOv3 feature function")
-        self.name = f'fb/{goal_space}' + (' standardised' if standardise else '')
+        self.name = f'fb/{goal_space}' + ('' if standardise else ' (raw inputs)')
         self.standardise = standardise
         self.shift, self.scale = 0.0, 1.0
         self.goal_space = goal_space
@@ -94,8 +94,8 @@ class FBTerm:
     def fit(self, rollouts: Sequence[Rollout]) -> None:
         phis = [self._phi(r) for r in rollouts]
         if self.standardise:
-            # Per-dimension z-scores over the replay: features whose variation is tiny next to
-            # their mean (random-weight DINOv3) still separate states after this.
+            # Per-dimension z-scores over the replay, as the online FB feeds B
+            # (fb.feature_normaliser_update says why).
             stacked = np.concatenate(phis)
             self.shift, self.scale = stacked.mean(0), stacked.std(0) + 1e-6
             phis = [(p - self.shift) / self.scale for p in phis]

@@ -69,6 +69,12 @@ def test_fb_trains_then_freezes(setup):
     assert target_changed == [True, True, False, False]
     assert int(state.extra_state['updates']) == 4
     assert all(np.isfinite(bonuses))
+    # B's input statistics follow the replay features while FB trains, then are held with it.
+    norm = state.extra_state['goal_norm']
+    assert float(norm['count']) == 2.0
+    features = np.asarray(batch['dino'][:, 2:]).reshape(-1, GOAL_DIM)
+    assert np.abs(np.asarray(norm['mean'])).max() < 3 * np.abs(features.mean(0)).max() + 0.5
+    assert not np.allclose(np.asarray(norm['var']), 1.0)
 
 
 def test_fb_uses_its_own_adam_step(setup):
