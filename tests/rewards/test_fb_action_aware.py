@@ -14,32 +14,11 @@ from genreward_jax.dreamer import world_model as wm
 from genreward_jax.rewards import fb
 from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec
 
+from .conftest import FB_GOAL_DIM, make_fb_batch
+
 ACT_DIM = 4
-GOAL_DIM = 8
 SPEC = {'state': ((39,), np.float32)}
 FB_CONFIG = fb.FBConfig(z_dim=8, hidden=32)
-
-
-def make_batch(config, batch=4, length=8, seed=0):
-    """Random replay batch [B, T+1, ...] with no reward at all and one episode start."""
-    rng = np.random.default_rng(seed)
-    shape = (batch, length + 1)
-    out = {
-        'state': rng.normal(size=(*shape, 39)).astype(np.float32),
-        'dino': rng.normal(size=(*shape, GOAL_DIM)).astype(np.float32),
-        'action': rng.uniform(-1, 1, (*shape, ACT_DIM)).astype(np.float32),
-        'reward': np.zeros(shape, np.float32),
-        'r_env': np.zeros(shape, np.float32),
-        'is_first': np.zeros(shape, bool),
-        'is_last': np.zeros(shape, bool),
-        'is_terminal': np.zeros(shape, bool),
-        'deter': np.zeros((*shape, config.deter), np.float32),
-        'stoch': np.zeros((*shape, config.stoch, config.classes), np.float32),
-    }
-    out['is_first'][:, 0] = True
-    out['is_first'][0, 4] = True
-    out['is_last'][0, 3] = True
-    return {k: jnp.asarray(v) for k, v in out.items()}
 
 
 def test_shift_to_arrival():
@@ -52,7 +31,7 @@ def test_shift_to_arrival():
 def fit_action_preferring_f(extra, sign: float, feat_dim: int):
     """FB parameters whose Q(s, a) = F(s, a, z_g)ᵀ z_g ≈ sign · 3 · a[0] for any s (fitted)."""
     params, state = extra.init(jax.random.key(0))
-    z_goal = fb.goal_z(params, extra.config, jnp.ones(GOAL_DIM))
+    z_goal = fb.goal_z(params, extra.config, jnp.ones(FB_GOAL_DIM))
     optimizer = optax.adam(3e-3)
 
     def loss(f_params, key):
@@ -82,10 +61,10 @@ def fit_action_preferring_f(extra, sign: float, feat_dim: int):
 def agent_and_batch():
     config = preset('tiny')
     spec = FBRewardSpec(state_dim=config.feat_size, action_dim=ACT_DIM,
-                        goal_feature=np.ones(GOAL_DIM, np.float32), beta=1.0,
+                        goal_feature=np.ones(FB_GOAL_DIM, np.float32), beta=1.0,
                         freeze_after_updates=0, env_reward=False)
     extra = FBExtraLoss(FB_CONFIG, spec)
-    return Agent(config, SPEC, ACT_DIM, extra=extra), make_batch(config)
+    return Agent(config, SPEC, ACT_DIM, extra=extra), make_fb_batch(config, batch=4, length=8)
 
 
 def observed_features(agent, state, batch, key):

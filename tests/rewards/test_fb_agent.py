@@ -1,7 +1,6 @@
 """FB inside DreamerV3's jitted train step: its own Adam, soft targets, freezing, reward bonus."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -9,29 +8,10 @@ from genreward_jax.dreamer import Agent, preset
 from genreward_jax.rewards import fb
 from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec
 
+from .conftest import FB_GOAL_DIM, make_fb_batch
+
 ACT_DIM = 4
-GOAL_DIM = 8
 SPEC = {'state': ((39,), np.float32)}
-
-
-def make_batch(config, batch=3, length=6, seed=0):
-    """Random replay batch [B, T+1, ...] with DINOv3-like features and one episode start."""
-    rng = np.random.default_rng(seed)
-    shape = (batch, length + 1)
-    out = {
-        'state': rng.normal(size=(*shape, 39)).astype(np.float32),
-        'dino': rng.normal(size=(*shape, GOAL_DIM)).astype(np.float32),
-        'action': rng.uniform(-1, 1, (*shape, ACT_DIM)).astype(np.float32),
-        'reward': np.zeros(shape, np.float32),
-        'is_first': np.zeros(shape, bool),
-        'is_last': np.zeros(shape, bool),
-        'is_terminal': np.zeros(shape, bool),
-        'deter': np.zeros((*shape, config.deter), np.float32),
-        'stoch': np.zeros((*shape, config.stoch, config.classes), np.float32),
-    }
-    out['is_first'][:, 0] = True
-    out['is_first'][0, 3] = True
-    return {k: jnp.asarray(v) for k, v in out.items()}
 
 
 @pytest.fixture(scope='module')
@@ -40,10 +20,10 @@ def setup():
     extra = FBExtraLoss(
         fb.FBConfig(z_dim=8, hidden=16),
         FBRewardSpec(state_dim=config.feat_size, action_dim=ACT_DIM,
-                     goal_feature=np.ones(GOAL_DIM, np.float32), beta=0.5,
+                     goal_feature=np.ones(FB_GOAL_DIM, np.float32), beta=0.5,
                      freeze_after_updates=2, target='reward_head'))
     agent = Agent(config, SPEC, ACT_DIM, extra=extra)
-    return agent, make_batch(config)
+    return agent, make_fb_batch(config)
 
 
 def leaves(tree):
@@ -72,7 +52,7 @@ def test_fb_trains_then_freezes(setup):
     # B's input statistics follow the replay features while FB trains, then are held with it.
     norm = state.extra_state['goal_norm']
     assert float(norm['count']) == 2.0
-    features = np.asarray(batch['dino'][:, 2:]).reshape(-1, GOAL_DIM)
+    features = np.asarray(batch['dino'][:, 2:]).reshape(-1, FB_GOAL_DIM)
     assert np.abs(np.asarray(norm['mean'])).max() < 3 * np.abs(features.mean(0)).max() + 0.5
     assert not np.allclose(np.asarray(norm['var']), 1.0)
 
