@@ -43,7 +43,7 @@ TrainState (genreward_jax.dreamer.agent.TrainState, a flax.struct dataclass):
     opt_state    optax state of the one LaProp chain over (params, extra_params) packed into
                  one f32 [rows, 128] matrix (optimizer.FlatLayout; agent.layout)
     retnorm      {'lo': f32 [], 'hi': f32 []} percentile EMA of imagined returns
-    extra_params nested dict, the ExtraLoss's parameters (issue 6: FB networks); {} if none
+    extra_params nested dict, the ExtraLoss's parameters (e.g. the FB networks); {} if none
     extra_opt_state  state of the ExtraLoss's own optimizer; () if none
     extra_state  nested dict not optimised (e.g. FB target networks); {} if none
     step         int32 [] number of updates done
@@ -54,10 +54,13 @@ is the pure total loss that ``train`` differentiates; ``agent.nets(params)`` bin
 modules to a parameter pytree. On CPU the jitted steps compile with LLVM -O1 without its
 expensive passes (``agent.cpu_compiler_options``), which cuts compile time ~30% at equal speed.
 
-Extending the train step (issue 6): pass ``Agent(..., extra=ExtraLoss)`` (protocol in agent.py:
+Extending the train step: pass ``Agent(..., extra=ExtraLoss)`` (protocol in agent.py:
 optimizer, init, loss, post_update). Its loss is added to the one loss whose gradient the step
-computes; its parameters are updated by its own optimizer, then ``post_update``; its reward bonus
-[B, T] is added to the reward head's (and replay value loss's) target. The world-model and
+computes; its parameters are updated by its own optimizer, then ``post_update``; a reward bonus
+[B, T] it returns is added to the reward head's (and replay value loss's) target. An
+action-aware extra (``action_aware``, ``transition_context``, ``transition_reward``) instead
+scores (state, action) transitions where the agent scores actions: in imagination and in the
+replay value loss, each at the step the transition arrives at. The world-model and
 actor-critic losses are pure functions in world_model.py and actor_critic.py.
 """
 

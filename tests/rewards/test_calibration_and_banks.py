@@ -183,3 +183,51 @@ def test_bank_errors(tmp_path, tiny_goal):
     path.write_text('not json')
     with pytest.raises(GoalFileError, match='not a goal bank'):
         GoalRewards(RewardConfig(goal_file=str(path)), num_envs=1, image_size=64)
+
+
+@pytest.mark.slow
+def test_training_with_a_bank_stores_each_steps_goal(bank, tmp_path):
+    """The real loop with a bank: replay records which goal each step's episode uses, and FB
+    trains with both goals' features."""
+    import jax
+
+    from genreward_jax.checkpoint import Checkpointer
+    from genreward_jax.dreamer import Agent, preset
+    from genreward_jax.trainer import Trainer, TrainerConfig
+
+    rewards = GoalRewards(RewardConfig(goal_file=bank, video_interval=INTERVAL,
+                                       reward_scaling='calibrated', video_variant='progress',
+                                       episode_length=16), num_envs=1, image_size=64)
+    envs, evals = with_goal_placements(
+        rewards, [EnvConfig('pick-place', seed=1, time_limit=16)],
+        [EnvConfig('pick-place', seed=2, time_limit=16)], 'goal')
+    config = preset('tiny')
+    extra = FBExtraLoss(fb.FBConfig(z_dim=8, hidden=16),
+                        FBRewardSpec(state_dim=config.feat_size, action_dim=4,
+                                     goal_feature=rewards.goal_features, beta=0.5,
+                                     freeze_after_updates=10**6))
+    trainer_config = TrainerConfig(logdir=str(tmp_path), steps=80, train_ratio=16.0,
+                                   batch_size=2, batch_length=8, replay_capacity=1000,
+                                   prefill=20, obs_keys=('state',), eval_every=10**6,
+                                   eval_episodes=1, video=False, checkpoint_every=10**6,
+                                   keep_checkpoints=1, log_every=40, seed=0)
+    result = Trainer(trainer_config, lambda spec, act: Agent(config, spec, act, extra=extra),
+                     envs, evals, stdout=False, goal_rewards=rewards).run()
+    assert int(result['train_state'].extra_state['updates']) == result['updates'] > 0
+    template = {'agent': result['train_state'],
+                'carry': {'deter': np.zeros((1, config.deter)),
+                          'stoch': np.zeros((1, config.stoch, config.classes)),
+                          'prev_action': np.zeros((1, 4))}}
+    checkpointer = Checkpointer(str(tmp_path / 'checkpoints'), keep=1)
+    _, arrays, _ = checkpointer.restore(checkpointer.latest_step(), template)
+    checkpointer.close()
+    data = {k: np.asarray(v)[0] for k, v in arrays['replay']['data'].items()}
+    stored = len(data['is_first'])
+    placement, first = data['placement'][:stored], data['is_first'][:stored]
+    starts = np.flatnonzero(first)
+    assert len(starts) >= 4 and set(placement[starts].tolist()) == {0, 1}
+    for a, b in zip(starts, [*starts[1:], stored], strict=True):
+        assert (placement[a:b] == placement[a]).all()  # one goal per episode
+        goal = rewards.goals[int(placement[a])][1]
+        np.testing.assert_allclose(data['state'][a], goal.states[0], atol=1e-5)
+    assert jax.tree.leaves(result['train_state'].extra_params)
