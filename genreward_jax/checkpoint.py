@@ -44,6 +44,10 @@ def _data_to_keys(tree: Any, template: Any) -> Any:
     return jax.tree.map(restore_leaf, tree, template)
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the state this run builds (other flags or code version)."""
+
+
 def _abstract(tree: Any) -> Any:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype)
                         if not isinstance(x, jax.Array) else jax.ShapeDtypeStruct(x.shape, x.dtype),
@@ -120,11 +124,20 @@ class Checkpointer:
     def restore(self, step: int, state_template: Any) -> tuple[Any, dict[str, Any], dict]:
         """Returns (state shaped like `state_template`, arrays as numpy, meta)."""
         abstract = _abstract(_keys_to_data(state_template))
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract),
-            arrays=ocp.args.StandardRestore(),
-            meta=ocp.args.JsonRestore(),
-        ))
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract),
+                arrays=ocp.args.StandardRestore(),
+                meta=ocp.args.JsonRestore(),
+            ))
+        except ValueError as error:
+            if "structure" not in str(error).lower() and "shape" not in str(error).lower():
+                raise
+            raise CheckpointMismatchError(
+                f"the checkpoint at step {step} in {self.directory} holds another agent or "
+                "reward configuration (different networks or state, e.g. from an older version "
+                "or other flags), so this run cannot resume from it; use a new --logdir, or "
+                f"the flags that wrote it ({str(error).splitlines()[0][:200]})") from None
         state = _data_to_keys(restored.state, state_template)
         arrays = jax.tree.map(np.asarray, dict(restored.arrays or {}))
         arrays = _join_empty(arrays, restored.meta["empty_leaves"])

@@ -150,6 +150,7 @@ def main(argv: list[str]) -> None:
     if not FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
     from genreward_jax import logging_utils
+    from genreward_jax.checkpoint import CheckpointMismatchError
     from genreward_jax.dreamer import Agent
     from genreward_jax.goals import GoalFileError
     from genreward_jax.trainer import Trainer
@@ -184,7 +185,10 @@ def main(argv: list[str]) -> None:
 
     trainer = Trainer(trainer_config, agent_factory, env_configs, eval_configs,
                       goal_rewards=goal_rewards)
-    result = trainer.run()
+    try:
+        result = trainer.run()
+    except CheckpointMismatchError as error:
+        sys.exit(f"FATAL checkpoint error: {error}")
     if result["status"] != "complete":
         print(f"stopped early ({result['status']}); rerun the same command to resume",
               file=sys.stderr)

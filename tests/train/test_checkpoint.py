@@ -83,3 +83,14 @@ def test_keeps_last_k_and_refuses_to_overwrite(tmp_path):
         checkpointer.save(30, state, {"a": np.ones(2)}, {"step": 30})
     with pytest.raises(ValueError, match="keep_checkpoints"):
         Checkpointer(tmp_path / "other", keep=0)
+
+
+def test_a_checkpoint_of_another_structure_is_refused_in_one_line(tmp_path):
+    from genreward_jax.checkpoint import CheckpointMismatchError
+
+    checkpointer = Checkpointer(str(tmp_path / "ckpt"), keep=1)
+    checkpointer.save(5, {"agent": {"w": np.ones(3, np.float32)}}, {"x": np.zeros(2)}, {})
+    with pytest.raises(CheckpointMismatchError, match="new --logdir"):
+        checkpointer.restore(5, {"agent": {"w": np.ones(3, np.float32),
+                                           "norm": np.zeros(2, np.float32)}})
+    checkpointer.close()
