@@ -253,6 +253,7 @@ class Trainer:
                                                  "train")
                     action = np.asarray(action, np.float32)
                     context = {k: np.asarray(carry[k]) for k in CONTEXT_KEYS}
+                    self._log_transition_reward(agent, train_state, carry, action, obs)
                 action = np.where(obs["is_last"][:, None], 0.0, action).astype(np.float32)
                 replay.add({**{k: obs[k] for k in self._step_keys()}, "action": action,
                             **context})
@@ -297,6 +298,16 @@ class Trainer:
                 "train_state": train_state}
 
     # ------------------------------------------------------------------ pieces
+    def _log_transition_reward(self, agent, train_state, carry, action, obs) -> None:
+        """Hands the goal rewards the FB reward the agent gives this step's (s_t, a_t), so the
+        logged per-episode shares cover every term (no effect on training)."""
+        score = getattr(agent, "step_transition_reward", None)
+        if self.goal_rewards is None or score is None:
+            return
+        goal = np.asarray(self.goal_rewards.goal_index, np.int32)
+        reward = np.asarray(score(train_state, carry, action, goal), np.float64)
+        self.goal_rewards.add_fb_reward(np.where(obs["is_last"], 0.0, reward))
+
     def _restore_envs(self, envs, obs, loop: _LoopState) -> dict[str, np.ndarray]:
         """Rebuilds the simulator state by resetting and replaying actions (module docstring)."""
         if len(set(loop.episodes.tolist())) != 1 or len({len(a) for a in loop.actions}) != 1:

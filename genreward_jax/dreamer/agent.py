@@ -164,6 +164,9 @@ class Agent:
         self._init = jax.jit(self._init_state, compiler_options=init_options)
         self.policy = jax.jit(self._policy, static_argnames=('mode',), compiler_options=options)
         self.train = jax.jit(self._train, donate_argnums=(0,), compiler_options=options)
+        self.step_transition_reward = (
+            jax.jit(self._step_transition_reward, compiler_options=options)
+            if extra is not None and getattr(extra, 'action_aware', False) else None)
 
     def _build(self, key: jax.Array) -> DreamerNets:
         return DreamerNets(self.config, self.vector_dims, self.image_shapes, self.act_dim,
@@ -331,6 +334,16 @@ class Agent:
         img_tr, _ = self.extra.transition_reward(extra_params, extra_state, img_feat, img_act,
                                                  img_context)
         return replay, ac.shift_to_arrival(img_tr.astype(f32))
+
+    def _step_transition_reward(self, state: TrainState, carry: dict[str, jax.Array],
+                                action: jax.Array, context: jax.Array) -> jax.Array:
+        """The action-aware extra's reward [N] of taking ``action`` [N, A] in the posterior
+        state of ``carry`` (as ``policy`` returns it): what the agent's objective gives this
+        env step, for logging alongside the env's rewards."""
+        feat = features({'deter': carry['deter'], 'stoch': carry['stoch']})
+        reward, _ = self.extra.transition_reward(state.extra_params, state.extra_state, feat,
+                                                 action, context)
+        return reward
 
     def _train(self, state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
         grad_fn = jax.value_and_grad(

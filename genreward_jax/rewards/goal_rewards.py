@@ -17,11 +17,12 @@ Per env step, ``GoalRewards.process`` adds to the observation batch:
 The video term (``reward_scaling``):
   * ``'paper'``: ``α·r_video``, the release's formula (α = 0.01 on a cosine that varies by
     ~0.01 between behaviours: invisible next to Meta-World's 0-10 per-step reward);
-  * ``'calibrated'``: ``α · σ_env · I · (r_video − μ) / σ``, with μ, σ running statistics of the
-    raw window values, σ_env the running per-step std of the env reward (1 with the env reward
-    off) and I the window length. One value arrives per I steps, and the reward head cannot
-    tell when a window closes from the state, so it learns E[term | s] ≈ α·σ_env·z per step:
-    α reads as the term's spread per step in units of the env reward's.
+  * ``'calibrated'``: ``c · (r_video − μ) / σ``, with μ, σ running statistics of the raw window
+    values and c chosen so that the term's per-episode sum spreads α times as much as the env
+    return (c = α · std(R_env) / std(Σ_windows z), both EMAs over finished episodes; with the
+    env reward off std(R_env) is 1). Until two episodes have finished, c = α · σ_env · I with
+    σ_env the per-step std of the env reward and I the window length (one value per I steps,
+    which a reward head that cannot time a window's end learns as α·σ_env·z per step).
 
 Goal banks (``--goal_file=<folder>/bank.json`` from ``make_goals.py --placements=N``): the env
 reports each episode's placement index (``obs['placement']``) and the episode's video reward
@@ -173,6 +174,37 @@ class RunningStats:
         self.count, self.mean, self.m2 = (float(v) for v in np.asarray(array))
 
 
+class EpisodeSpread:
+    """EMA of the mean and variance of per-episode sums (rate per episode; the first episode is
+    taken as is), so the spread follows the current policy rather than the first episodes'."""
+
+    def __init__(self, rate: float = 0.05):
+        self.rate, self.count, self.mean, self.var = rate, 0.0, 0.0, 0.0
+
+    def update(self, value: float) -> None:
+        if self.count == 0:
+            self.mean, self.var = float(value), 0.0
+        else:
+            delta = float(value) - self.mean
+            self.mean += self.rate * delta
+            self.var = (1 - self.rate) * (self.var + self.rate * delta * delta)
+        self.count += 1.0
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(self.var))
+
+    def array(self) -> np.ndarray:
+        return np.array([self.count, self.mean, self.var], np.float64)
+
+    def load(self, array: np.ndarray) -> None:
+        self.count, self.mean, self.var = (float(v) for v in np.asarray(array))
+
+
+# Columns of GoalRewards.episode_sums: the terms as they enter the reward, and Σ z of the video.
+_ENV, _VIDEO, _FB, _VIDEO_Z = range(4)
+
+
 class GoalRewards:
     """Encoders, goal targets and per-env video windows for one training run."""
 
@@ -226,7 +258,8 @@ class GoalRewards:
         self.goal_index = np.zeros(num_envs, np.int64)
         self.needs_extra_render = config.video_reward and goal.resolution != image_size
         self.video_stats, self.env_stats = RunningStats(), RunningStats()
-        self.episode_sums = np.zeros((num_envs, 2), np.float64)   # env term, video term
+        self.episode_env, self.episode_video_z = EpisodeSpread(), EpisodeSpread()
+        self.episode_sums = np.zeros((num_envs, 4), np.float64)   # columns _ENV ... _VIDEO_Z
         self._finished: list[np.ndarray] = []
         self._video_rewards: list[float] = []
         self._video_scaled: list[float] = []
@@ -251,8 +284,10 @@ class GoalRewards:
         """Each goal's recorded placement, in bank order (for EnvConfig.placements)."""
         missing = [p for p, g in self.goals if g.placement is None]
         if missing:
-            raise GoalFileError(f'{missing[0]} records no object/goal placement (a file goal or '
-                                'a foreign condition image): use --placement=random')
+            raise GoalFileError(f'{missing[0]} records no object/goal placement (a file goal, a '
+                                'foreign condition image, or made before placements were '
+                                'recorded): use --placement=random, or remake it with '
+                                'preprocessing/make_goals.py')
         return tuple(tuple(g.placement.tolist()) for _, g in self.goals)
 
     def _goal_frame_index(self, goal: GoalFile) -> int:
@@ -316,7 +351,8 @@ class GoalRewards:
                 target = self.goal_index[closed] * self.windows_per_episode + window
                 r_video[closed] = np.asarray(self.video_reward_fn(
                     clips, target, self.windows.first_frames[closed]))
-                video_term[closed] = self._video_term(r_video[closed])
+                video_term[closed], z = self._video_term(r_video[closed])
+                self.episode_sums[closed, _VIDEO_Z] += z
                 self._video_rewards.extend(r_video[closed].tolist())
                 self._video_scaled.extend(video_term[closed].tolist())
         env_term = r_env if cfg.env_reward else np.zeros_like(r_env)
@@ -329,23 +365,39 @@ class GoalRewards:
             out['dino'] = np.asarray(self._dino(obs['image']), np.float32)
         return out
 
-    def _video_term(self, raw: np.ndarray) -> np.ndarray:
-        """The video reward as it enters the total reward (module docstring)."""
+    def video_scale(self) -> float:
+        """c of the calibrated video term (module docstring)."""
+        cfg = self.config
+        env_spread = self.episode_env.std if cfg.env_reward else 1.0
+        if self.episode_video_z.count >= 2 and self.episode_video_z.std > 0 and env_spread > 0:
+            return cfg.alpha * env_spread / self.episode_video_z.std
+        step_spread = (self.env_stats.std or 1.0) if cfg.env_reward else 1.0
+        return cfg.alpha * step_spread * cfg.video_interval
+
+    def _video_term(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The video reward as it enters the total reward, and its z-scores (module docstring)."""
         cfg = self.config
         if cfg.reward_scaling == 'paper':
-            return (cfg.alpha * raw).astype(np.float32)
+            return (cfg.alpha * raw).astype(np.float32), np.zeros_like(raw)
         self.video_stats.update(raw)
-        env_scale = (self.env_stats.std or 1.0) if cfg.env_reward else 1.0
-        scale = cfg.alpha * env_scale * cfg.video_interval
-        return (scale * self.video_stats.standardise(raw.astype(np.float64))).astype(np.float32)
+        z = self.video_stats.standardise(raw.astype(np.float64))
+        return (self.video_scale() * z).astype(np.float32), z
+
+    def add_fb_reward(self, fb_reward: np.ndarray) -> None:
+        """The FB reward [N] the agent gives this step's (s_t, a_t), for the episode-level
+        shares only (the agent computes its own inside the train step)."""
+        self.episode_sums[:, _FB] += np.asarray(fb_reward, np.float64)
 
     def _track_episodes(self, first, last, env_term, video_term) -> None:
-        """Per-episode sums of the env and video terms, for their spread and variance share."""
+        """Per-episode sums of the terms, for the video calibration and the logged shares."""
         self.episode_sums[first] = 0.0
-        self.episode_sums[:, 0] += env_term
-        self.episode_sums[:, 1] += video_term
+        self.episode_sums[:, _ENV] += env_term
+        self.episode_sums[:, _VIDEO] += video_term
         for env in np.flatnonzero(last):
-            self._finished.append(self.episode_sums[env].copy())
+            sums = self.episode_sums[env].copy()
+            self._finished.append(sums)
+            self.episode_env.update(sums[_ENV])
+            self.episode_video_z.update(sums[_VIDEO_Z])
 
     def metrics(self) -> dict[str, float]:
         """Raw and scaled video reward of the windows closed since the last call, and over the
@@ -359,20 +411,26 @@ class GoalRewards:
                         'rewards/video_scaled_std': float(np.std(self._video_scaled)),
                         'rewards/video_windows': float(len(raw))})
         if len(self._finished) >= 2:
-            sums = np.stack(self._finished)
-            var = sums.var(0)
-            out['rewards/share_video'] = float(var[1] / max(var.sum(), 1e-12))
-            if var[0] > 0:
-                out['rewards/spread_video_vs_env'] = float(np.sqrt(var[1] / var[0]))
+            var = np.stack(self._finished)[:, :_VIDEO_Z].var(0)
+            total = max(var.sum(), 1e-12)
+            for name, column in (('env', _ENV), ('video', _VIDEO), ('fb', _FB)):
+                out[f'rewards/share_{name}'] = float(var[column] / total)
+                if name != 'env' and var[_ENV] > 0:
+                    out[f'rewards/spread_{name}_vs_env'] = float(np.sqrt(var[column] /
+                                                                         var[_ENV]))
+            out['rewards/episodes'] = float(len(self._finished))
             self._finished = []
         out['rewards/env_scale'] = float(self.env_stats.std)
+        out['rewards/video_scale'] = float(self.video_scale())
         self._video_rewards, self._video_scaled = [], []
         return out
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {**self.windows.state_dict(), 'episode_step': self.episode_step.copy(),
                 'goal_index': self.goal_index.copy(), 'video_stats': self.video_stats.array(),
-                'env_stats': self.env_stats.array(), 'episode_sums': self.episode_sums.copy()}
+                'env_stats': self.env_stats.array(), 'episode_sums': self.episode_sums.copy(),
+                'episode_env': self.episode_env.array(),
+                'episode_video_z': self.episode_video_z.array()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self.windows.load_state_dict({k: state[k] for k in ('clips', 'first_frames')
@@ -383,3 +441,5 @@ class GoalRewards:
             self.video_stats.load(state['video_stats'])
             self.env_stats.load(state['env_stats'])
             self.episode_sums = np.asarray(state['episode_sums'], np.float64).copy()
+            self.episode_env.load(state['episode_env'])
+            self.episode_video_z.load(state['episode_video_z'])
