@@ -219,16 +219,19 @@ def normaliser_init() -> dict[str, jax.Array]:
 
 def normaliser_update(stats: dict[str, jax.Array], values: jax.Array, weight: jax.Array,
                       rate: float = 0.01) -> dict[str, jax.Array]:
-    """EMA of the batch mean and variance of the raw reward (the first batch is taken as is).
+    """Running mean and variance of the raw reward over batches: an EMA at ``rate``, but never
+    slower than the plain average of the batches so far (rate 1/count: the first batch is taken
+    as is, and ``rate=0`` keeps the average over all batches).
 
     Why normalise: Q scales with 1/ρ(goal) and 1/(1 − γ), so a fixed β would mean something
     different for every goal and discount; after normalisation β is in units of standard
-    deviations of the FB reward over replay."""
+    deviations of the FB reward over replay. Why the average at first: a plain EMA from one
+    batch lags for ~1/rate updates, while F's values still move fast."""
     w = weight.astype(jnp.float32)
     total = jnp.maximum(w.sum(), 1.0)
     mean = (values * w).sum() / total
     var = (jnp.square(values - mean) * w).sum() / total
-    r = jnp.where(stats['count'] > 0, rate, 1.0)
+    r = jnp.maximum(rate, 1.0 / (stats['count'] + 1.0))
     return {'mean': (1 - r) * stats['mean'] + r * mean,
             'var': (1 - r) * stats['var'] + r * var,
             'count': stats['count'] + 1.0}
@@ -253,7 +256,7 @@ def feature_normaliser_update(stats: dict[str, jax.Array], values: jax.Array, we
     total = jnp.maximum(w.sum(), 1.0)
     mean = (values * w).sum(0) / total
     var = (jnp.square(values - mean) * w).sum(0) / total
-    r = jnp.where(stats['count'] > 0, rate, 1.0)
+    r = jnp.maximum(rate, 1.0 / (stats['count'] + 1.0))  # as normaliser_update
     return {'mean': (1 - r) * stats['mean'] + r * mean, 'var': (1 - r) * stats['var'] + r * var,
             'count': stats['count'] + 1.0}
 

@@ -18,10 +18,10 @@ taking a_t at s_t. Where it enters (``FBRewardSpec.target``):
     step t; the head sees s_t only, so it learns the mean over the policy's actions.
 
 Scale (``FBRewardSpec.scaling``):
-  * ``'calibrated'`` (default): ``β · c · (Q − μ_Q) / σ_Q``, with μ_Q, σ_Q running statistics of
-    Q over replay batches and c set so that the term's sum over a training sequence spreads β
-    times as much as the env reward's (``fb_scale``; with the env reward off, β in absolute
-    units): β is the FB term's spread as a fraction of the env reward's.
+  * ``'calibrated'`` (default): ``β · σ_env · (Q − μ_Q) / σ_Q``, with μ_Q, σ_Q running statistics of
+    Q over replay batches and σ_env the per-step std of the env reward over all batches so far
+    (1 with the env reward off): β is the FB term's per-step spread as a fraction of the env
+    reward's (logged as ``fb_step_spread_vs_env``).
   * ``'paper'``: ``β · Q`` on the raw value, the release's formula (its β = 1e-5 then makes the
     term vanish: Q scales with 1/((1 − γ)·ρ(goal))).
 
@@ -120,9 +120,6 @@ class FBExtraLoss:
         state = {'target': jax.tree.map(jnp.copy, params), 'norm': fb.normaliser_init(),
                  'env_norm': fb.normaliser_init(),
                  'goal_norm': fb.feature_normaliser_init(goal_dim),
-                 'segment_norm': {'env_var': jnp.zeros((), jnp.float32),
-                                  'fb_var': jnp.zeros((), jnp.float32),
-                                  'count': jnp.zeros((), jnp.float32)},
                  'updates': jnp.zeros((), jnp.int32)}
         return params, state
 
@@ -171,22 +168,12 @@ class FBExtraLoss:
         return jnp.zeros(batch['is_first'].shape, jnp.int32)
 
     def env_scale(self, state: dict[str, Any]) -> jax.Array:
-        """σ_env: running per-step std of the env reward (1 without env reward or stats)."""
+        """σ_env: per-step std of the env reward over all batches so far; 1 with the env reward
+        off or while it has not varied (as the video term's, goal_rewards.GoalRewards)."""
         if not self.spec.env_reward:
             return jnp.ones((), jnp.float32)
         norm = state['env_norm']
-        return jnp.where(norm['count'] > 0, jnp.sqrt(norm['var']), 1.0)
-
-    def fb_scale(self, state: dict[str, Any]) -> jax.Array:
-        """c in r_fb = β · c · z: the spread of the env reward's sum over a training sequence
-        divided by that of Σ z over a sequence (EMAs over batches), so that the FB term's sum
-        over a sequence spreads β times as much as the env reward's (the env spread is 1 with
-        the env reward off). Before any batch: the per-step σ_env."""
-        seg = state['segment_norm']
-        env_spread = jnp.sqrt(seg['env_var']) if self.spec.env_reward else jnp.ones(())
-        ready = (seg['count'] > 0) & (seg['fb_var'] > 0) & (env_spread > 0)
-        calibrated = env_spread * jax.lax.rsqrt(jnp.maximum(seg['fb_var'], 1e-12))
-        return jnp.where(ready, calibrated, self.env_scale(state))
+        return jnp.where((norm['count'] > 0) & (norm['var'] > 0), jnp.sqrt(norm['var']), 1.0)
 
     def transition_reward(self, params: dict[str, Any], state: dict[str, Any],
                           feat: jax.Array, action: jax.Array, goal_index: jax.Array
@@ -205,7 +192,7 @@ class FBExtraLoss:
         if self.spec.scaling == 'paper':
             reward = self.spec.beta * q
         else:
-            reward = self.spec.beta * self.fb_scale(state) * fb.normalise(state['norm'], q)
+            reward = self.spec.beta * self.env_scale(state) * fb.normalise(state['norm'], q)
         return reward.reshape(lead), q.reshape(lead)
 
     def loss(self, params: dict[str, Any], state: dict[str, Any], inputs: dict[str, Any],
@@ -222,15 +209,13 @@ class FBExtraLoss:
         env = batch['r_env'] if 'r_env' in batch else batch['reward']
         env_term = env.astype(jnp.float32) * float(self.spec.env_reward)
         metrics.update(reward_shares(env_term, batch['reward'], bonus, self.spec.env_reward))
-        z = fb.normalise(sg(state['norm']), q)
         metrics = {**metrics, 'fb_q_mean': q.mean(), 'fb_q_std': q.std(),
                    'fb_active': active.astype(jnp.float32), 'fb_reward': bonus.mean(),
                    'fb_reward_std': bonus.std(), 'env_scale': self.env_scale(state),
                    'fb_q_batch': q.reshape(-1), 'env_reward_batch': env.reshape(-1),
-                   'fb_scale': self.fb_scale(state),
+                   'fb_step_spread_vs_env': bonus.std() / self.env_scale(state),
                    'goal_feat_batch': transitions['raw_next_goal_feat'],
-                   'goal_feat_mask': transitions['mask'],
-                   'segment_env_sum': env_term.sum(1), 'segment_fb_sum': z.sum(1)}
+                   'goal_feat_mask': transitions['mask']}
         return loss, metrics, (None if self.action_aware else bonus)
 
     def post_update(self, old_params: dict[str, Any], params: dict[str, Any],
@@ -246,17 +231,10 @@ class FBExtraLoss:
         norm = fb.normaliser_update(state['norm'], q, jnp.ones_like(q))
         norm = jax.tree.map(lambda new, old: jnp.where(active, new, old), norm, state['norm'])
         env = metrics['env_reward_batch'].astype(jnp.float32)
-        env_norm = fb.normaliser_update(state['env_norm'], env, jnp.ones_like(env))
+        env_norm = fb.normaliser_update(state['env_norm'], env, jnp.ones_like(env), rate=0.0)
         goal_norm = fb.feature_normaliser_update(state['goal_norm'], metrics['goal_feat_batch'],
                                                  metrics['goal_feat_mask'])
         goal_norm = jax.tree.map(lambda new, old: jnp.where(active, new, old), goal_norm,
                                  state['goal_norm'])
-        seg = state['segment_norm']
-        rate = jnp.where(seg['count'] > 0, 0.01, 1.0)
-        segment_norm = {
-            'env_var': (1 - rate) * seg['env_var'] + rate * metrics['segment_env_sum'].var(),
-            'fb_var': (1 - rate) * seg['fb_var'] + rate * metrics['segment_fb_sum'].var(),
-            'count': seg['count'] + 1.0}
         return params, {'target': target, 'norm': norm, 'env_norm': env_norm,
-                        'goal_norm': goal_norm, 'segment_norm': segment_norm,
-                        'updates': state['updates'] + 1}
+                        'goal_norm': goal_norm, 'updates': state['updates'] + 1}

@@ -18,12 +18,12 @@ DEFAULT_VIDEO_VARIANT = 'progress'
 flags.DEFINE_string('goal_file', None, 'Goal .npz from preprocessing/make_goals.py, or the '
                     'bank.json of make_goals.py --placements=N. Unset: plain DreamerV3 on the '
                     'environment reward.')
-flags.DEFINE_float('alpha', 0.5, 'Weight α of the video reward. calibrated: the spread of its '
-                   'per-episode sum as a fraction of the env return\'s; paper: multiplies the '
-                   'raw cosine (the release: 0.01).')
-flags.DEFINE_float('beta', 0.5, 'Weight β of the FB reward. calibrated: the spread of its sum '
-                   'over a training sequence as a fraction of the env reward\'s; paper: '
-                   'multiplies the raw F(s,a,z)ᵀz (the release: 1e-5).')
+flags.DEFINE_float('alpha', 0.5, 'Weight α of the video reward. calibrated: its per-step '
+                   'spread as a fraction of the env reward\'s; paper: multiplies the raw cosine '
+                   '(the release: 0.01).')
+flags.DEFINE_float('beta', 0.5, 'Weight β of the FB reward. calibrated: its per-step spread as '
+                   'a fraction of the env reward\'s; paper: multiplies the raw F(s,a,z)ᵀz (the '
+                   'release: 1e-5).')
 flags.DEFINE_enum('reward_scaling', 'calibrated', list(SCALINGS),
                   'calibrated: each generated term standardised online and weighted against the '
                   'env reward\'s spread; paper: the release\'s literal r_env + α·r_video + '

@@ -17,12 +17,17 @@ Per env step, ``GoalRewards.process`` adds to the observation batch:
 The video term (``reward_scaling``):
   * ``'paper'``: ``α·r_video``, the release's formula (α = 0.01 on a cosine that varies by
     ~0.01 between behaviours: invisible next to Meta-World's 0-10 per-step reward);
-  * ``'calibrated'``: ``c · (r_video − μ) / σ``, with μ, σ running statistics of the raw window
-    values and c chosen so that the term's per-episode sum spreads α times as much as the env
-    return (c = α · std(R_env) / std(Σ_windows z), both EMAs over finished episodes; with the
-    env reward off std(R_env) is 1). Until two episodes have finished, c = α · σ_env · I with
-    σ_env the per-step std of the env reward and I the window length (one value per I steps,
-    which a reward head that cannot time a window's end learns as α·σ_env·z per step).
+  * ``'calibrated'``: ``α · σ_env · I · (r_video − μ) / σ``, with μ, σ running statistics of the
+    raw window values, σ_env the per-step std of the env reward over all steps so far (1 with
+    the env reward off, or while it has not varied yet) and I the window length. One value
+    arrives per I steps, and a reward head cannot tell from the state when a window closes, so
+    it learns E[term | s] ≈ α·σ_env·z per step: α is the term's per-step spread as a fraction of
+    the env reward's (logged as ``rewards/video_step_spread_vs_env``).
+
+    Why per step and not per episode: the env return can hardly vary between episodes early in
+    training, at a fixed placement or with a sparse reward, and a term scaled to it would vanish
+    exactly where a shaping reward has to act (measured: README, "What the generated rewards
+    measure").
 
 Goal banks (``--goal_file=<folder>/bank.json`` from ``make_goals.py --placements=N``): the env
 reports each episode's placement index (``obs['placement']``) and the episode's video reward
@@ -174,35 +179,8 @@ class RunningStats:
         self.count, self.mean, self.m2 = (float(v) for v in np.asarray(array))
 
 
-class EpisodeSpread:
-    """EMA of the mean and variance of per-episode sums (rate per episode; the first episode is
-    taken as is), so the spread follows the current policy rather than the first episodes'."""
-
-    def __init__(self, rate: float = 0.05):
-        self.rate, self.count, self.mean, self.var = rate, 0.0, 0.0, 0.0
-
-    def update(self, value: float) -> None:
-        if self.count == 0:
-            self.mean, self.var = float(value), 0.0
-        else:
-            delta = float(value) - self.mean
-            self.mean += self.rate * delta
-            self.var = (1 - self.rate) * (self.var + self.rate * delta * delta)
-        self.count += 1.0
-
-    @property
-    def std(self) -> float:
-        return float(np.sqrt(self.var))
-
-    def array(self) -> np.ndarray:
-        return np.array([self.count, self.mean, self.var], np.float64)
-
-    def load(self, array: np.ndarray) -> None:
-        self.count, self.mean, self.var = (float(v) for v in np.asarray(array))
-
-
-# Columns of GoalRewards.episode_sums: the terms as they enter the reward, and Σ z of the video.
-_ENV, _VIDEO, _FB, _VIDEO_Z = range(4)
+# Columns of GoalRewards.episode_sums: the terms as they enter the reward.
+_ENV, _VIDEO, _FB = range(3)
 
 
 class GoalRewards:
@@ -258,8 +236,7 @@ class GoalRewards:
         self.goal_index = np.zeros(num_envs, np.int64)
         self.needs_extra_render = config.video_reward and goal.resolution != image_size
         self.video_stats, self.env_stats = RunningStats(), RunningStats()
-        self.episode_env, self.episode_video_z = EpisodeSpread(), EpisodeSpread()
-        self.episode_sums = np.zeros((num_envs, 4), np.float64)   # columns _ENV ... _VIDEO_Z
+        self.episode_sums = np.zeros((num_envs, 3), np.float64)   # columns _ENV, _VIDEO, _FB
         self._finished: list[np.ndarray] = []
         self._video_rewards: list[float] = []
         self._video_scaled: list[float] = []
@@ -351,8 +328,7 @@ class GoalRewards:
                 target = self.goal_index[closed] * self.windows_per_episode + window
                 r_video[closed] = np.asarray(self.video_reward_fn(
                     clips, target, self.windows.first_frames[closed]))
-                video_term[closed], z = self._video_term(r_video[closed])
-                self.episode_sums[closed, _VIDEO_Z] += z
+                video_term[closed] = self._video_term(r_video[closed])
                 self._video_rewards.extend(r_video[closed].tolist())
                 self._video_scaled.extend(video_term[closed].tolist())
         env_term = r_env if cfg.env_reward else np.zeros_like(r_env)
@@ -365,23 +341,25 @@ class GoalRewards:
             out['dino'] = np.asarray(self._dino(obs['image']), np.float32)
         return out
 
-    def video_scale(self) -> float:
-        """c of the calibrated video term (module docstring)."""
-        cfg = self.config
-        env_spread = self.episode_env.std if cfg.env_reward else 1.0
-        if self.episode_video_z.count >= 2 and self.episode_video_z.std > 0 and env_spread > 0:
-            return cfg.alpha * env_spread / self.episode_video_z.std
-        step_spread = (self.env_stats.std or 1.0) if cfg.env_reward else 1.0
-        return cfg.alpha * step_spread * cfg.video_interval
+    def env_spread(self) -> float:
+        """σ_env: per-step std of the env reward so far; 1 with the env reward off or while it
+        has not varied (generated terms then speak in their own units)."""
+        if not self.config.env_reward or self.env_stats.std <= 0:
+            return 1.0
+        return self.env_stats.std
 
-    def _video_term(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The video reward as it enters the total reward, and its z-scores (module docstring)."""
+    def video_scale(self) -> float:
+        """α · σ_env · I of the calibrated video term (module docstring)."""
+        return self.config.alpha * self.env_spread() * self.config.video_interval
+
+    def _video_term(self, raw: np.ndarray) -> np.ndarray:
+        """The video reward as it enters the total reward (module docstring)."""
         cfg = self.config
         if cfg.reward_scaling == 'paper':
-            return (cfg.alpha * raw).astype(np.float32), np.zeros_like(raw)
+            return (cfg.alpha * raw).astype(np.float32)
         self.video_stats.update(raw)
         z = self.video_stats.standardise(raw.astype(np.float64))
-        return (self.video_scale() * z).astype(np.float32), z
+        return (self.video_scale() * z).astype(np.float32)
 
     def add_fb_reward(self, fb_reward: np.ndarray) -> None:
         """The FB reward [N] the agent gives this step's (s_t, a_t), for the episode-level
@@ -394,10 +372,7 @@ class GoalRewards:
         self.episode_sums[:, _ENV] += env_term
         self.episode_sums[:, _VIDEO] += video_term
         for env in np.flatnonzero(last):
-            sums = self.episode_sums[env].copy()
-            self._finished.append(sums)
-            self.episode_env.update(sums[_ENV])
-            self.episode_video_z.update(sums[_VIDEO_Z])
+            self._finished.append(self.episode_sums[env].copy())
 
     def metrics(self) -> dict[str, float]:
         """Raw and scaled video reward of the windows closed since the last call, and over the
@@ -409,9 +384,12 @@ class GoalRewards:
             out.update({'rewards/video': float(raw.mean()), 'rewards/video_std': float(raw.std()),
                         'rewards/video_scaled': float(np.mean(self._video_scaled)),
                         'rewards/video_scaled_std': float(np.std(self._video_scaled)),
+                        'rewards/video_step_spread_vs_env': float(
+                            np.std(self._video_scaled) / self.config.video_interval
+                            / self.env_spread()),
                         'rewards/video_windows': float(len(raw))})
         if len(self._finished) >= 2:
-            var = np.stack(self._finished)[:, :_VIDEO_Z].var(0)
+            var = np.stack(self._finished).var(0)
             total = max(var.sum(), 1e-12)
             for name, column in (('env', _ENV), ('video', _VIDEO), ('fb', _FB)):
                 out[f'rewards/share_{name}'] = float(var[column] / total)
@@ -422,15 +400,14 @@ class GoalRewards:
             self._finished = []
         out['rewards/env_scale'] = float(self.env_stats.std)
         out['rewards/video_scale'] = float(self.video_scale())
+        out['rewards/env_spread'] = float(self.env_spread())
         self._video_rewards, self._video_scaled = [], []
         return out
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {**self.windows.state_dict(), 'episode_step': self.episode_step.copy(),
                 'goal_index': self.goal_index.copy(), 'video_stats': self.video_stats.array(),
-                'env_stats': self.env_stats.array(), 'episode_sums': self.episode_sums.copy(),
-                'episode_env': self.episode_env.array(),
-                'episode_video_z': self.episode_video_z.array()}
+                'env_stats': self.env_stats.array(), 'episode_sums': self.episode_sums.copy()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self.windows.load_state_dict({k: state[k] for k in ('clips', 'first_frames')
@@ -441,5 +418,3 @@ class GoalRewards:
             self.video_stats.load(state['video_stats'])
             self.env_stats.load(state['env_stats'])
             self.episode_sums = np.asarray(state['episode_sums'], np.float64).copy()
-            self.episode_env.load(state['episode_env'])
-            self.episode_video_z.load(state['episode_video_z'])
