@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ def feed(rewards, steps, env_reward, seed=0):
     return outs
 
 
+@pytest.mark.slow
 def test_calibrated_video_term_is_alpha_times_env_spread_per_step(tiny_goal):
     rewards = GoalRewards(RewardConfig(goal_file=tiny_goal[0], alpha=ALPHA,
                                        video_interval=INTERVAL, reward_scaling='calibrated',
@@ -98,17 +100,19 @@ def test_calibrated_fb_reward_uses_env_spread_and_q_normaliser():
     spec = FBRewardSpec(state_dim=6, action_dim=4, goal_feature=np.ones(5, np.float32),
                         beta=0.25, freeze_after_updates=10)
     extra = FBExtraLoss(fb.FBConfig(z_dim=4, hidden=8), spec)
-    params, state = extra.init(jax_key(0))
+    params, state = extra.init(jax.random.key(0))
     state = {**state, 'norm': {'mean': jnp.float32(2.0), 'var': jnp.float32(4.0),
                                'count': jnp.float32(3.0)},
              'env_norm': {'mean': jnp.float32(0.0), 'var': jnp.float32(9.0),
                           'count': jnp.float32(3.0)}}
     feat = jnp.asarray(np.random.default_rng(0).normal(size=(7, 6)), jnp.float32)
     action = jnp.zeros((7, 4))
-    reward, q = extra.transition_reward(params, state, feat, action, jnp.zeros(7, jnp.int32))
+    reward, q = jax.jit(extra.transition_reward)(params, state, feat, action,
+                                                 jnp.zeros(7, jnp.int32))
     np.testing.assert_allclose(reward, 0.25 * 3.0 * (q - 2.0) / 2.0, rtol=1e-4)
     paper = FBExtraLoss(extra.config, dataclasses.replace(spec, scaling='paper'))
-    reward, q = paper.transition_reward(params, state, feat, action, jnp.zeros(7, jnp.int32))
+    reward, q = jax.jit(paper.transition_reward)(params, state, feat, action,
+                                                 jnp.zeros(7, jnp.int32))
     np.testing.assert_allclose(reward, 0.25 * q, rtol=1e-6)
     no_env = FBExtraLoss(extra.config, dataclasses.replace(spec, env_reward=False))
     assert float(no_env.env_scale(state)) == 1.0
@@ -122,12 +126,6 @@ def test_reward_shares():
     assert float(shares['share_video']) == pytest.approx(var_video / (var_env + var_video))
     assert float(shares['share_fb']) == 0.0
     assert float(shares['spread_video_vs_env']) == pytest.approx(np.sqrt(var_video / var_env))
-
-
-def jax_key(seed):
-    import jax
-
-    return jax.random.key(seed)
 
 
 @pytest.fixture(scope='module')
@@ -214,8 +212,6 @@ def test_bank_errors(tmp_path, tiny_goal):
 def test_training_with_a_bank_stores_each_steps_goal(bank, tmp_path):
     """The real loop with a bank: replay records which goal each step's episode uses, and FB
     trains with both goals' features."""
-    import jax
-
     from genreward_jax.checkpoint import Checkpointer
     from genreward_jax.dreamer import Agent, preset
     from genreward_jax.trainer import Trainer, TrainerConfig
