@@ -132,17 +132,16 @@ class Trainer:
                              f"{sorted(obs)}); e.g. 'state' needs --proprio")
         return {k: (tuple(obs[k].shape[1:]), obs[k].dtype) for k in self.config.obs_keys}
 
-    def _replay_spec(self, obs_spec, act_dim, carry) -> tuple[dict, dict]:
+    def _replay_spec(self, obs, obs_spec, act_dim, carry) -> tuple[dict, dict]:
         step_spec = dict(obs_spec)
         step_spec.update(reward=((), np.float32), is_first=((), bool), is_last=((), bool),
                          is_terminal=((), bool), action=((act_dim,), np.float32))
         if self.goal_rewards is not None:
             step_spec.update(r_env=((), np.float32), r_video=((), np.float32))
-            if self.goal_rewards.goal_key == "dino":
-                step_spec.update(dino=((self.goal_rewards.feature_dim,), np.float32))
-            elif "state" not in step_spec:
-                step_spec.update(state=(tuple(obs_spec_state_shape(self.env_configs)),
-                                        np.float32))
+            key = self.goal_rewards.goal_key  # what B reads: 'dino' or 'state'
+            if key not in obs:
+                raise ValueError(f"--goal_space={key} needs obs[{key!r}]; 'state' needs --proprio")
+            step_spec.setdefault(key, (tuple(obs[key].shape[1:]), np.float32))
             if self.goal_rewards.num_goals > 1:
                 step_spec.update(placement=((), np.int32))
         compact = self.config.compact_context
@@ -202,7 +201,7 @@ class Trainer:
         init_key, policy_key, train_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 4)
         train_state = agent.init(init_key)
         carry = agent.initial_carry(self.num_envs)
-        step_spec, context_spec = self._replay_spec(obs_spec, act_dim, carry)
+        step_spec, context_spec = self._replay_spec(obs, obs_spec, act_dim, carry)
         replay = Replay(ReplayConfig(cfg.replay_capacity, self.num_envs, cfg.batch_length + 1,
                                      cfg.replay_online, cfg.seed), step_spec, context_spec)
         checkpointer = Checkpointer(os.path.join(cfg.logdir, "checkpoints"), cfg.keep_checkpoints)
@@ -390,15 +389,6 @@ def updates_due(config: TrainerConfig, env_steps: int) -> int:
         return 0
     return int((env_steps - config.prefill) * config.train_ratio
                // (config.batch_size * config.batch_length))
-
-
-def obs_spec_state_shape(env_configs: Sequence[Any]) -> tuple[int, ...]:
-    """Shape of the env's proprioceptive state (the FB goal space 'state' stores it)."""
-    if not all(getattr(c, "proprio", True) for c in env_configs):
-        raise ValueError("--goal_space=state needs the env's state: pass --proprio")
-    from genreward_jax.envs.metaworld_env import STATE_DIM
-
-    return (STATE_DIM,)
 
 
 def _warn(text: str) -> None:

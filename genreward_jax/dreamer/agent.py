@@ -164,9 +164,10 @@ class Agent:
         self._init = jax.jit(self._init_state, compiler_options=init_options)
         self.policy = jax.jit(self._policy, static_argnames=('mode',), compiler_options=options)
         self.train = jax.jit(self._train, donate_argnums=(0,), compiler_options=options)
+        self.action_aware = extra is not None and getattr(extra, 'action_aware', False)
         self.step_transition_reward = (
             jax.jit(self._step_transition_reward, compiler_options=options)
-            if extra is not None and getattr(extra, 'action_aware', False) else None)
+            if self.action_aware else None)
 
     def _build(self, key: jax.Array) -> DreamerNets:
         return DreamerNets(self.config, self.vector_dims, self.image_shapes, self.act_dim,
@@ -273,7 +274,7 @@ class Agent:
         n, h1 = img_feat.shape[:2]
         replay_extra, img_extra = self.transition_rewards(
             extra_params, state.extra_state, observed.feat, data, img_feat, img_act)
-        if self.extra is not None and getattr(self.extra, 'action_aware', False):
+        if self.action_aware:
             metrics['extra_reward/replay'] = replay_extra.mean()
             metrics['extra_reward/imag'] = img_extra.mean()
 
@@ -321,7 +322,7 @@ class Agent:
         """An action-aware extra's rewards at their arrival steps: on replay [B, T] (for the
         replay value loss; zero where a new episode starts) and on imagined rollouts [N, H+1]
         (each start row keeps its replay step's context). Zeros without such an extra."""
-        if self.extra is None or not getattr(self.extra, 'action_aware', False):
+        if not self.action_aware:
             return jnp.zeros((), f32), jnp.zeros((), f32)
         b, t = data['is_first'].shape
         n, h1 = img_feat.shape[:2]

@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 Params = dict[str, Any]
 
@@ -197,6 +198,21 @@ def soft_update(target: Params, online: Params, tau: float) -> Params:
     return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
 
 
+def train_step(params: Params, target: Params, opt_state: Any,
+               optimizer: optax.GradientTransformation, config: FBConfig,
+               batch: dict[str, jax.Array], key: jax.Array
+               ) -> tuple[Params, Params, Any, jax.Array]:
+    """One optimizer step of FB on its own (offline: benchmarks and tests; inside DreamerV3 FB
+    shares the agent's gradient instead, see fb_agent.py): z drawn by ``sample_z``, the FB loss,
+    then the soft target update. Returns (params, target, opt_state, loss)."""
+    z = sample_z(key, config, batch['next_goal_feat'], params)
+    (loss, _), grads = jax.value_and_grad(fb_loss, has_aux=True)(params, target, config, batch,
+                                                                 z)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return params, soft_update(target, params, config.tau), opt_state, loss
+
+
 # ---------------------------------------------------------------------------- reward
 
 def goal_z(params: Params, config: FBConfig, goal_feat: jax.Array) -> jax.Array:
@@ -206,66 +222,43 @@ def goal_z(params: Params, config: FBConfig, goal_feat: jax.Array) -> jax.Array:
 
 def fb_q(params: Params, config: FBConfig, state: jax.Array, action: jax.Array,
          z_goal: jax.Array) -> jax.Array:
-    """Unnormalised goal reward F(s, a, z_g)ᵀ z_g, averaged over F heads: [N, S] -> [N]."""
+    """Unnormalised goal reward F(s, a, z_g)ᵀ z_g, averaged over F heads: [N, S] -> [N].
+    z_goal is one goal [Z] or one per row [N, Z] (each row's own goal, e.g. a goal bank)."""
     z = jnp.broadcast_to(z_goal, (state.shape[0], z_goal.shape[-1]))
     return jnp.einsum('hnz,nz->n', forward(params, config, state, action, z), z) / config.f_heads
 
 
-def normaliser_init() -> dict[str, jax.Array]:
-    """Running mean and variance of the raw FB reward (count 0 means 'no data yet')."""
-    return {'mean': jnp.zeros((), jnp.float32), 'var': jnp.ones((), jnp.float32),
+def normaliser_init(shape: tuple[int, ...] = ()) -> dict[str, jax.Array]:
+    """Running mean and variance of a quantity of this shape: () for the raw FB reward, (G,) per
+    dimension of B's inputs (count 0 means 'no data yet'; mean 0, var 1 is the identity)."""
+    return {'mean': jnp.zeros(shape, jnp.float32), 'var': jnp.ones(shape, jnp.float32),
             'count': jnp.zeros((), jnp.float32)}
 
 
 def normaliser_update(stats: dict[str, jax.Array], values: jax.Array, weight: jax.Array,
                       rate: float = 0.01) -> dict[str, jax.Array]:
-    """Running mean and variance of the raw reward over batches: an EMA at ``rate``, but never
-    slower than the plain average of the batches so far (rate 1/count: the first batch is taken
-    as is, and ``rate=0`` keeps the average over all batches).
+    """Running mean and variance over batches of weighted rows: values [N, ...], weight [N].
+    An EMA at ``rate``, but never slower than the plain average of the batches so far (rate
+    1/count: the first batch is taken as is, and ``rate=0`` keeps the average over all batches).
 
-    Why normalise: Q scales with 1/ρ(goal) and 1/(1 − γ), so a fixed β would mean something
-    different for every goal and discount; after normalisation β is in units of standard
-    deviations of the FB reward over replay. Why the average at first: a plain EMA from one
-    batch lags for ~1/rate updates, while F's values still move fast."""
-    w = weight.astype(jnp.float32)
+    Why normalise the FB reward: Q scales with 1/ρ(goal) and 1/(1 − γ), so a fixed β would mean
+    something different for every goal and discount; after normalisation β is in units of
+    standard deviations of the FB reward over replay. Why B's inputs, per dimension: B must tell
+    states apart by its input, and image features can vary little next to their mean
+    (random-weight DINOv3: cosine 0.99996 between the first and last frame of a task); as
+    z-scores over replay the same features separate expert from random rollouts in
+    bench/reward_quality.py (AUC 0.00 -> 1.00 with the tiny models). Why the average at first: a
+    plain EMA from one batch lags for ~1/rate updates, while F's values still move fast."""
+    w = weight.astype(jnp.float32).reshape(weight.shape + (1,) * (values.ndim - 1))
     total = jnp.maximum(w.sum(), 1.0)
-    mean = (values * w).sum() / total
-    var = (jnp.square(values - mean) * w).sum() / total
+    mean = (values * w).sum(0) / total
+    var = (jnp.square(values - mean) * w).sum(0) / total
     r = jnp.maximum(rate, 1.0 / (stats['count'] + 1.0))
     return {'mean': (1 - r) * stats['mean'] + r * mean,
             'var': (1 - r) * stats['var'] + r * var,
             'count': stats['count'] + 1.0}
 
 
-def feature_normaliser_init(dim: int) -> dict[str, jax.Array]:
-    """Per-dimension running mean and variance of B's inputs [G] (count 0: identity)."""
-    return {'mean': jnp.zeros((dim,), jnp.float32), 'var': jnp.ones((dim,), jnp.float32),
-            'count': jnp.zeros((), jnp.float32)}
-
-
-def feature_normaliser_update(stats: dict[str, jax.Array], values: jax.Array, weight: jax.Array,
-                              rate: float = 0.01) -> dict[str, jax.Array]:
-    """EMA of the per-dimension mean and variance of features [N, G] over weighted rows [N].
-
-    Why: B must tell states apart by its input. Image features can vary little next to their
-    mean (random-weight DINOv3: cosine 0.99996 between the first and last frame of a task), and
-    B's first layer then sees an almost constant vector. As z-scores over replay the same
-    features separate expert from random rollouts in bench/reward_quality.py (AUC 0.00 -> 1.00
-    with the tiny models)."""
-    w = weight.astype(jnp.float32)[:, None]
-    total = jnp.maximum(w.sum(), 1.0)
-    mean = (values * w).sum(0) / total
-    var = (jnp.square(values - mean) * w).sum(0) / total
-    r = jnp.maximum(rate, 1.0 / (stats['count'] + 1.0))  # as normaliser_update
-    return {'mean': (1 - r) * stats['mean'] + r * mean, 'var': (1 - r) * stats['var'] + r * var,
-            'count': stats['count'] + 1.0}
-
-
-def standardise_features(stats: dict[str, jax.Array], values: jax.Array) -> jax.Array:
-    """(x − mean) / std per dimension, [..., G]."""
-    return (values - stats['mean']) * jax.lax.rsqrt(stats['var'] + 1e-8)
-
-
 def normalise(stats: dict[str, jax.Array], values: jax.Array) -> jax.Array:
-    """(Q − mean) / std with the running statistics."""
+    """(x − mean) / std with the running statistics (per dimension for vector statistics)."""
     return (values - stats['mean']) * jax.lax.rsqrt(stats['var'] + 1e-8)

@@ -46,7 +46,7 @@ import optax
 
 from genreward_jax.rewards import fb
 
-GOAL_SPACES = {'dino': 'dino', 'state': 'state'}  # goal space -> replay key B reads
+GOAL_SPACES = ('dino', 'state')  # each is also the replay key B reads
 GOAL_INDEX_KEY = 'placement'
 TARGETS = ('actor', 'reward_head')
 SCALINGS = ('calibrated', 'paper')
@@ -76,7 +76,7 @@ class FBRewardSpec:
         if self.scaling not in SCALINGS:
             raise ValueError(f'reward scaling must be one of {SCALINGS}, got {self.scaling!r}')
         if self.goal_space not in GOAL_SPACES:
-            raise ValueError(f'goal space must be one of {tuple(GOAL_SPACES)}, got '
+            raise ValueError(f'goal space must be one of {GOAL_SPACES}, got '
                              f'{self.goal_space!r}')
 
     @property
@@ -119,7 +119,7 @@ class FBExtraLoss:
                             goal_dim)
         state = {'target': jax.tree.map(jnp.copy, params), 'norm': fb.normaliser_init(),
                  'env_norm': fb.normaliser_init(),
-                 'goal_norm': fb.feature_normaliser_init(goal_dim),
+                 'goal_norm': fb.normaliser_init((goal_dim,)),
                  'updates': jnp.zeros((), jnp.int32)}
         return params, state
 
@@ -133,7 +133,7 @@ class FBExtraLoss:
         features = features.astype(jnp.float32)
         if not self.config.standardise_goal_inputs:
             return features
-        return fb.standardise_features(sg(state['goal_norm']), features)
+        return fb.normalise(sg(state['goal_norm']), features)
 
     def transitions(self, inputs: dict[str, Any], state: dict[str, Any] | None = None
                     ) -> dict[str, jax.Array]:
@@ -141,7 +141,7 @@ class FBExtraLoss:
         feat = sg(inputs['feat']).astype(jnp.float32)
         action = inputs['action'].astype(jnp.float32)
         batch = inputs['batch']
-        goal = batch[GOAL_SPACES[self.spec.goal_space]].astype(jnp.float32)
+        goal = batch[self.spec.goal_space].astype(jnp.float32)
         keep = ~batch['is_first'][:, 1:].astype(bool)
         terminal = batch['is_terminal'][:, 1:].astype(jnp.float32)
 
@@ -177,18 +177,17 @@ class FBExtraLoss:
 
     def transition_reward(self, params: dict[str, Any], state: dict[str, Any],
                           feat: jax.Array, action: jax.Array, goal_index: jax.Array
-                          ) -> jax.Array:
+                          ) -> tuple[jax.Array, jax.Array]:
         """Scaled Eq. 9 reward of taking action [..., A] at feat [..., F] towards the goal of
-        goal_index [...] -> [...] (stop-gradient: the reward never trains F or the agent)."""
+        goal_index [...], and the raw Q it scales, both [...] (stop-gradient: the reward never
+        trains F or the agent)."""
         params, state = sg(params), sg(state)
         lead = feat.shape[:-1]
         feat = feat.reshape((-1, feat.shape[-1])).astype(jnp.float32)
         action = action.reshape((-1, action.shape[-1])).astype(jnp.float32)
         goals = fb.backward(params, self.config,
                             self.goal_inputs(state, jnp.asarray(self.spec.goal_features)))
-        z = goals[goal_index.reshape(-1)]
-        q = jnp.einsum('hnz,nz->n', fb.forward(params, self.config, feat, action, z),
-                       z) / self.config.f_heads
+        q = fb.fb_q(params, self.config, feat, action, goals[goal_index.reshape(-1)])
         if self.spec.scaling == 'paper':
             reward = self.spec.beta * q
         else:
@@ -209,11 +208,12 @@ class FBExtraLoss:
         env = batch['r_env'] if 'r_env' in batch else batch['reward']
         env_term = env.astype(jnp.float32) * float(self.spec.env_reward)
         metrics.update(reward_shares(env_term, batch['reward'], bonus, self.spec.env_reward))
+        env_scale = self.env_scale(state)
         metrics = {**metrics, 'fb_q_mean': q.mean(), 'fb_q_std': q.std(),
                    'fb_active': active.astype(jnp.float32), 'fb_reward': bonus.mean(),
-                   'fb_reward_std': bonus.std(), 'env_scale': self.env_scale(state),
+                   'fb_reward_std': bonus.std(), 'env_scale': env_scale,
                    'fb_q_batch': q.reshape(-1), 'env_reward_batch': env.reshape(-1),
-                   'fb_step_spread_vs_env': bonus.std() / self.env_scale(state),
+                   'fb_step_spread_vs_env': bonus.std() / env_scale,
                    'goal_feat_batch': transitions['raw_next_goal_feat'],
                    'goal_feat_mask': transitions['mask']}
         return loss, metrics, (None if self.action_aware else bonus)
@@ -232,8 +232,8 @@ class FBExtraLoss:
         norm = jax.tree.map(lambda new, old: jnp.where(active, new, old), norm, state['norm'])
         env = metrics['env_reward_batch'].astype(jnp.float32)
         env_norm = fb.normaliser_update(state['env_norm'], env, jnp.ones_like(env), rate=0.0)
-        goal_norm = fb.feature_normaliser_update(state['goal_norm'], metrics['goal_feat_batch'],
-                                                 metrics['goal_feat_mask'])
+        goal_norm = fb.normaliser_update(state['goal_norm'], metrics['goal_feat_batch'],
+                                         metrics['goal_feat_mask'])
         goal_norm = jax.tree.map(lambda new, old: jnp.where(active, new, old), goal_norm,
                                  state['goal_norm'])
         return params, {'target': target, 'norm': norm, 'env_norm': env_norm,

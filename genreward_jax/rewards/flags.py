@@ -8,8 +8,8 @@ from __future__ import annotations
 from absl import flags
 
 from genreward_jax.rewards.fb import FBConfig
-from genreward_jax.rewards.fb_agent import TARGETS
-from genreward_jax.rewards.goal_rewards import SCALINGS, RewardConfig
+from genreward_jax.rewards.fb_agent import GOAL_SPACES, SCALINGS, TARGETS
+from genreward_jax.rewards.goal_rewards import RewardConfig
 from genreward_jax.rewards.video import VIDEO_VARIANTS
 
 # Chosen by AUC(expert vs random) in bench/reward_quality.py with the tiny models (README).
@@ -40,7 +40,7 @@ flags.DEFINE_enum('fb_reward_target', 'actor', list(TARGETS),
                   'actor: r_fb(s_t, a_t) is the reward of the transition it belongs to, in '
                   'imagination and the replay value loss (action-aware); reward_head: added to '
                   'the reward head\'s target (Eq. 10 read literally; the head sees s_t only).')
-flags.DEFINE_enum('goal_space', 'dino', ['dino', 'state'],
+flags.DEFINE_enum('goal_space', 'dino', list(GOAL_SPACES),
                   'What B (and the goal) of the FB reward see: dino = DINOv3 features of the '
                   'frames (the paper); state = the 39-d proprioceptive state with the goal '
                   'state at the keyframe of a scripted goal: a CONTROL for science runs that '

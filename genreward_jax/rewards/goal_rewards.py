@@ -62,11 +62,11 @@ from genreward_jax.goals import (
     encoder_folder,
     load_goal,
 )
+from genreward_jax.rewards.fb_agent import GOAL_SPACES, SCALINGS
 from genreward_jax.rewards.video import VIDEO_VARIANTS, VideoReward, VideoWindows, video_targets
 
 LATENT_ATOL = 1e-3
 FEATURE_ATOL = 1e-3
-SCALINGS = ('calibrated', 'paper')
 
 
 class GoalMismatchError(GoalFileError):
@@ -97,8 +97,9 @@ class RewardConfig:
                              f'{self.video_variant!r}')
         if self.goal_frame not in ('keyframe', 'last'):
             raise ValueError(f"--goal_frame must be 'keyframe' or 'last', got {self.goal_frame!r}")
-        if self.goal_space not in ('dino', 'state'):
-            raise ValueError(f"--goal_space must be 'dino' or 'state', got {self.goal_space!r}")
+        if self.goal_space not in GOAL_SPACES:
+            raise ValueError(f'--goal_space must be one of {GOAL_SPACES}, got '
+                             f'{self.goal_space!r}')
         if self.reward_scaling not in SCALINGS:
             raise ValueError(f'--reward_scaling must be one of {SCALINGS}, got '
                              f'{self.reward_scaling!r}')
@@ -206,14 +207,16 @@ class GoalRewards:
         def encode_mean(clips):
             return vae.apply(vae.params, video_to_vae_input(clips))[0]
 
-        targets = [video_targets(encode_mean, g.frames, g.latent_mean, config.video_variant,
-                                 config.video_interval, config.episode_length,
-                                 g.num_sampled_frames,
-                                 config.video_goal_steps or g.duration_steps)
-                   for _, g in self.goals]
-        self.windows_per_episode = len(targets[0])
-        self.video_reward_fn = VideoReward(encode_mean, np.concatenate(targets),
-                                           centred=config.video_variant.endswith('centred'))
+        self.windows_per_episode = max(config.episode_length // config.video_interval, 1)
+        self.video_reward_fn: VideoReward | None = None
+        if config.video_reward:  # the progress variants encode goal segments: only if used
+            targets = [video_targets(encode_mean, g.frames, g.latent_mean, config.video_variant,
+                                     config.video_interval, config.episode_length,
+                                     g.num_sampled_frames,
+                                     config.video_goal_steps or g.duration_steps)
+                       for _, g in self.goals]
+            self.video_reward_fn = VideoReward(encode_mean, np.concatenate(targets),
+                                               centred=config.video_variant.endswith('centred'))
         self._dino = jax.jit(lambda images: dino.apply(dino.params,
                                                         preprocess_images(images))['pooled'])
         if config.goal_space == 'state':
@@ -228,7 +231,6 @@ class GoalRewards:
             self.goal_features = np.stack([
                 self._policy_size_feature(g.frames[self._goal_frame_index(g)], image_size)
                 for _, g in self.goals])
-        self.feature_dim = int(goal.keyframe_feature.shape[0])
         self.goal_feature = self.goal_features[0]
         self.windows = VideoWindows(num_envs, config.video_interval, goal.num_sampled_frames,
                                     goal.resolution)
@@ -367,7 +369,7 @@ class GoalRewards:
         self.episode_sums[:, _FB] += np.asarray(fb_reward, np.float64)
 
     def _track_episodes(self, first, last, env_term, video_term) -> None:
-        """Per-episode sums of the terms, for the video calibration and the logged shares."""
+        """Per-episode sums of the terms, for the logged shares."""
         self.episode_sums[first] = 0.0
         self.episode_sums[:, _ENV] += env_term
         self.episode_sums[:, _VIDEO] += video_term
@@ -375,9 +377,10 @@ class GoalRewards:
             self._finished.append(self.episode_sums[env].copy())
 
     def metrics(self) -> dict[str, float]:
-        """Raw and scaled video reward of the windows closed since the last call, and over the
-        episodes finished since then, the spread of the video term's per-episode sum relative to
-        the env return's and its share of their variance (for the log)."""
+        """Raw and scaled video reward of the windows closed since the last call (with its
+        per-step spread against the env reward's), and over the episodes finished since then,
+        each term's share of the per-episode reward variance and its spread against the env
+        return's (for the log)."""
         out = {}
         if self._video_rewards:
             raw = np.asarray(self._video_rewards)

@@ -95,7 +95,7 @@ class FBTerm:
         phis = [self._phi(r) for r in rollouts]
         if self.standardise:
             # Per-dimension z-scores over the replay, as the online FB feeds B
-            # (fb.feature_normaliser_update says why).
+            # (fb.normaliser_update says why).
             stacked = np.concatenate(phis)
             self.shift, self.scale = stacked.mean(0), stacked.std(0) + 1e-6
             phis = [(p - self.shift) / self.scale for p in phis]
@@ -137,13 +137,10 @@ def _train_fb(config: fb.FBConfig, data: dict[str, jax.Array], steps: int, batch
         params, target, opt_state = carry
         k_idx, k_z = jax.random.split(key)
         idx = jax.random.randint(k_idx, (batch_size,), 0, n)
-        batch = {k: v[idx] for k, v in data.items()}
-        z = fb.sample_z(k_z, config, batch['next_goal_feat'], params)
-        (loss, _), grads = jax.value_and_grad(fb.fb_loss, has_aux=True)(
-            params, target, config, batch, z)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params, fb.soft_update(target, params, config.tau), opt_state), loss
+        params, target, opt_state, loss = fb.train_step(
+            params, target, opt_state, optimizer, config, {k: v[idx] for k, v in data.items()},
+            k_z)
+        return (params, target, opt_state), loss
 
     @jax.jit
     def train(params, key):

@@ -15,8 +15,9 @@ Variants (``VIDEO_VARIANTS``; chosen by AUC in ``bench/reward_quality.py``, see 
   * ``paper`` (Eq. 5 as published): every window against the whole goal video's latent. Any two
     clips of one scene have cosine ~0.98-0.99 with flattened, uncentred latents, and window 2
     (mid-task) is compared with the goal from its start.
-  * ``progress``: window k, covering the fraction [(k-1)·I/L, k·I/L] of an L-step episode, is
-    compared with the K frames sampled from the same fraction of the goal video.
+  * ``progress``: window k, covering steps (k-1)·I … k·I, is compared with the K frames sampled
+    from the stretch of the goal video those steps reach when the goal spans D env steps (D: the
+    goal's own pace, or the episode length L; after D the goal's last frame).
   * ``centred``: both latents minus the latent of a still clip of their own start scene (the
     episode's first frame, the goal's first frame, repeated K times), so the cosine compares what
     *changed* rather than the static scene both share.
@@ -35,12 +36,12 @@ from genreward_jax.goals import uniform_indices
 
 
 def cosine_to_goal(latents: jax.Array, goal_latent: jax.Array) -> jax.Array:
-    """Cosine similarity of flattened latents [N, ...] with one goal latent [...] -> [N]."""
+    """Cosine similarity of flattened latents [N, ...] with one goal latent [...] or with one
+    goal per row [N, ...] -> [N]."""
     flat = latents.reshape(latents.shape[0], -1).astype(jnp.float32)
-    goal = goal_latent.reshape(-1).astype(jnp.float32)
-    dots = flat @ goal
-    norms = jnp.linalg.norm(flat, axis=-1) * jnp.linalg.norm(goal)
-    return dots / jnp.maximum(norms, 1e-12)
+    goal = jnp.broadcast_to(goal_latent, latents.shape).reshape(flat.shape).astype(jnp.float32)
+    norms = jnp.linalg.norm(flat, axis=-1) * jnp.linalg.norm(goal, axis=-1)
+    return (flat * goal).sum(-1) / jnp.maximum(norms, 1e-12)
 
 
 VIDEO_VARIANTS = ('paper', 'progress', 'centred', 'progress_centred')
@@ -125,11 +126,7 @@ class VideoReward:
             raise ValueError(f'agent latent shape {latents.shape[1:]} differs from the goal '
                              f'latent {self.targets.shape[1:]}: frame count or resolution '
                              'mismatch')
-        goal = self.targets[target_index]
-        flat = latents.reshape(latents.shape[0], -1).astype(jnp.float32)
-        goal = goal.reshape(goal.shape[0], -1)
-        norms = jnp.linalg.norm(flat, axis=-1) * jnp.linalg.norm(goal, axis=-1)
-        return (flat * goal).sum(-1) / jnp.maximum(norms, 1e-12)
+        return cosine_to_goal(latents, self.targets[target_index])
 
     def __call__(self, clips, target_index, first_frames=None) -> jax.Array:
         if self.centred and first_frames is None:

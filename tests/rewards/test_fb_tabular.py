@@ -57,13 +57,9 @@ def trained_fb():
     def step(carry, key):
         params, target, opt_state = carry
         k_data, k_z = jax.random.split(key)
-        batch = sample_transitions(k_data, 256)
-        z = fb.sample_z(k_z, config, batch['next_goal_feat'], params)
-        (loss, _), grads = jax.value_and_grad(fb.fb_loss, has_aux=True)(
-            params, target, config, batch, z)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params, fb.soft_update(target, params, config.tau), opt_state), loss
+        params, target, opt_state, loss = fb.train_step(
+            params, target, opt_state, optimizer, config, sample_transitions(k_data, 256), k_z)
+        return (params, target, opt_state), loss
 
     @jax.jit
     def train(params):
