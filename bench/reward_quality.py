@@ -25,10 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from genreward_jax.encoders import (
+    latent_mean_fn,
     load_dinov3,
     load_vae_encoder,
-    preprocess_images,
-    video_to_vae_input,
+    pooled_feature_fn,
 )
 from genreward_jax.goals import encoder_folder, load_goal
 from genreward_jax.rewards import fb, quality
@@ -67,10 +67,8 @@ def build_terms(args, goal, goal_file: str) -> list:
     vae = load_vae_encoder(encoder_folder(goal_file, goal, 'vae'))
     dino = load_dinov3(encoder_folder(goal_file, goal, 'dinov3'))
 
-    def encode_mean(clips):
-        return vae.apply(vae.params, video_to_vae_input(clips))[0]
-
-    dino_fn = jax.jit(lambda images: dino.apply(dino.params, preprocess_images(images))['pooled'])
+    encode_mean = latent_mean_fn(vae)
+    dino_fn = pooled_feature_fn(dino)
     def pace(name: str) -> int:
         if name == 'goal':
             return goal.duration_steps or args.time_limit

@@ -145,6 +145,13 @@ def goal_video(cfg: GoalConfig, prompt: str, vae, start: float) -> sources.GoalV
     return video
 
 
+def _with_default_tiny_dir(spec: models.ModelSpec, out_dir: str) -> models.ModelSpec:
+    """Tiny models save their weights under <out_dir>/encoders unless told otherwise."""
+    if spec.mode == "tiny" and spec.tiny_dir == models.ModelSpec.tiny_dir:
+        return dataclasses.replace(spec, tiny_dir=os.path.join(out_dir, "encoders"))
+    return spec
+
+
 def build_goal(cfg: GoalConfig) -> dict[str, str]:
     """Makes `<out_dir>/goal.npz` and its pictures (or a bank, see `build_goal_bank`); returns
     their paths."""
@@ -162,9 +169,7 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
     key_prompts = [p for p in chosen if p.strip()]
     if not key_prompts:
         raise ValueError("at least one non-empty keyframe prompt is needed")
-    spec = cfg.models
-    if spec.mode == "tiny" and spec.tiny_dir == models.ModelSpec.tiny_dir:
-        spec = dataclasses.replace(spec, tiny_dir=os.path.join(cfg.out_dir, "encoders"))
+    spec = _with_default_tiny_dir(cfg.models, cfg.out_dir)
     # Every encoder is loaded before the (slow) goal source runs, so missing weights fail first.
     _log(f"loading {spec.mode} VAE, OpenCLIP and DINOv3", start)
     vae = models.load_vae(spec)
@@ -276,9 +281,7 @@ def build_goal_bank(cfg: GoalConfig) -> dict[str, str]:
             "--placements > 1 needs goals made in our env (scripted, or generated from the env's "
             "first frame); a file or a foreign condition image has no placements"
         )
-    spec = cfg.models
-    if spec.mode == "tiny" and spec.tiny_dir == models.ModelSpec.tiny_dir:
-        spec = dataclasses.replace(spec, tiny_dir=os.path.join(cfg.out_dir, "encoders"))
+    spec = _with_default_tiny_dir(cfg.models, cfg.out_dir)
     goals, paths = [], {}
     for k in range(cfg.placements):
         sub = dataclasses.replace(

@@ -133,25 +133,13 @@ def expert_rollout(
     return ExpertRollout(np.stack(frames), np.stack(states), placement, success_at is not None)
 
 
-def expert_duration(task: str, seed: int, max_steps: int = 256, steps_after_success: int = 8
-                    ) -> int | None:
-    """Env steps the scripted expert takes from this placement to success, plus the frames a
-    scripted goal video keeps after it (no rendering): the pace a goal video of the task is
-    assumed to show when it is aligned with an episode. None if the expert never succeeds."""
-    from genreward_jax.envs import EnvConfig, MetaWorldEnv
-    from genreward_jax.envs.tasks import expert_policy
-
-    env = MetaWorldEnv(EnvConfig(task=task, seed=seed, time_limit=max_steps, render=False))
-    policy = expert_policy(task)
-    try:
-        obs = env.reset()
-        for step in range(1, max_steps + 1):
-            obs = env.step(_act(policy, np.asarray(obs["state"])))
-            if bool(obs["success"]):
-                return min(step + steps_after_success, max_steps)
-    finally:
-        env.close()
-    return None
+def expert_duration(task: str, seed: int, max_steps: int = 256) -> int | None:
+    """Env steps a scripted goal video of this placement would span (the expert's steps to
+    success plus the frames kept after it): the pace a generated goal video of the task is
+    assumed to show when aligned with an episode. None if the expert never succeeds. Rendered
+    small: only the length of the same rollout and stop rule counts."""
+    rollout = expert_rollout(task, seed, size=16, max_steps=max_steps)
+    return len(rollout.frames) - 1 if rollout.succeeded else None
 
 
 def scripted_video(task: str, seed: int, size: int, camera: str, max_steps: int) -> GoalVideo:

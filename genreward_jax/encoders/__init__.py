@@ -9,9 +9,15 @@ from genreward_jax.encoders.cogvideox_vae import (
     chunk_lengths,
     encode_chunked,
     latent_frames,
+    latent_mean_fn,
     video_to_vae_input,
 )
-from genreward_jax.encoders.dinov3 import DINOv3Config, DINOv3ViT, preprocess_images
+from genreward_jax.encoders.dinov3 import (
+    DINOv3Config,
+    DINOv3ViT,
+    pooled_feature_fn,
+    preprocess_images,
+)
 from genreward_jax.encoders.weights import (
     CheckpointError,
     LoadedEncoder,
@@ -30,8 +36,10 @@ __all__ = [
     "chunk_lengths",
     "encode_chunked",
     "latent_frames",
+    "latent_mean_fn",
     "load_dinov3",
     "load_vae_encoder",
+    "pooled_feature_fn",
     "preprocess_images",
     "video_to_vae_input",
     "weights_hash",

@@ -150,6 +150,12 @@ def video_to_vae_input(frames: jax.Array) -> jax.Array:
     return jnp.asarray(frames, jnp.float32) / 255.0 * 2.0 - 1.0
 
 
+def latent_mean_fn(vae: Any) -> Callable[[jax.Array], jax.Array]:
+    """uint8 clips [N, K, H, W, 3] -> posterior-mean latents [N, T', h, w, C] of a loaded encoder
+    (``weights.load_vae_encoder``). Pure and not jitted: callers jit it inside their own step."""
+    return lambda clips: vae.apply(vae.params, video_to_vae_input(clips))[0]
+
+
 def _time_compress_indices(segments: Segments) -> tuple[np.ndarray, np.ndarray]:
     """Static frame pairs (a, b) averaged into each output frame; a kept frame pairs with itself."""
     first, second = [], []

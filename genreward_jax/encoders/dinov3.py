@@ -295,6 +295,12 @@ def preprocess_images(
     return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
 
+def pooled_feature_fn(dino: Any) -> Callable[[jax.Array], jax.Array]:
+    """Jitted uint8 images [N, H, W, 3] -> pooled features [N, D] of a loaded DINOv3
+    (``weights.load_dinov3``), preprocessing included."""
+    return jax.jit(lambda images: dino.apply(dino.params, preprocess_images(images))["pooled"])
+
+
 def init_shapes(config: DINOv3Config) -> Any:
     """Abstract parameter tree ({name: ShapeDtypeStruct}) of `DINOv3ViT(config)`."""
     dummy = jax.ShapeDtypeStruct((1, config.patch_size, config.patch_size, config.num_channels),
@@ -303,4 +309,4 @@ def init_shapes(config: DINOv3Config) -> Any:
     return jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), dummy)["params"]
 
 
-__all__ = ("DINOv3Config", "DINOv3ViT", "preprocess_images", "rope_tables")
+__all__ = ("DINOv3Config", "DINOv3ViT", "pooled_feature_fn", "preprocess_images", "rope_tables")

@@ -42,17 +42,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from genreward_jax.encoders import (
-    LoadedEncoder,
+    latent_mean_fn,
     load_dinov3,
     load_vae_encoder,
-    preprocess_images,
-    video_to_vae_input,
+    pooled_feature_fn,
     weights_hash,
 )
 from genreward_jax.goals import (
@@ -197,15 +197,14 @@ class GoalRewards:
         check_goal_matches(goal, vae_hash=weights_hash(vae_dir),
                            dinov3_hash=weights_hash(dino_dir))
         vae, dino = load_vae_encoder(vae_dir), load_dinov3(dino_dir)
-        for _, each in self.goals:
-            self._verify_encoders(vae, dino, each)
+        verify_latent, verify_feature = jax.jit(latent_mean_fn(vae)), pooled_feature_fn(dino)
+        for _, each in self.goals:  # compiled once for the whole bank
+            self._verify_encoders(verify_latent, verify_feature, each)
         # Same float32 parameters; only the compute dtype of the run may differ.
         dtype = jnp.dtype(config.encoder_dtype)
         vae = vae._replace(module=vae.module.clone(dtype=dtype))
         dino = dino._replace(module=dino.module.clone(dtype=dtype))
-
-        def encode_mean(clips):
-            return vae.apply(vae.params, video_to_vae_input(clips))[0]
+        encode_mean = latent_mean_fn(vae)
 
         self.windows_per_episode = max(config.episode_length // config.video_interval, 1)
         self.video_reward_fn: VideoReward | None = None
@@ -217,8 +216,7 @@ class GoalRewards:
                        for _, g in self.goals]
             self.video_reward_fn = VideoReward(encode_mean, np.concatenate(targets),
                                                centred=config.video_variant.endswith('centred'))
-        self._dino = jax.jit(lambda images: dino.apply(dino.params,
-                                                        preprocess_images(images))['pooled'])
+        self._dino = pooled_feature_fn(dino)
         if config.goal_space == 'state':
             no_states = [p for p, g in self.goals if g.states is None]
             if no_states:
@@ -286,16 +284,15 @@ class GoalRewards:
         already have the goal's resolution (then they are encoded directly)."""
         return self.goal.resolution if self.needs_extra_render else None
 
-    def _verify_encoders(self, vae: LoadedEncoder, dino: LoadedEncoder, goal: GoalFile) -> None:
-        """Re-encodes the goal in float32 at highest precision and compares with the file."""
+    def _verify_encoders(self, latent: Callable, feature: Callable, goal: GoalFile) -> None:
+        """Re-encodes the goal in float32 at highest precision (``latent``, ``feature``: the
+        jitted float32 encoders) and compares with the file."""
         with jax.default_matmul_precision('highest'):
             clip = goal.frames[goal.frame_indices][None]
-            latent = jax.jit(vae.apply)(vae.params, video_to_vae_input(clip))[0][0]
-            _check_close('VAE latent', np.asarray(latent), goal.latent_mean, LATENT_ATOL)
-            feature = jax.jit(dino.apply)(dino.params,
-                                          preprocess_images(goal.keyframe[None]))['pooled'][0]
-            _check_close('DINOv3 keyframe feature', np.asarray(feature), goal.keyframe_feature,
-                         FEATURE_ATOL)
+            _check_close('VAE latent', np.asarray(latent(clip)[0]), goal.latent_mean,
+                         LATENT_ATOL)
+            _check_close('DINOv3 keyframe feature', np.asarray(feature(goal.keyframe[None])[0]),
+                         goal.keyframe_feature, FEATURE_ATOL)
 
     def render_mask(self, next_is_first: np.ndarray | None = None) -> np.ndarray:
         """Which envs must render the large frame on the coming step [N] (step index + 1, or 0

@@ -12,7 +12,7 @@ for any two clips of one scene, and only temporally aligned clips separate exper
 import numpy as np
 import pytest
 
-from genreward_jax.encoders import load_vae_encoder, video_to_vae_input
+from genreward_jax.encoders import latent_mean_fn, load_vae_encoder
 from genreward_jax.envs import EnvConfig, MetaWorldEnv, expert_policy
 from genreward_jax.goals import encoder_folder
 from genreward_jax.rewards.video import VideoWindows, make_video_reward_fn
@@ -25,11 +25,7 @@ EXPERT_NOISE = 0.3
 def goal_and_reward(tiny_goal):
     goal_path, goal = tiny_goal
     vae = load_vae_encoder(encoder_folder(goal_path, goal, 'vae'))
-
-    def encode_mean(clips):
-        return vae.apply(vae.params, video_to_vae_input(clips))[0]
-
-    return goal, make_video_reward_fn(encode_mean, goal.latent_mean)
+    return goal, make_video_reward_fn(latent_mean_fn(vae), goal.latent_mean)
 
 
 def window_reward(reward_fn, interval: int, policy: str, seed: int) -> float:
