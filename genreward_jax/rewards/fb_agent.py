@@ -85,6 +85,22 @@ class FBRewardSpec:
         return np.atleast_2d(np.asarray(self.goal_feature, np.float32))
 
 
+def goal_closeness_corr(q: jax.Array, next_inputs: jax.Array, goal_inputs: jax.Array,
+                        mask: jax.Array) -> jax.Array:
+    """Pearson correlation over real transitions [N] between Q(s_t, a_t) and the closeness of
+    s_{t+1} to the goal in B's input space, −‖φ(s_{t+1}) − φ(g)‖ (inputs [N, G], per-row goals).
+
+    A direct check that the FB reward points at the goal, logged every update
+    (``fb_q_goal_corr``): near 0, Q carries no goal signal the actor could follow, whatever its
+    scale; FB's training loss alone cannot tell (it falls while Q still ignores the goal)."""
+    closeness = -jnp.linalg.norm(next_inputs - goal_inputs, axis=-1)
+    w = mask / jnp.maximum(mask.sum(), 1.0)
+    dq = q - (w * q).sum()
+    dc = closeness - (w * closeness).sum()
+    cov = (w * dq * dc).sum()
+    return cov * jax.lax.rsqrt((w * dq * dq).sum() * (w * dc * dc).sum() + 1e-12)
+
+
 def reward_shares(env: jax.Array, stored: jax.Array, fb_bonus: jax.Array, env_on: bool
                   ) -> dict[str, jax.Array]:
     """Each term's share of the reward variance, over the batch's sequences [B, T].
@@ -205,6 +221,11 @@ class FBExtraLoss:
         batch = inputs['batch']
         bonus, q = self.transition_reward(params, state, inputs['feat'], inputs['action'],
                                           self.goal_index(batch))
+        goal_inputs = self.goal_inputs(state, jnp.asarray(self.spec.goal_features))
+        transition_goal = goal_inputs[self.goal_index(batch)[:, :-1].reshape(-1)]
+        metrics['fb_q_goal_corr'] = goal_closeness_corr(
+            q[:, :-1].reshape(-1), transitions['next_goal_feat'], transition_goal,
+            transitions['mask'])
         env = batch['r_env'] if 'r_env' in batch else batch['reward']
         env_term = env.astype(jnp.float32) * float(self.spec.env_reward)
         metrics.update(reward_shares(env_term, batch['reward'], bonus, self.spec.env_reward))

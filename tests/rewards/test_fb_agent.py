@@ -6,7 +6,7 @@ import pytest
 
 from genreward_jax.dreamer import Agent, preset
 from genreward_jax.rewards import fb
-from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec
+from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec, goal_closeness_corr
 
 from .conftest import FB_GOAL_DIM, make_fb_batch
 
@@ -68,3 +68,24 @@ def test_fb_uses_its_own_adam_step(setup):
     moved = steps[steps > 0]
     assert moved.size > 0.5 * steps.size
     np.testing.assert_allclose(np.median(moved), 1e-4, rtol=0.05)
+
+
+def test_goal_closeness_corr_signs_and_mask():
+    """+1 when Q falls with the distance to the goal, −1 when it grows, masked rows ignored."""
+    rng = np.random.default_rng(0)
+    nxt = rng.normal(size=(64, 5)).astype(np.float32)
+    goal = np.tile(rng.normal(size=(1, 5)).astype(np.float32), (64, 1))
+    distance = np.linalg.norm(nxt - goal, axis=-1)
+    mask = np.ones(64, np.float32)
+    assert float(goal_closeness_corr(-distance, nxt, goal, mask)) == pytest.approx(1.0, abs=1e-5)
+    assert float(goal_closeness_corr(distance, nxt, goal, mask)) == pytest.approx(-1.0, abs=1e-5)
+    garbage = np.where(np.arange(64) < 32, -distance, 1e3 * rng.normal(size=64))
+    mask[32:] = 0.0
+    assert float(goal_closeness_corr(garbage, nxt, goal, mask)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_goal_signal_is_logged(setup):
+    agent, batch = setup
+    _, metrics, _ = agent.train(agent.init(jax.random.key(0)), batch, jax.random.key(0))
+    corr = float(metrics['extra/fb_q_goal_corr'])
+    assert -1.0 <= corr <= 1.0
