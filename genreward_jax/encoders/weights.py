@@ -43,10 +43,12 @@ import jax.numpy as jnp
 import numpy as np
 from safetensors import safe_open
 
-from genreward_jax.encoders import cogvideox_vae, dinov3
+from genreward_jax.encoders import clip_vit, cogvideox_vae, dinov3
 
 VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"
 DINO_WEIGHTS = "model.safetensors"
+CLIP_WEIGHTS = "open_clip_model.safetensors"
+CLIP_CONFIG = "open_clip_config.json"
 CONFIG = "config.json"
 _MAX_LISTED = 8
 
@@ -110,6 +112,45 @@ def load_dinov3(
     tensors = _read_tensors(folder, DINO_WEIGHTS, rename)
     params = _to_params(tensors, expected, param_dtype, folder / DINO_WEIGHTS)
     return LoadedEncoder(dinov3.DINOv3ViT(config, dtype), params, config)
+
+
+def load_clip_vision(
+    folder: str | os.PathLike, dtype: Any = jnp.float32, param_dtype: Any = jnp.float32
+) -> LoadedEncoder:
+    """open_clip hub folder (`open_clip_config.json` + `open_clip_model.safetensors`) ->
+    `CLIPVisionTower` (the image tower only; text-tower keys are never read).
+
+    `apply(params, pixels)` returns the image embedding [B, D] as `model.encode_image` does
+    (unnormalised); pixels from `clip_vit.preprocess_images(frames, loaded.config)`.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder does not exist: {folder}")
+    path = _require_file(folder / CLIP_CONFIG)
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON: {err}") from err
+    if "model_cfg" not in raw:
+        raise CheckpointError(f"{path} has no 'model_cfg' (not an open_clip hub config)")
+    try:
+        config = clip_vit.CLIPVisionConfig.from_open_clip(raw["model_cfg"],
+                                                          raw.get("preprocess_cfg"))
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    if not _weight_files(folder, CLIP_WEIGHTS, False) and (
+            folder / "open_clip_pytorch_model.bin").is_file():
+        raise CheckpointError(
+            f"missing file: {folder / CLIP_WEIGHTS} (the folder has only the torch pickle "
+            f"open_clip_pytorch_model.bin; the hub repository also serves the safetensors file)")
+
+    def rename(key: str) -> str | None:
+        return key.removeprefix("visual.") if key.startswith("visual.") else None
+
+    tensors = _read_tensors(folder, CLIP_WEIGHTS, rename)
+    params = _to_params(tensors, clip_vit.init_shapes(config), param_dtype, folder / CLIP_WEIGHTS)
+    return LoadedEncoder(clip_vit.CLIPVisionTower(config, dtype), params, config)
 
 
 def weights_hash(folder: str | os.PathLike) -> str:
@@ -291,4 +332,5 @@ def _listing(items: list[str]) -> str:
     return shown + (f" (+{more} more)" if more > 0 else "")
 
 
-__all__ = ("CheckpointError", "LoadedEncoder", "load_dinov3", "load_vae_encoder", "weights_hash")
+__all__ = ("CheckpointError", "LoadedEncoder", "load_clip_vision", "load_dinov3",
+           "load_vae_encoder", "weights_hash")

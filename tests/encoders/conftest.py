@@ -7,12 +7,15 @@ so attention is far from uniform and RoPE mistakes show.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import pytest
 import torch
 from diffusers import AutoencoderKLCogVideoX
+from safetensors.torch import save_file
 from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
 
@@ -129,3 +132,39 @@ def tiny_dino_plain(tmp_path_factory) -> Reference:
 @pytest.fixture(scope="session")
 def real_dino(tmp_path_factory) -> Reference:
     return dinov3_reference(tmp_path_factory.mktemp("real_dino"), 5, **REAL_DINO)
+
+
+TINY_CLIP = {'embed_dim': 24, 'quick_gelu': False,
+        'vision_cfg': {'image_size': 32, 'patch_size': 8, 'width': 32, 'layers': 2,
+                       'head_width': 8, 'ls_init_value': 0.5},
+        'text_cfg': {'context_length': 8, 'vocab_size': 64, 'width': 16, 'heads': 2,
+                     'layers': 1}}
+CLIP_PREPROCESS = {'mean': [0.5, 0.4, 0.3], 'std': [0.2, 0.25, 0.3]}
+
+
+def clip_reference(folder, model_cfg, seed=0):
+    """A random-weight open_clip CLIP model saved as a hub folder; returns the torch model."""
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**model_cfg).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.visual.named_parameters():
+            if 'ln_' in name or 'gamma' in name:
+                base = 0.0 if name.endswith('bias') else 1.0
+                param.copy_(base + 0.5 * torch.randn(param.shape, generator=generator))
+            elif name.endswith('bias'):
+                param.copy_(0.1 * torch.randn(param.shape, generator=generator))
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(folder / 'open_clip_model.safetensors'))
+    (folder / 'open_clip_config.json').write_text(
+        json.dumps({'model_cfg': model_cfg, 'preprocess_cfg': CLIP_PREPROCESS}))
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory):
+    """Folder of a tiny random-weight open_clip model (open_clip_config.json + safetensors)."""
+    folder = tmp_path_factory.mktemp("clip")
+    clip_reference(folder, TINY_CLIP)
+    return folder

@@ -1,4 +1,4 @@
-"""The online stage runs without torch: loading and running both encoders must never import it."""
+"""The online stage runs without torch: loading and running the encoders must never import it."""
 from __future__ import annotations
 
 import json
@@ -15,27 +15,33 @@ import jax, jax.numpy as jnp, numpy as np
 import genreward_jax
 from genreward_jax.encoders import (load_dinov3, load_vae_encoder, preprocess_images,
                                     video_to_vae_input, weights_hash)
+from genreward_jax.encoders import clip_vit
+from genreward_jax.encoders.weights import load_clip_vision
 
-vae_folder, dino_folder = sys.argv[1:3]
+vae_folder, dino_folder, clip_folder = sys.argv[1:4]
 vae = load_vae_encoder(vae_folder)
 frames = np.zeros((1, 9, 16, 16, 3), np.uint8)
 mean, logvar = jax.jit(vae.apply)(vae.params, video_to_vae_input(frames))
 dino = load_dinov3(dino_folder)
 out = jax.jit(dino.apply)(dino.params, preprocess_images(frames[0], 32))
 hashes = [weights_hash(vae_folder), weights_hash(dino_folder)]
+clip = load_clip_vision(clip_folder)
+image = jax.jit(clip.apply)(clip.params, clip_vit.preprocess_images(frames[0], clip.config))
 print(json.dumps({
     "torch_modules": sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")),
     "latent": list(mean.shape),
     "pooled": list(out["pooled"].shape),
+    "clip": list(image.shape),
     "finite": bool(jnp.isfinite(mean).all() and jnp.isfinite(out["pooled"]).all()),
 }))
 """
 
 
-def test_encoders_run_without_importing_torch(tiny_vae, tiny_dino):
+def test_encoders_run_without_importing_torch(tiny_vae, tiny_dino, tiny_clip):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"}
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tiny_vae.folder), str(tiny_dino.folder)],
+        [sys.executable, "-c", SCRIPT, str(tiny_vae.folder), str(tiny_dino.folder),
+         str(tiny_clip)],
         capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -43,4 +49,5 @@ def test_encoders_run_without_importing_torch(tiny_vae, tiny_dino):
     assert report["torch_modules"] == []
     assert report["latent"] == [1, 3, 4, 4, 4]
     assert report["pooled"] == [9, 32]
+    assert report["clip"] == [9, 24]
     assert report["finite"]
