@@ -77,6 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--fb_hidden', type=int, default=256)
     parser.add_argument('--eval_every', type=int, default=1000)
     parser.add_argument('--eval_episodes', type=int, default=5)
+    parser.add_argument('--eval_mode', default='mean', choices=('mean', 'sample'),
+                        help='eval actions: the policy mean (deterministic: at one placement '
+                        'every episode is the same) or samples')
     parser.add_argument('--jobs', type=int, default=2, help='runs at a time')
     parser.add_argument('--out_dir', default='bench/results/learn_rewards')
     parser.add_argument('--dry_run', action='store_true')
@@ -142,7 +145,8 @@ def run_arm(args, arm: str, seed: int, goal_file: str, out: str) -> dict:
         logdir=logdir, steps=args.steps, train_ratio=args.train_ratio,
         batch_size=args.batch_size, batch_length=args.batch_length,
         replay_capacity=args.steps + 1000, prefill=args.prefill, obs_keys=('state',),
-        eval_every=args.eval_every, eval_episodes=args.eval_episodes, video=False,
+        eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+        eval_mode=args.eval_mode, video=False,
         checkpoint_every=args.steps, keep_checkpoints=1, log_every=500, seed=seed)
     start = time.perf_counter()
     result = Trainer(config, lambda spec, act_dim: Agent(agent_config, spec, act_dim, extra),
