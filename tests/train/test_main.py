@@ -44,6 +44,7 @@ def test_bad_flags_fail_with_a_clear_message(args, message, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_quickstart_flagfile_runs_end_to_end(tmp_path):
     """README's first command (goal, then training), shortened. The CLI glue and every run
     artifact; training itself (and its compile) is covered in-process by test_trainer.py, so this
