@@ -152,9 +152,32 @@ def run_arm(args, arm: str, seed: int, goal_file: str, out: str) -> dict:
     result = Trainer(config, lambda spec, act_dim: Agent(agent_config, spec, act_dim, extra),
                      train, evals, goal_rewards=rewards).run()
     record = {'arm': arm, 'seed': seed, **curves_from_metrics(read_metrics(logdir)),
+              'closest_approach': (closest_approach(logdir, rewards.goal.states[-1])
+                                   if rewards.goal.states is not None else []),
               'updates': result['updates'], 'seconds': time.perf_counter() - start}
     atomic_write_text(out, json.dumps(record, indent=1) + '\n')
     return record
+
+
+def closest_approach(logdir: str, goal_state: np.ndarray) -> list[dict]:
+    """Per training episode (from the replay of the run's last checkpoint): the closest the
+    hand came to its position in the goal frame, ‖hand − hand_goal‖ (state[:3]), in metres.
+    For reach this is the task's own success distance (success: < 0.05); unlike success it
+    also shows an agent that heads for the goal without arriving."""
+    from genreward_jax.checkpoint import Checkpointer
+
+    checkpointer = Checkpointer(os.path.join(logdir, 'checkpoints'), keep=1)
+    try:
+        arrays, _ = checkpointer.restore_arrays(checkpointer.latest_step())
+    finally:
+        checkpointer.close()
+    data = arrays['replay']['data']
+    state, first = np.asarray(data['state'])[0], np.asarray(data['is_first'])[0]
+    starts = [*np.flatnonzero(first), len(state)]
+    hand = np.asarray(goal_state, np.float32)[:3]
+    return [{'episode': i, 'env_steps': int(end),
+             'distance': float(np.linalg.norm(state[begin:end, :3] - hand, axis=1).min())}
+            for i, (begin, end) in enumerate(zip(starts[:-1], starts[1:], strict=True))]
 
 
 def curves_from_metrics(metrics: list[dict]) -> dict:
@@ -182,7 +205,9 @@ def summarise(records: list[dict], arms: list[str], steps: int) -> dict:
     """Per arm, over seeds: eval return and success per evaluation; training-episode success
     per log point; its mean over the second half of training per seed (the number the bar is
     read from: ~40 episodes a run, where the final eval is 3 deterministic ones); and for FB
-    arms the correlation of Q with closeness to the goal (mean of the last five log points)."""
+    arms the correlation of Q with closeness to the goal (mean of the last five log points);
+    the closest approach of the hand to the goal per training episode (a running mean over 8
+    episodes) and its mean over the last quarter of the episodes."""
     out = {}
     for arm in arms:
         runs = [r for r in records if r['arm'] == arm]
@@ -199,6 +224,16 @@ def summarise(records: list[dict], arms: list[str], steps: int) -> dict:
             entry['train_success_second_half'] = [
                 float(np.mean([p['success'] for p in t if p['env_steps'] > steps / 2]))
                 for t in train]
+        closest = [r.get('closest_approach', []) for r in runs]
+        if all(closest):
+            n = min(len(c) for c in closest)
+            window = 8
+            smooth = np.array([np.convolve([p['distance'] for p in c[:n]],
+                                           np.ones(window) / window, 'valid') for c in closest])
+            entry['closest_steps'] = [p['env_steps'] for p in closest[0][window - 1:n]]
+            entry['closest'] = _band(smooth)
+            entry['closest_last_quarter'] = [
+                float(np.mean([p['distance'] for p in c[n - n // 4:n]])) for c in closest]
         corr = [[m['train/extra/fb_q_goal_corr'] for m in r['fb_training']
                  if 'train/extra/fb_q_goal_corr' in m] for r in runs]
         if all(corr):
@@ -214,18 +249,24 @@ def _mean_range(values: list[float], digits: int = 2) -> str:
 
 def markdown(summary: dict) -> str:
     lines = ['| arm | seeds | final eval return | final eval success | training-episode '
-             'success, 2nd half | FB Q–goal correlation (end) |', '|---|---|---|---|---|---|']
+             'success, 2nd half | closest approach (m), last quarter | FB Q–goal correlation '
+             '(end) |', '|---|---|---|---|---|---|---|']
     for arm, s in summary.items():
         r, c = s['return'], s['success']
         train = s.get('train_success_second_half')
         corr = s.get('fb_q_goal_corr_final')
+        closest = s.get('closest_last_quarter')
         lines.append(
             f"| {arm} | {len(s['seeds'])} | {r['mean'][-1]:.0f} [{r['min'][-1]:.0f}, "
             f"{r['max'][-1]:.0f}] | {c['mean'][-1]:.2f} | "
-            f"{_mean_range(train) if train else '–'} | {_mean_range(corr) if corr else '–'} |")
+            f"{_mean_range(train) if train else '–'} | "
+            f"{_mean_range(closest, 3) if closest else '–'} | "
+            f"{_mean_range(corr) if corr else '–'} |")
     return '\n'.join(lines) + ('\n\nValues: mean [min, max] over seeds. Training-episode '
                                'success: the stochastic policy\'s episodes at the goal\'s '
-                               'placement, solved at any step.')
+                               'placement, solved at any step. Closest approach: the '
+                               'least distance of the hand to its goal-frame position in an '
+                               'episode (reach succeeds below 0.05 m).')
 
 
 def plot(summary: dict, path: str, title: str) -> None:
@@ -234,18 +275,22 @@ def plot(summary: dict, path: str, title: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.5))
     for index, (arm, s) in enumerate(summary.items()):
         color = f'C{index}'
         panels = [(axes[0], s['env_steps'], s['return']), (axes[1], s['env_steps'], s['success'])]
         if 'train_success' in s:
             panels.append((axes[2], s['train_steps'], s['train_success']))
+        if 'closest' in s:
+            panels.append((axes[3], s['closest_steps'], s['closest']))
         for ax, steps, band in panels:
             ax.plot(steps, band['mean'], marker='o', markersize=3, label=arm, color=color)
             ax.fill_between(steps, band['min'], band['max'], alpha=0.15, color=color)
     axes[0].set_ylabel('eval return (dense env reward)')
     axes[1].set_ylabel('eval success rate (deterministic policy)')
     axes[2].set_ylabel('training-episode success rate (per log interval)')
+    axes[3].set_ylabel('closest approach to the goal (m, 8-episode mean)')
+    axes[3].axhline(0.05, color='grey', ls=':', lw=1)
     for ax in axes:
         ax.set_xlabel('env steps')
         ax.grid(alpha=0.3)
@@ -309,6 +354,11 @@ def main(argv=None) -> dict:
                                     strict=True):
         if 'train_episodes' not in record:  # a run recorded before these curves existed
             record.update(curves_from_metrics(read_metrics(path.removesuffix('.json'))))
+        if 'closest_approach' not in record:
+            from genreward_jax.goals import load_goal
+
+            record['closest_approach'] = closest_approach(path.removesuffix('.json'),
+                                                          load_goal(goal_file).states[-1])
     summary = summarise(records, args.arms, args.steps)
     table = markdown(summary)
     print(table)

@@ -135,6 +135,14 @@ class Checkpointer:
         restored = self._restore(step, state_template, with_arrays=False)
         return _data_to_keys(restored.state, state_template), dict(restored.meta["user"])
 
+    def restore_arrays(self, step: int) -> tuple[dict[str, Any], dict]:
+        """(arrays, meta) without the agent state, which needs no template then: for tools that
+        read a run's replay (e.g. where its episodes went)."""
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        arrays = jax.tree.map(np.asarray, dict(restored.arrays or {}))
+        return _join_empty(arrays, restored.meta["empty_leaves"]), dict(restored.meta["user"])
+
     def _restore(self, step: int, state_template: Any, with_arrays: bool) -> Any:
         items = {"state": ocp.args.StandardRestore(_abstract(_keys_to_data(state_template))),
                  "meta": ocp.args.JsonRestore()}
