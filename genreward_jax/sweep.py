@@ -57,6 +57,7 @@ class Run:
     logdir: str
     args: tuple[str, ...]  # flagfiles, then flags, then --logdir
     steps: int | None  # --steps when the sweep sets it (used to tell complete runs)
+    axes: tuple[tuple[str, str], ...] = ()  # (axis, value name) in axis order, for reports
 
     def command(self, python: str = sys.executable) -> list[str]:
         return [python, "-m", "genreward_jax.main", *self.args]
@@ -124,7 +125,10 @@ def expand(spec: Mapping[str, Any], source: str = "sweep") -> tuple[str, list[Ru
         args = (*(f"--flagfile={f}" for f in files),
                 *(_flag(k, v) for k, v in values.items()), f"--logdir={logdir}")
         steps = values.get("steps")
-        runs.append(Run(name, logdir, args, int(steps) if steps is not None else None))
+        axis_values = tuple((str(axis), part) for axis, (part, _, _) in
+                            zip(spec["axes"], combo, strict=True))
+        runs.append(Run(name, logdir, args, int(steps) if steps is not None else None,
+                        axis_values))
     return str(spec["name"]), runs
 
 
