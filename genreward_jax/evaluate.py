@@ -113,7 +113,8 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
 
     train_state = state["agent"]
     mode = "eval" if (args.eval_mode or trainer_config.eval_mode) == "mean" else "train"
-    key = jax.random.key(trainer_config.seed if args.seed is None else args.seed)
+    key = _eval_key(trainer_config.seed, logdir, step, meta) if args.seed is None else (
+        jax.random.key(args.seed))
     policy_keys = (*trainer_config.obs_keys, "is_first")
 
     def policy(obs, carry, index):
@@ -140,6 +141,19 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
         report["video"] = os.path.join(out_dir, f"step_{step:09d}.mp4")
         logging_utils.write_video(report["video"], np.repeat(np.repeat(frames, 2, 1), 2, 2))
     return report
+
+
+def _eval_key(seed: int, logdir: str, step: int, meta: dict) -> Any:
+    """The key the run's own evaluation at `step` used (the trainer's eval key folded with the
+    evaluation's index), so that re-evaluating a checkpoint reproduces that evaluation; the next
+    index when the run did not evaluate at this step."""
+    import jax
+
+    from genreward_jax.logging_utils import read_metrics
+
+    eval_key = jax.random.split(jax.random.key(seed), 4)[3]  # as Trainer._run splits it
+    evaluated_here = any(r["step"] == step and "eval/return" in r for r in read_metrics(logdir))
+    return jax.random.fold_in(eval_key, int(meta["evals"]) - int(evaluated_here))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ def sweep(tmp_path):
             "axes": {"task": {"a": {}, "b": {}}, "method": {"m1": {}, "m2": {}},
                      "seed": [0, 1]}}
     path = tmp_path / "demo.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
     _, runs = load_sweep(str(path))
     for run in runs:
         task, method, seed = report.group_of(run)

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from genreward_jax.sweep import Run, SweepError, expand, launch_local, load_sweep, run_state
+from genreward_jax.sweep import Run, SweepError, expand, load_sweep, run_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -77,44 +77,56 @@ def test_run_state_from_checkpoints(tmp_path):
     assert run_state(run) == "complete"
 
 
-def _tiny_sweep(tmp_path, name):
-    """Two real training runs small enough for CI (tiny agent, 40 env steps, no goal)."""
-    spec = {"name": name, "logdir": str(tmp_path / name),
+def _tiny_sweep(tmp_path):
+    """2 tasks x 2 methods (dense, sparse env reward) x 2 seeds of real training runs, small
+    enough for CI: tiny agent, 40 env steps of 20-step episodes, no goal."""
+    spec = {"name": "tiny", "logdir": str(tmp_path / "tiny"),
             "flagfiles": ["configs/quickstart.cfg"],
             "flags": {"preset": "tiny", "steps": 40, "time_limit": 20, "eval_every": 40,
                       "eval_episodes": 1, "checkpoint_every": 40, "log_every": 20,
                       "goal_file": "", "video": False},
-            "axes": {"seed": [0, 1]}}
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec))
+            "axes": {"task": {"reach": {"flags": {"task": "reach"}},
+                              "push": {"flags": {"task": "push"}}},
+                     "method": {"dense": {}, "sparse": {"flags": {"reward_mode": "sparse"}}},
+                     "seed": [0, 1]}}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return str(path)
 
 
-def _sweep_cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "genreward_jax.sweep", *args], cwd=ROOT,
+def _cli(module, *args, timeout=900):
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.slow
-def test_local_executor_runs_then_skips_complete_runs(tmp_path, monkeypatch):
-    path = _tiny_sweep(tmp_path, "local")
-    monkeypatch.chdir(ROOT)
+def test_tiny_sweep_through_submitit_then_local_then_report(tmp_path):
+    """The SLURM path (one job array, a run per task) through submitit's local executor for the
+    reach runs; the local executor then launches only the rest; a third launch has nothing left
+    to do; the report covers both tasks and methods."""
+    path = _tiny_sweep(tmp_path)
+    first = _cli("genreward_jax.sweep", path, "--executor=submitit_local", "--only=reach",
+                 "--wait", "--timeout_min=15")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.count("submitted reach/") == 4
     _, runs = load_sweep(path)
-    codes = launch_local(runs, jobs=2, poll_s=0.5)
-    assert codes == {"seed_0": 0, "seed_1": 0}
+    assert {r.name: run_state(r) for r in runs if r.name.startswith("reach")} == {
+        f"reach/{m}/seed_{s}": "complete" for m in ("dense", "sparse") for s in (0, 1)}
+
+    second = _cli("genreward_jax.sweep", path, "--jobs=2")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "8 runs, 4 to launch (4 complete" in second.stdout
+    assert second.stdout.count("started push/") == 4 and "started reach/" not in second.stdout
     assert all(run_state(r) == "complete" for r in runs)
-    again = _sweep_cli(path)
-    assert again.returncode == 0 and "2 runs, 0 to launch (2 complete" in again.stdout
+    third = _cli("genreward_jax.sweep", path)
+    assert third.returncode == 0 and "8 runs, 0 to launch (8 complete" in third.stdout
 
-
-@pytest.mark.slow
-def test_submitit_local_executor_runs_the_array(tmp_path):
-    """The SLURM path (one job array, one run a task) through submitit's local executor."""
-    path = _tiny_sweep(tmp_path, "submitit")
-    result = _sweep_cli(path, "--executor=submitit_local", "--only=seed_1", "--wait",
-                        "--timeout_min=10")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "submitted seed_1" in result.stdout
-    _, runs = load_sweep(path)
-    states = {r.name: run_state(r) for r in runs}
-    assert states == {"seed_0": "new", "seed_1": "complete"}
+    made = _cli("genreward_jax.report", path, "--reps=200")
+    assert made.returncode == 0, made.stderr[-3000:]
+    report_dir = tmp_path / "tiny" / "report"
+    for name in ("curves.png", "final.md", "final.csv", "iqm.md"):
+        assert (report_dir / name).stat().st_size > 100
+    final = (report_dir / "final.md").read_text()
+    for task in ("reach", "push"):
+        for method in ("dense", "sparse"):
+            assert f"| {task} | {method} | 2 | 40 |" in final
