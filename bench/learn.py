@@ -37,7 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="reach-v3")
     parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--prefill", type=int, default=1000)
+    parser.add_argument("--prefill", type=int, default=0,
+                        help="random-action env steps (0: the official start)")
     parser.add_argument("--train_ratio", type=float, default=64.0)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--batch_length", type=int, default=16)
@@ -107,7 +108,42 @@ def main(argv=None) -> dict:
     if os.path.dirname(args.out):
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    png = os.path.splitext(args.out)[0] + ".png"
+    plot(report, png)
+    print(f"wrote {args.out} and {png}")
     return report
+
+
+def plot(report: dict, path: str) -> None:
+    """Eval return (left axis) and success (right axis) over env steps, random policy dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [p["env_steps"] for p in report["curve"]]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(steps, [p["eval_return"] for p in report["curve"]], marker="o", color="C0",
+            label="DreamerV3 eval return")
+    ax.axhline(report["random"]["eval_return"], color="C0", ls="--", alpha=0.6,
+               label="random policy return")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("eval return (dense)")
+    ax.grid(alpha=0.3)
+    right = ax.twinx()
+    right.plot(steps, [p["eval_success"] for p in report["curve"]], marker="s", color="C2",
+               label="success rate")
+    right.set_ylim(-0.05, 1.05)
+    right.set_ylabel("eval success rate")
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left")
+    args = report["args"]
+    ax.set_title(f"{report['task']}: DreamerV3 {report['preset']} (state), "
+                 f"{args['eval_episodes']} eval episodes, seed {args['seed']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--fb_hidden', type=int, default=256)
     parser.add_argument('--eval_every', type=int, default=1000)
     parser.add_argument('--eval_episodes', type=int, default=5)
+    parser.add_argument('--eval_mode', default='mean', choices=('mean', 'sample'),
+                        help='eval actions: the policy mean (deterministic: at one placement '
+                        'every episode is the same) or samples')
     parser.add_argument('--jobs', type=int, default=2, help='runs at a time')
     parser.add_argument('--out_dir', default='bench/results/learn_rewards')
     parser.add_argument('--dry_run', action='store_true')
@@ -142,48 +145,128 @@ def run_arm(args, arm: str, seed: int, goal_file: str, out: str) -> dict:
         logdir=logdir, steps=args.steps, train_ratio=args.train_ratio,
         batch_size=args.batch_size, batch_length=args.batch_length,
         replay_capacity=args.steps + 1000, prefill=args.prefill, obs_keys=('state',),
-        eval_every=args.eval_every, eval_episodes=args.eval_episodes, video=False,
+        eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+        eval_mode=args.eval_mode, video=False,
         checkpoint_every=args.steps, keep_checkpoints=1, log_every=500, seed=seed)
     start = time.perf_counter()
     result = Trainer(config, lambda spec, act_dim: Agent(agent_config, spec, act_dim, extra),
                      train, evals, goal_rewards=rewards).run()
-    metrics = read_metrics(logdir)
-    curve = [{'env_steps': int(m['step']), 'return': m['eval/dense_return'],
-              'success': m['eval/success']} for m in metrics if 'eval/dense_return' in m]
-    train_fb = [{'env_steps': int(m['step']), **{k: m[k] for k in m if k.startswith(
-        ('train/extra/fb', 'train/extra/share', 'train/extra_reward'))}}
-        for m in metrics if 'train/extra/fb_td' in m]
-    record = {'arm': arm, 'seed': seed, 'curve': curve, 'fb_training': train_fb,
+    record = {'arm': arm, 'seed': seed, **curves_from_metrics(read_metrics(logdir)),
+              'closest_approach': (closest_approach(logdir, rewards.goal.states[-1])
+                                   if rewards.goal.states is not None else []),
               'updates': result['updates'], 'seconds': time.perf_counter() - start}
     atomic_write_text(out, json.dumps(record, indent=1) + '\n')
     return record
 
 
-def summarise(records: list[dict], arms: list[str]) -> dict:
-    """Per arm: eval steps, mean/min/max return and success over seeds."""
+def closest_approach(logdir: str, goal_state: np.ndarray) -> list[dict]:
+    """Per training episode (from the replay of the run's last checkpoint): the closest the
+    hand came to its position in the goal frame, ‖hand − hand_goal‖ (state[:3]), in metres.
+    For reach this is the task's own success distance (success: < 0.05); unlike success it
+    also shows an agent that heads for the goal without arriving."""
+    from genreward_jax.checkpoint import Checkpointer
+
+    checkpointer = Checkpointer(os.path.join(logdir, 'checkpoints'), keep=1)
+    try:
+        arrays, _ = checkpointer.restore_arrays(checkpointer.latest_step())
+    finally:
+        checkpointer.close()
+    data = arrays['replay']['data']
+    state, first = np.asarray(data['state'])[0], np.asarray(data['is_first'])[0]
+    starts = [*np.flatnonzero(first), len(state)]
+    hand = np.asarray(goal_state, np.float32)[:3]
+    return [{'episode': i, 'env_steps': int(end),
+             'distance': float(np.linalg.norm(state[begin:end, :3] - hand, axis=1).min())}
+            for i, (begin, end) in enumerate(zip(starts[:-1], starts[1:], strict=True))]
+
+
+def curves_from_metrics(metrics: list[dict]) -> dict:
+    """A run's curves from its metrics.jsonl: evaluation (dense return, success), training
+    episodes (success of the episodes ended since the last log line: the stochastic policy at
+    the goal's placement, whatever reward the arm trains on) and FB's training metrics."""
+    return {
+        'curve': [{'env_steps': int(m['step']), 'return': m['eval/dense_return'],
+                   'success': m['eval/success']} for m in metrics if 'eval/dense_return' in m],
+        'train_episodes': [{'env_steps': int(m['step']), 'success': m['episode/success']}
+                           for m in metrics if 'episode/success' in m],
+        'fb_training': [{'env_steps': int(m['step']), **{k: m[k] for k in m if k.startswith(
+            ('train/extra/fb', 'train/extra/share', 'train/extra_reward'))}}
+            for m in metrics if 'train/extra/fb_td' in m],
+    }
+
+
+def _band(values: np.ndarray) -> dict:
+    """Mean, min and max over seeds (axis 0) of [seeds, points]."""
+    return {'mean': values.mean(0).tolist(), 'min': values.min(0).tolist(),
+            'max': values.max(0).tolist()}
+
+
+def summarise(records: list[dict], arms: list[str], steps: int) -> dict:
+    """Per arm, over seeds: eval return and success per evaluation; training-episode success
+    per log point; its mean over the second half of training per seed (the number the bar is
+    read from: ~40 episodes a run, where the final eval is 3 deterministic ones); and for FB
+    arms the correlation of Q with closeness to the goal (mean of the last five log points);
+    the closest approach of the hand to the goal per training episode (a running mean over 8
+    episodes) and its mean over the last quarter of the episodes."""
     out = {}
     for arm in arms:
         runs = [r for r in records if r['arm'] == arm]
         if not runs:
             continue
-        steps = [p['env_steps'] for p in runs[0]['curve']]
-        table = {}
+        entry = {'env_steps': [p['env_steps'] for p in runs[0]['curve']],
+                 'seeds': [r['seed'] for r in runs]}
         for key in ('return', 'success'):
-            values = np.array([[p[key] for p in r['curve']] for r in runs])
-            table[key] = {'mean': values.mean(0).tolist(), 'min': values.min(0).tolist(),
-                          'max': values.max(0).tolist()}
-        out[arm] = {'env_steps': steps, 'seeds': [r['seed'] for r in runs], **table}
+            entry[key] = _band(np.array([[p[key] for p in r['curve']] for r in runs]))
+        train = [r.get('train_episodes', []) for r in runs]
+        if all(train):
+            entry['train_steps'] = [p['env_steps'] for p in train[0]]
+            entry['train_success'] = _band(np.array([[p['success'] for p in t] for t in train]))
+            entry['train_success_second_half'] = [
+                float(np.mean([p['success'] for p in t if p['env_steps'] > steps / 2]))
+                for t in train]
+        closest = [r.get('closest_approach', []) for r in runs]
+        if all(closest):
+            n = min(len(c) for c in closest)
+            window = 8
+            smooth = np.array([np.convolve([p['distance'] for p in c[:n]],
+                                           np.ones(window) / window, 'valid') for c in closest])
+            entry['closest_steps'] = [p['env_steps'] for p in closest[0][window - 1:n]]
+            entry['closest'] = _band(smooth)
+            entry['closest_last_quarter'] = [
+                float(np.mean([p['distance'] for p in c[n - n // 4:n]])) for c in closest]
+        corr = [[m['train/extra/fb_q_goal_corr'] for m in r['fb_training']
+                 if 'train/extra/fb_q_goal_corr' in m] for r in runs]
+        if all(corr):
+            entry['fb_q_goal_corr_final'] = [float(np.mean(c[-5:])) for c in corr]
+        out[arm] = entry
     return out
 
 
+def _mean_range(values: list[float], digits: int = 2) -> str:
+    return (f'{np.mean(values):.{digits}f} [{min(values):.{digits}f}, '
+            f'{max(values):.{digits}f}]')
+
+
 def markdown(summary: dict) -> str:
-    lines = ['| arm | seeds | final return (mean [min, max]) | final success | mean success '
-             'over evals |', '|---|---|---|---|---|']
+    lines = ['| arm | seeds | final eval return | final eval success | training-episode '
+             'success, 2nd half | closest approach (m), last quarter | FB Q–goal correlation '
+             '(end) |', '|---|---|---|---|---|---|---|']
     for arm, s in summary.items():
         r, c = s['return'], s['success']
-        lines.append(f"| {arm} | {len(s['seeds'])} | {r['mean'][-1]:.0f} [{r['min'][-1]:.0f}, "
-                     f"{r['max'][-1]:.0f}] | {c['mean'][-1]:.2f} | {np.mean(c['mean']):.2f} |")
-    return '\n'.join(lines)
+        train = s.get('train_success_second_half')
+        corr = s.get('fb_q_goal_corr_final')
+        closest = s.get('closest_last_quarter')
+        lines.append(
+            f"| {arm} | {len(s['seeds'])} | {r['mean'][-1]:.0f} [{r['min'][-1]:.0f}, "
+            f"{r['max'][-1]:.0f}] | {c['mean'][-1]:.2f} | "
+            f"{_mean_range(train) if train else '–'} | "
+            f"{_mean_range(closest, 3) if closest else '–'} | "
+            f"{_mean_range(corr) if corr else '–'} |")
+    return '\n'.join(lines) + ('\n\nValues: mean [min, max] over seeds. Training-episode '
+                               'success: the stochastic policy\'s episodes at the goal\'s '
+                               'placement, solved at any step. Closest approach: the '
+                               'least distance of the hand to its goal-frame position in an '
+                               'episode (reach succeeds below 0.05 m).')
 
 
 def plot(summary: dict, path: str, title: str) -> None:
@@ -192,18 +275,26 @@ def plot(summary: dict, path: str, title: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for arm, s in summary.items():
-        for ax, key in zip(axes, ('return', 'success'), strict=True):
-            line, = ax.plot(s['env_steps'], s[key]['mean'], marker='o', label=arm)
-            ax.fill_between(s['env_steps'], s[key]['min'], s[key]['max'], alpha=0.15,
-                            color=line.get_color())
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.5))
+    for index, (arm, s) in enumerate(summary.items()):
+        color = f'C{index}'
+        panels = [(axes[0], s['env_steps'], s['return']), (axes[1], s['env_steps'], s['success'])]
+        if 'train_success' in s:
+            panels.append((axes[2], s['train_steps'], s['train_success']))
+        if 'closest' in s:
+            panels.append((axes[3], s['closest_steps'], s['closest']))
+        for ax, steps, band in panels:
+            ax.plot(steps, band['mean'], marker='o', markersize=3, label=arm, color=color)
+            ax.fill_between(steps, band['min'], band['max'], alpha=0.15, color=color)
     axes[0].set_ylabel('eval return (dense env reward)')
-    axes[1].set_ylabel('eval success rate')
+    axes[1].set_ylabel('eval success rate (deterministic policy)')
+    axes[2].set_ylabel('training-episode success rate (per log interval)')
+    axes[3].set_ylabel('closest approach to the goal (m, 8-episode mean)')
+    axes[3].axhline(0.05, color='grey', ls=':', lw=1)
     for ax in axes:
         ax.set_xlabel('env steps')
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8)
+    axes[2].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -220,8 +311,13 @@ def main(argv=None) -> dict:
         out = next(p for a, s, p in plan if a == arm and s == int(seed))
         run_arm(args, arm, int(seed), args.goal_file, out)
         return {}
-    updates = int((args.steps - args.prefill) * args.train_ratio
-                  // (args.batch_size * args.batch_length))
+    from genreward_jax.logging_utils import atomic_write_text, read_metrics
+    from genreward_jax.trainer import TrainerConfig, updates_due
+
+    updates = updates_due(TrainerConfig(logdir=args.out_dir, batch_size=args.batch_size,
+                                        batch_length=args.batch_length,
+                                        train_ratio=args.train_ratio, prefill=args.prefill),
+                          args.steps)
     print(f'{len(plan)} runs ({len(args.arms)} arms x {len(args.seeds)} seeds), {args.steps} env '
           f'steps and {updates} updates each, {args.jobs} at a time, on {args.task}')
     for arm, seed, out in plan:
@@ -254,15 +350,23 @@ def main(argv=None) -> dict:
                 print(f'[{(time.perf_counter() - start) / 60:5.1f} min] {name}: {status}',
                       flush=True)
     records = [json.load(open(p)) for _, _, p in plan if os.path.exists(p)]
-    summary = summarise(records, args.arms)
+    for record, (_, _, path) in zip(records, [q for q in plan if os.path.exists(q[2])],
+                                    strict=True):
+        if 'train_episodes' not in record:  # a run recorded before these curves existed
+            record.update(curves_from_metrics(read_metrics(path.removesuffix('.json'))))
+        if 'closest_approach' not in record:
+            from genreward_jax.goals import load_goal
+
+            record['closest_approach'] = closest_approach(path.removesuffix('.json'),
+                                                          load_goal(goal_file).states[-1])
+    summary = summarise(records, args.arms, args.steps)
     table = markdown(summary)
     print(table)
     report = {'args': {k: v for k, v in vars(args).items() if k != 'run_one'},
               'goal_file': goal_file, 'summary': summary, 'runs': records}
-    with open(os.path.join(args.out_dir, 'learn_rewards.json'), 'w') as f:
-        json.dump(report, f, indent=1)
-    with open(os.path.join(args.out_dir, 'learn_rewards.md'), 'w') as f:
-        f.write(table + '\n')
+    atomic_write_text(os.path.join(args.out_dir, 'learn_rewards.json'),
+                      json.dumps(report, indent=1) + '\n')
+    atomic_write_text(os.path.join(args.out_dir, 'learn_rewards.md'), table + '\n')
     png = os.path.join(args.out_dir, 'learn_rewards.png')
     plot(summary, png, f'{args.task}: DreamerV3 {args.preset} (state) per reward arm, '
                        f'mean and range over {len(args.seeds)} seeds')

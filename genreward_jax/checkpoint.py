@@ -123,25 +123,41 @@ class Checkpointer:
 
     def restore(self, step: int, state_template: Any) -> tuple[Any, dict[str, Any], dict]:
         """Returns (state shaped like `state_template`, arrays as numpy, meta)."""
-        abstract = _abstract(_keys_to_data(state_template))
+        restored = self._restore(step, state_template, with_arrays=True)
+        state = _data_to_keys(restored.state, state_template)
+        arrays = jax.tree.map(np.asarray, dict(restored.arrays or {}))
+        arrays = _join_empty(arrays, restored.meta["empty_leaves"])
+        return state, arrays, dict(restored.meta["user"])
+
+    def restore_state(self, step: int, state_template: Any) -> tuple[Any, dict]:
+        """(state, meta) without reading the arrays item: evaluation needs the agent, not the
+        replay, which is most of a checkpoint's bytes."""
+        restored = self._restore(step, state_template, with_arrays=False)
+        return _data_to_keys(restored.state, state_template), dict(restored.meta["user"])
+
+    def restore_arrays(self, step: int) -> tuple[dict[str, Any], dict]:
+        """(arrays, meta) without the agent state, which needs no template then: for tools that
+        read a run's replay (e.g. where its episodes went)."""
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        arrays = jax.tree.map(np.asarray, dict(restored.arrays or {}))
+        return _join_empty(arrays, restored.meta["empty_leaves"]), dict(restored.meta["user"])
+
+    def _restore(self, step: int, state_template: Any, with_arrays: bool) -> Any:
+        items = {"state": ocp.args.StandardRestore(_abstract(_keys_to_data(state_template))),
+                 "meta": ocp.args.JsonRestore()}
+        if with_arrays:
+            items["arrays"] = ocp.args.StandardRestore()
         try:
-            restored = self._manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract),
-                arrays=ocp.args.StandardRestore(),
-                meta=ocp.args.JsonRestore(),
-            ))
+            return self._manager.restore(step, args=ocp.args.Composite(**items))
         except ValueError as error:
             if "structure" not in str(error).lower() and "shape" not in str(error).lower():
                 raise
             raise CheckpointMismatchError(
                 f"the checkpoint at step {step} in {self.directory} holds another agent or "
                 "reward configuration (different networks or state, e.g. from an older version "
-                "or other flags), so this run cannot resume from it; use a new --logdir, or "
-                f"the flags that wrote it ({str(error).splitlines()[0][:200]})") from None
-        state = _data_to_keys(restored.state, state_template)
-        arrays = jax.tree.map(np.asarray, dict(restored.arrays or {}))
-        arrays = _join_empty(arrays, restored.meta["empty_leaves"])
-        return state, arrays, dict(restored.meta["user"])
+                "or other flags), so it cannot be loaded with these flags; use a new --logdir, "
+                f"or the flags that wrote it ({str(error).splitlines()[0][:200]})") from None
 
     def close(self) -> None:
         self._manager.close()

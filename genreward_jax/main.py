@@ -35,8 +35,10 @@ flags.DEFINE_integer("replay_capacity", 5_000_000, "Replay size in steps over al
 flags.DEFINE_bool("replay_online", True, "Train on every fresh sequence at least once.")
 flags.DEFINE_bool("compact_context", True, "Store the replay context (posterior state per step) "
                   "as float16 deter + uint8 one-hot stoch instead of float32.")
-flags.DEFINE_integer("prefill", 5000, "Env steps with uniform random actions before training.",
-                     lower_bound=0)
+flags.DEFINE_integer("prefill", 0, "Env steps with uniform random actions. 0 (default) is the "
+                     "official start: the agent acts with its initial policy from the first "
+                     "step, and training starts once replay holds batch_size x batch_length "
+                     "steps (or after the prefill, whichever is later).", lower_bound=0)
 flags.DEFINE_list("obs_keys", ["image"], "Observation keys the agent encodes: image and/or "
                   "state (the 39-d proprioceptive vector, needs --proprio).")
 flags.DEFINE_enum("preset", "12m", PRESETS, "DreamerV3 size preset.")
@@ -49,6 +51,8 @@ flags.DEFINE_integer("warmup", None, "Override the preset's learning-rate warmup
 flags.DEFINE_integer("eval_every", 10_000, "Evaluate every this many env steps (and at the end).",
                      lower_bound=1)
 flags.DEFINE_integer("eval_episodes", 10, "Episodes per evaluation.", lower_bound=1)
+flags.DEFINE_enum("eval_mode", "mean", ["mean", "sample"], "Eval actions: the policy's mean "
+                  "(deterministic) or samples, as the official agent evaluates.")
 flags.DEFINE_integer("eval_envs", 1, "Parallel eval envs (eval seeds differ from training).",
                      lower_bound=1)
 flags.DEFINE_bool("video", True, "Write an mp4 of one eval episode per evaluation.")
@@ -75,7 +79,8 @@ def trainer_config_from_flags():
         replay_capacity=FLAGS.replay_capacity, replay_online=FLAGS.replay_online,
         compact_context=FLAGS.compact_context,
         prefill=FLAGS.prefill, obs_keys=tuple(FLAGS.obs_keys), eval_every=FLAGS.eval_every,
-        eval_episodes=FLAGS.eval_episodes, eval_envs=FLAGS.eval_envs, video=FLAGS.video,
+        eval_episodes=FLAGS.eval_episodes, eval_mode=FLAGS.eval_mode, eval_envs=FLAGS.eval_envs,
+        video=FLAGS.video,
         checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
         log_every=FLAGS.log_every, seed=FLAGS.seed)  # --seed: env flags (also seeds the envs)
 

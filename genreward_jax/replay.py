@@ -133,6 +133,24 @@ def flatten_spec(spec: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], An
     return flat
 
 
+def annotate(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Episode flags of sampled sequences [B, L] as the official replay sets them: ``is_first``
+    at each sequence's first step, and ``is_last`` wherever the next step starts an episode, so
+    an episode abandoned without a last step (an env that resets early) still ends where the
+    next begins and no return is bootstrapped across the boundary."""
+    if "is_first" not in data:
+        return data
+    data = dict(data)
+    first = data["is_first"].copy()
+    first[:, 0] = True
+    data["is_first"] = first
+    if "is_last" in data:
+        next_first = np.zeros_like(first)
+        next_first[:, :-1] = first[:, 1:]
+        data["is_last"] = data["is_last"] | next_first
+    return data
+
+
 class Replay:
     """Lockstep ring buffer of `num_envs` streams; see the module docstring for the semantics."""
 
@@ -155,7 +173,7 @@ class Replay:
         """Appends one step of every env; `step[key]` is [num_envs, ...] for every spec key.
 
         Context keys (e.g. the policy's posterior 'deter'/'stoch' of this step) are optional:
-        they are stored when present and zeroed otherwise (random prefill has no posterior).
+        they are stored when present and zeroed otherwise.
         """
         missing = set(self._step_spec) - set(step)
         if missing:
@@ -229,7 +247,7 @@ class Replay:
         """Online sequences first (FIFO), then uniform over all valid sequences."""
         if self.num_sequences == 0:
             raise ValueError(f"replay holds {len(self)} steps, not yet one sequence of "
-                             f"{self.config.length} steps per env; prefill longer")
+                             f"{self.config.length} steps per env; sample later")
         first, last = self.valid_starts()
         envs, starts = [], []
         while self._online and len(envs) < batch_size:
@@ -244,7 +262,8 @@ class Replay:
         start = np.concatenate([np.asarray(starts, np.int64), first + flat % per_env])
         slots = (start[:, None] + np.arange(self.config.length)[None]) % self._cap  # [B, L]
         rows = env[:, None]
-        data = {key: buffer[rows, slots] for key, buffer in self._data.items()}
+        data = annotate(
+            {key: buffer[rows, slots] for key, buffer in self._data.items()})
         context = unflatten_tree({key: buffer[rows, slots]
                                   for key, buffer in self._context.items()})
         return Sample(data, context, SampleIndex(env, start))

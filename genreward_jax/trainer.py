@@ -1,14 +1,21 @@
 """DreamerV3 training loop: env batch, prefill, train ratio, evaluation, checkpoints, resume.
 
 Why it is built this way:
+- The start of training is the official one by default: no random-action prefill, the agent
+  acts with its initial policy from the first step, and training starts once replay holds
+  `batch_size * batch_length` steps. `prefill=N` keeps the older random-action start as an
+  option; its steps still run the policy's filter, so replay stores real posteriors as context.
 - Everything random is derived from counters, not carried state, except the replay sampler
   (whose numpy Generator state is checkpointed): prefill actions from
   `default_rng([seed, env_step])`, policy keys `fold_in(policy_key, env_step)`, train keys
   `fold_in(train_key, update)`, eval keys `fold_in(eval_key, eval_index)`. Together with a
   single-threaded loop this makes a run on CPU deterministic for a seed, and makes resuming exact.
 - Counters: `env_steps` counts steps summed over all envs (N per loop iteration, like the
-  official `step`). Train ratio = replayed steps per env step: after prefill,
-  `updates = floor((env_steps - prefill) * train_ratio / (batch_size * batch_length))`.
+  official `step`). Train ratio = replayed steps per env step: with
+  `start = max(prefill, batch_size * batch_length)`,
+  `updates = 1 + floor((env_steps - start) * train_ratio / (batch_size * batch_length))` once
+  `env_steps >= start` (the first update as soon as replay is full enough, as the official
+  Ratio grants on its first call).
 - Exact resume needs the simulator where it was. MuJoCo state is not checkpointed; instead the
   env-loop state records how many episodes each env has started and the actions applied since the
   current episode began. On resume the envs are rebuilt from the same configs (seeds), reset that
@@ -34,6 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from genreward_jax import evaluation, logging_utils
@@ -42,6 +50,7 @@ from genreward_jax.replay import Replay, ReplayConfig, flatten_tree
 
 FLAG_KEYS = ("reward", "is_first", "is_last", "is_terminal")
 CONTEXT_KEYS = ("deter", "stoch")
+EVAL_MODES = ("mean", "sample")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +65,14 @@ class TrainerConfig:
     replay_capacity: int = 5_000_000
     replay_online: bool = True
     compact_context: bool = True  # replay context as float16 deter + uint8 one-hot stoch
-    prefill: int = 5000
+    prefill: int = 0  # random-action env steps; 0 is the official start (see module docstring)
     obs_keys: tuple[str, ...] = ("image",)
     eval_every: int = 10_000
     eval_episodes: int = 10
     eval_envs: int = 1
+    # Eval actions: the policy's mean (deterministic, the default) or samples as in training
+    # (what the official agent's evaluation does: its policy always samples).
+    eval_mode: str = "mean"
     video: bool = True
     checkpoint_every: int = 10_000
     keep_checkpoints: int = 3
@@ -77,6 +89,8 @@ class TrainerConfig:
                 raise ValueError(f"--{name} must be a positive integer, got {value!r}")
         if not self.train_ratio > 0 or not math.isfinite(self.train_ratio):
             raise ValueError(f"--train_ratio must be a positive number, got {self.train_ratio!r}")
+        if self.eval_mode not in EVAL_MODES:
+            raise ValueError(f"--eval_mode must be one of {EVAL_MODES}, got {self.eval_mode!r}")
         if self.prefill < 0:
             raise ValueError(f"--prefill must be >= 0 env steps, got {self.prefill}")
         if not self.obs_keys:
@@ -241,18 +255,16 @@ class Trainer:
 
         try:
             while env_steps < cfg.steps:
+                policy_obs = {k: obs[k] for k in (*cfg.obs_keys, "is_first")}
+                action, carry = agent.policy(train_state, carry, policy_obs,
+                                             jax.random.fold_in(policy_key, env_steps), "train")
+                action = np.asarray(action, np.float32)
                 if env_steps < cfg.prefill:
                     rng = np.random.default_rng([cfg.seed, env_steps])
                     action = rng.uniform(-1, 1, (self.num_envs, act_dim)).astype(np.float32)
-                    context = {}
-                else:
-                    policy_obs = {k: obs[k] for k in (*cfg.obs_keys, "is_first")}
-                    action, carry = agent.policy(train_state, carry, policy_obs,
-                                                 jax.random.fold_in(policy_key, env_steps),
-                                                 "train")
-                    action = np.asarray(action, np.float32)
-                    context = {k: np.asarray(carry[k]) for k in CONTEXT_KEYS}
-                    self._log_transition_reward(agent, train_state, carry, action, obs)
+                    carry = {**carry, "prev_action": jnp.asarray(action)}
+                context = {k: np.asarray(carry[k]) for k in CONTEXT_KEYS}
+                self._log_transition_reward(agent, train_state, carry, action, obs)
                 action = np.where(obs["is_last"][:, None], 0.0, action).astype(np.float32)
                 replay.add({**{k: obs[k] for k in self._step_keys()}, "action": action,
                             **context})
@@ -351,11 +363,12 @@ class Trainer:
     def _evaluate(self, agent, train_state, key, env_steps, logger) -> dict[str, float]:
         cfg = self.config
         eval_policy_obs_keys = (*cfg.obs_keys, "is_first")
+        mode = "eval" if cfg.eval_mode == "mean" else "train"  # the agent's names for the two
 
         def policy(obs, carry, step):
             action, carry = agent.policy(train_state, carry,
                                          {k: obs[k] for k in eval_policy_obs_keys},
-                                         jax.random.fold_in(key, step), "eval")
+                                         jax.random.fold_in(key, step), mode)
             return np.asarray(action, np.float32), carry
 
         start = time.perf_counter()
@@ -383,12 +396,19 @@ class Trainer:
             print(text, flush=True)
 
 
+def train_start(config: TrainerConfig) -> int:
+    """Env steps before the first update: the random-action prefill if any, and at least one
+    batch's worth of steps in replay (the official `batch_size * batch_length`)."""
+    return max(config.prefill, config.batch_size * config.batch_length)
+
+
 def updates_due(config: TrainerConfig, env_steps: int) -> int:
-    """Updates owed after `env_steps` env steps: the train ratio applied past the prefill."""
-    if env_steps < config.prefill:
+    """Updates owed after `env_steps` env steps: the train ratio applied past `train_start`."""
+    start = train_start(config)
+    if env_steps < start:
         return 0
-    return int((env_steps - config.prefill) * config.train_ratio
-               // (config.batch_size * config.batch_length))
+    return 1 + int((env_steps - start) * config.train_ratio
+                   // (config.batch_size * config.batch_length))
 
 
 def _warn(text: str) -> None:

@@ -106,7 +106,7 @@ class DreamerNets(nnx.Module):
                         unimix=c.unimix, rngs=rngs, dtype=dtype, eps=eps)
         self.dec = Decoder(vector_dims, image_shapes, deter=c.deter,
                            stoch_flat=c.stoch * c.classes, units=c.units, layers=c.dec_layers,
-                           depth=c.depth, mults=c.cnn_mults, kernel=c.kernel, blocks=c.blocks,
+                           depth=c.depth, mults=c.cnn_mults, kernel=c.kernel, blocks=c.dec_blocks,
                            rngs=rngs, dtype=dtype, eps=eps)
         feat = c.feat_size
         self.rew = Head(feat, c.head_layers, c.units, c.bins, rngs=rngs, dtype=dtype,

@@ -32,7 +32,8 @@ class DreamerConfig:
     hidden: int = 1024
     stoch: int = 32
     classes: int = 64
-    blocks: int = 8
+    blocks: int = 8  # block GRU of the RSSM
+    dec_blocks: int = 8  # block-linear from deter in the image decoder (official `bspace`)
     depth: int = 64
     units: int = 1024
     cnn_mults: tuple[int, ...] = (2, 3, 4, 4)
@@ -87,8 +88,10 @@ class DreamerConfig:
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f'compute_dtype must be one of {COMPUTE_DTYPES}, got '
                              f'{self.compute_dtype!r}')
-        if self.deter % self.blocks:
-            raise ValueError(f'deter ({self.deter}) must be divisible by blocks ({self.blocks})')
+        for name in ('blocks', 'dec_blocks'):
+            if self.deter % getattr(self, name):
+                raise ValueError(f'deter ({self.deter}) must be divisible by {name} '
+                                 f'({getattr(self, name)})')
         if self.bins % 2 == 0:
             raise ValueError(f'bins must be odd so that zero is a bin, got {self.bins}')
 
@@ -101,8 +104,8 @@ class DreamerConfig:
 def preset(name: str, **overrides) -> DreamerConfig:
     """Config for a size preset ('1m' ... '400m', or 'tiny' for tests) with field overrides."""
     if name == 'tiny':
-        base = dict(deter=32, hidden=16, stoch=4, classes=4, blocks=4, depth=2, units=16,
-                    bins=15, enc_layers=1, dec_layers=1, ac_layers=2, warmup=0,
+        base = dict(deter=32, hidden=16, stoch=4, classes=4, blocks=4, dec_blocks=4, depth=2,
+                    units=16, bins=15, enc_layers=1, dec_layers=1, ac_layers=2, warmup=0,
                     compute_dtype='float32')
     elif name in _SIZES:
         deter, hidden, classes, depth, units = _SIZES[name]

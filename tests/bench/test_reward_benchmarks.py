@@ -48,17 +48,33 @@ def test_learn_rewards_plan_has_every_arm_and_seed(tmp_path):
         learn_rewards.parse_args(['--arms=dense,magic'])
 
 
-def test_summary_gives_mean_and_range_over_seeds():
+def test_summary_gives_mean_and_range_over_seeds(tmp_path):
     records = [{'arm': 'fb_state', 'seed': s,
                 'curve': [{'env_steps': 10, 'return': 1.0 + s, 'success': 0.0},
-                          {'env_steps': 20, 'return': 3.0 + s, 'success': float(s)}]}
+                          {'env_steps': 20, 'return': 3.0 + s, 'success': float(s)}],
+                'train_episodes': [{'env_steps': t, 'success': v} for t, v in
+                                   zip((5, 10, 15, 20), (1.0, 1.0, 0.0, 0.5 * s), strict=True)],
+                'fb_training': [{'env_steps': t, 'train/extra/fb_q_goal_corr': 0.1 * t + s}
+                                for t in range(1, 8)],
+                'closest_approach': [{'episode': i, 'env_steps': 10 * i,
+                                      'distance': 0.3 - 0.01 * i * (1 + s)} for i in range(16)]}
                for s in (0, 1)]
-    summary = learn_rewards.summarise(records, ['fb_state', 'none'])
+    summary = learn_rewards.summarise(records, ['fb_state', 'none'], steps=20)
     assert list(summary) == ['fb_state']
     s = summary['fb_state']
     assert s['env_steps'] == [10, 20] and s['return']['mean'] == [1.5, 3.5]
     assert s['return']['min'] == [1.0, 3.0] and s['success']['max'] == [0.0, 1.0]
-    assert '| fb_state | 2 | 4 [3, 4] | 0.50 |' in learn_rewards.markdown(summary)
+    # Second half = log points after env step 10: (0, 0) for seed 0, (0, 0.5) for seed 1.
+    assert s['train_success_second_half'] == [0.0, 0.25]
+    np.testing.assert_allclose(s['fb_q_goal_corr_final'], [0.5, 1.5])  # mean of t = 3..7
+    # Last quarter = episodes 12..15: 0.3 - 0.01 * 13.5 * (1 + s).
+    np.testing.assert_allclose(s['closest_last_quarter'], [0.165, 0.03], atol=1e-9)
+    assert len(s['closest']['mean']) == 16 - 8 + 1  # 8-episode running mean
+    table = learn_rewards.markdown(summary)
+    assert ('| fb_state | 2 | 4 [3, 4] | 0.50 | 0.12 [0.00, 0.25] | 0.098 [0.030, 0.165] | '
+            '1.00 [0.50, 1.50] |') in table
+    learn_rewards.plot(summary, str(tmp_path / 'curves.png'), 'title')
+    assert (tmp_path / 'curves.png').stat().st_size > 10_000
 
 
 @pytest.mark.slow
@@ -73,6 +89,8 @@ def test_one_arm_trains_end_to_end(tmp_path, tiny_reach_goal):
     assert json.load(open(out))['arm'] == 'sparse+fb_state'
     assert [p['env_steps'] for p in record['curve']] == [48, 96]
     assert record['updates'] > 0 and record['fb_training']
+    assert len(record['closest_approach']) >= 96 // 17  # episodes of 16 steps + the reset step
+    assert all(0 < p['distance'] < 2 for p in record['closest_approach'])
     assert all(np.isfinite(p['return']) for p in record['curve'])
 
 

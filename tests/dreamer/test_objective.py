@@ -23,7 +23,8 @@ OFFICIAL_SCALES = {'rec': 1.0, 'rew': 1.0, 'con': 1.0, 'dyn': 1.0, 'rep': 0.1, '
 
 # Every field of DreamerConfig() (the official 200m defaults).
 OFFICIAL_DEFAULTS = {
-    'deter': 8192, 'hidden': 1024, 'stoch': 32, 'classes': 64, 'blocks': 8, 'depth': 64,
+    'deter': 8192, 'hidden': 1024, 'stoch': 32, 'classes': 64, 'blocks': 8, 'dec_blocks': 8,
+    'depth': 64,
     'units': 1024, 'cnn_mults': (2, 3, 4, 4), 'kernel': 5, 'enc_layers': 3, 'dec_layers': 3,
     'head_layers': 1, 'ac_layers': 3, 'bins': 255, 'compute_dtype': 'bfloat16',
     'norm_eps': 1e-4, 'image_keys': ('image',), 'vector_keys': ('state',), 'unimix': 0.01,

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pytest
 
 from genreward_jax.logging_utils import FLAGS_FILE, METRICS_FILE
@@ -13,10 +14,10 @@ from genreward_jax.logging_utils import FLAGS_FILE, METRICS_FILE
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _main(*args, timeout=120):
+def _main(*args, timeout=120, module="genreward_jax.main"):
     with warnings.catch_warnings():  # JAX (imported by other tests) warns on fork+exec
         warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
-        return subprocess.run([sys.executable, "-m", "genreward_jax.main", *args], cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
                               capture_output=True, text=True, timeout=timeout)
 
 
@@ -43,6 +44,7 @@ def test_bad_flags_fail_with_a_clear_message(args, message, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_quickstart_flagfile_runs_end_to_end(tmp_path):
     """README's first command (goal, then training), shortened. The CLI glue and every run
     artifact; training itself (and its compile) is covered in-process by test_trainer.py, so this
@@ -72,3 +74,28 @@ def test_quickstart_flagfile_runs_end_to_end(tmp_path):
     assert (logdir / "videos" / "eval_000000052.mp4").stat().st_size > 1000
     assert (logdir / "learning_curve.png").stat().st_size > 1000
     assert sorted(os.listdir(logdir / "checkpoints")) == ["26", "52"]
+
+    # The evaluation CLI loads a checkpoint of that run (FB state included) without its replay.
+    evaluated = _main(f"--logdir={logdir}", "--step=26", "--episodes=2", "--video",
+                      module="genreward_jax.evaluate", timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    report = json.loads((logdir / "evaluations" / "step_000000026.json").read_text())
+    assert report["step"] == 26 and report["episodes"] == 2 and len(report["returns"]) == 2
+    assert report["eval_mode"] == "mean" and all(np.isfinite(report["dense_returns"]))
+    assert (logdir / "evaluations" / "step_000000026.mp4").stat().st_size > 1000
+    # Re-evaluating the final checkpoint reproduces the run's own final evaluation.
+    final = _main(f"--logdir={logdir}", "--episodes=1", module="genreward_jax.evaluate",
+                  timeout=600)
+    assert final.returncode == 0, final.stderr[-3000:]
+    report = json.loads((logdir / "evaluations" / "step_000000052.json").read_text())
+    assert report["eval/return"] == evals[0]["eval/return"]
+    assert report["eval/dense_return"] == evals[0]["eval/dense_return"]
+    missing = _main(f"--logdir={logdir}", "--step=7", module="genreward_jax.evaluate")
+    assert missing.returncode == 1 and "no checkpoint at step 7" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_evaluate_refuses_a_directory_that_is_not_a_run(tmp_path):
+    result = _main(f"--logdir={tmp_path}", module="genreward_jax.evaluate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "flags.cfg not found" in result.stderr

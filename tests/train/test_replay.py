@@ -61,7 +61,7 @@ def test_before_wraparound_only_written_steps_are_sampled():
     replay = Replay(ReplayConfig(capacity=100, num_envs=1, length=5, online=False), STEP_SPEC)
     _fill(replay, 4)
     assert replay.num_sequences == 0
-    with pytest.raises(ValueError, match="prefill"):
+    with pytest.raises(ValueError, match="not yet one sequence"):
         replay.sample(2)
     _fill(replay, 3, start=4)  # 7 steps -> starts 0, 1, 2
     starts = {int(s) for _ in range(50) for s in replay.sample(8).index.start}
@@ -73,7 +73,7 @@ def test_sequences_cross_episode_boundaries_with_is_first_marking_them():
     _fill(replay, 40)
     sample = replay.sample(256)
     ids = sample.data["step_id"]
-    np.testing.assert_array_equal(sample.data["is_first"], ids % 7 == 0)
+    np.testing.assert_array_equal(sample.data["is_first"][:, 1:], ids[:, 1:] % 7 == 0)
     assert sample.data["is_first"][:, 1:].any()  # some sequences straddle an episode start
 
 
@@ -215,3 +215,23 @@ def test_integer_context_storage_rounds_one_hot_and_refuses_soft_values():
     assert stored["deter"].dtype == np.float16 and stored["deter"][0, 0, 0] == np.float16(0.1)
     with pytest.raises(ValueError, match="not integral"):
         replay.add({**_step(1, 2), "stoch": np.full((1, 2, 3), 0.5, np.float32)})
+
+
+def test_sampled_episode_flags_are_annotated_as_the_official_replay():
+    """is_first at every sequence's first step; is_last wherever the next step starts an episode,
+    including an episode abandoned without a last step (here: reset at step 5, no is_last)."""
+    spec = {**STEP_SPEC, "is_last": ((), bool)}
+    replay = Replay(ReplayConfig(capacity=100, num_envs=1, length=4, online=False), spec)
+    for t in range(12):
+        step = _step(1, t)
+        step["is_first"] = np.array([t in (0, 5)])
+        step["is_last"] = np.array([t == 10])
+        replay.add(step)
+    for _ in range(20):
+        sample = replay.sample(8)
+        ids = sample.data["step_id"]
+        assert sample.data["is_first"][:, 0].all()
+        np.testing.assert_array_equal(sample.data["is_first"][:, 1:], np.isin(ids[:, 1:], [5]))
+        expected_last = np.isin(ids, [4, 10])
+        expected_last[:, -1] = ids[:, -1] == 10
+        np.testing.assert_array_equal(sample.data["is_last"], expected_last)

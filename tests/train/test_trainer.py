@@ -16,7 +16,7 @@ import pytest
 
 from genreward_jax.checkpoint import Checkpointer
 from genreward_jax.envs import EnvBatch, EnvConfig
-from genreward_jax.trainer import Trainer, TrainerConfig
+from genreward_jax.trainer import Trainer, TrainerConfig, train_start
 
 TIME_LIMIT = 20  # an episode spans 21 loop iterations (20 steps + the auto-reset step)
 TRAIN_ENVS = [EnvConfig("reach", seed=s, time_limit=TIME_LIMIT) for s in (11, 12)]
@@ -92,7 +92,7 @@ def test_interrupted_and_killed_runs_resume_to_identical_parameters(tmp_path,
     full = Trainer(_config(full_dir), tiny_agent_factory, TRAIN_ENVS, EVAL_ENVS,
                    stdout=False).run()
     assert full["status"] == "complete" and full["env_steps"] == 120
-    assert full["updates"] == (120 - 30) * 32 // (4 * 8)
+    assert full["updates"] == 1 + (120 - 4 * 8) * 32 // (4 * 8)  # from B x T > prefill 30
     assert sorted(int(s) for s in os.listdir(full_dir / "checkpoints")) == [100, 120]
     assert (full_dir / "learning_curve.png").exists()
 
@@ -135,5 +135,83 @@ def test_bad_trainer_configs_give_clear_errors(tmp_path):
         _config(tmp_path, train_ratio=float("nan"))
     with pytest.raises(ValueError, match="--prefill"):
         _config(tmp_path, prefill=-1)
+    with pytest.raises(ValueError, match="--eval_mode must be one of"):
+        _config(tmp_path, eval_mode="greedy")
     with pytest.raises(ValueError, match="--logdir"):
         _config("")
+
+
+class _Recorder:
+    """Wraps the tiny agent and the real env batch to record what the loop does: the env step
+    at each update, the actions the policy returned and the actions the envs received."""
+
+    def __init__(self, factory):
+        self.factory = factory
+        self.env_steps = self.batches = 0
+        self.update_steps, self.policy_actions, self.env_actions = [], [], []
+
+    def agent(self, obs_spec, act_dim):
+        agent, recorder = self.factory(obs_spec, act_dim), self
+
+        class Recorded:
+            def __getattr__(self, name):
+                return getattr(agent, name)
+
+            def policy(self, *args):
+                action, carry = agent.policy(*args)
+                if args[-1] == "train":
+                    recorder.policy_actions.append(np.asarray(action))
+                return action, carry
+
+            def train(self, *args):
+                recorder.update_steps.append(recorder.env_steps)
+                return agent.train(*args)
+
+        return Recorded()
+
+    def envs(self, configs):
+        """The first batch made is the training one; eval batches are not recorded."""
+        envs, recorder = EnvBatch(configs), self
+        self.batches += 1
+        if self.batches > 1:
+            return envs
+
+        class Recorded:
+            def __getattr__(self, name):
+                return getattr(envs, name)
+
+            def step(self, actions, *args, **kwargs):
+                recorder.env_actions.append(np.asarray(actions))
+                recorder.env_steps += len(configs)
+                return envs.step(actions, *args, **kwargs)
+
+        return Recorded()
+
+
+@pytest.mark.parametrize("prefill", [0, 10])
+def test_start_of_training(tmp_path, tiny_agent_factory, prefill):
+    """Default (prefill 0, the official start): policy actions from the first step and the first
+    update once replay holds batch_size x batch_length = 32 steps. With a random prefill, its
+    steps act uniformly at random but replay still stores the policy filter's posteriors."""
+    recorder = _Recorder(tiny_agent_factory)
+    config = _config(tmp_path, steps=40, prefill=prefill, checkpoint_every=40)
+    result = Trainer(config, recorder.agent, TRAIN_ENVS, EVAL_ENVS, make_envs=recorder.envs,
+                     stdout=False).run()
+    assert train_start(config) == 32
+    assert TrainerConfig(logdir=str(tmp_path)).prefill == 0  # the official start by default
+    assert recorder.update_steps[0] == 32 and result["updates"] == 1 + (40 - 32) * 32 // 32
+    random_iterations = prefill // len(TRAIN_ENVS)
+    sent, chosen = np.stack(recorder.env_actions), np.stack(recorder.policy_actions)
+    assert len(sent) == len(chosen) == 40 // len(TRAIN_ENVS)
+    live = slice(random_iterations, None)
+    np.testing.assert_array_equal(sent[live][np.any(sent[live] != 0, -1)],
+                                  chosen[live][np.any(sent[live] != 0, -1)])
+    if prefill:
+        uniform = np.stack([np.random.default_rng([config.seed, 2 * i]).uniform(-1, 1, (2, 4))
+                            for i in range(random_iterations)]).astype(np.float32)
+        np.testing.assert_array_equal(sent[:random_iterations], uniform)
+        assert not np.allclose(sent[:random_iterations], chosen[:random_iterations])
+    carry = tiny_agent_factory({"state": ((39,), np.float32)}, 4).initial_carry(len(TRAIN_ENVS))
+    _, arrays, _ = _final_arrays(tmp_path, {"agent": result["train_state"], "carry": carry})
+    deter = np.asarray(arrays["replay"]["context"]["deter"], np.float32)
+    assert np.abs(deter[:, :max(random_iterations, 5)]).max() > 0  # posteriors, not zeros
