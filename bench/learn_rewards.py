@@ -73,6 +73,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--beta', type=float, default=0.5)
     parser.add_argument('--fb_lr', type=float, default=1e-3,
                         help='above the paper\'s 1e-4: these runs make ~1000 updates, not 500k')
+    parser.add_argument('--fb_freeze_after', type=int, default=None,
+                        help='freeze F and B after this many updates, as the paper does after '
+                        '100k env steps (default: never)')
+    parser.add_argument('--fb_state_input', default='latent', choices=('latent', 'decoded'),
+                        help="F's state: the world model's latent, or the decoder's prediction "
+                        'of the 39-d state from it (stable while the latent drifts)')
     parser.add_argument('--fb_z_dim', type=int, default=32)
     parser.add_argument('--fb_hidden', type=int, default=256)
     parser.add_argument('--eval_every', type=int, default=1000)
@@ -134,9 +140,13 @@ def run_arm(args, arm: str, seed: int, goal_file: str, out: str) -> dict:
     agent_config = preset(args.preset, compute_dtype='float32', lr=args.lr, warmup=100)
     extra = None
     if space is not None:
-        spec = FBRewardSpec(state_dim=agent_config.feat_size, action_dim=ACT_DIM,
+        state_dim = agent_config.feat_size if args.fb_state_input == 'latent' else 39
+        spec = FBRewardSpec(state_dim=state_dim, action_dim=ACT_DIM,
+                            state_input=args.fb_state_input,
                             goal_feature=rewards.goal_features, beta=args.beta,
-                            freeze_after_updates=10**9, env_reward=env_mode is not None,
+                            freeze_after_updates=(10**9 if args.fb_freeze_after is None
+                                                  else args.fb_freeze_after),
+                            env_reward=env_mode is not None,
                             goal_space=space)
         extra = FBExtraLoss(fb.FBConfig(z_dim=args.fb_z_dim, hidden=args.fb_hidden,
                                         lr=args.fb_lr), spec)

@@ -67,7 +67,12 @@ class ExtraLoss(Protocol):
     ``transition_reward(params, state, feat [..., F], action [..., A], context [...]) ->
     (reward [...], aux)`` is the reward of taking action at feat. The agent adds it to the
     arrival step (``actor_critic.shift_to_arrival``) of imagined rollouts and of the replay
-    value loss's rewards; not to the reward head's target."""
+    value loss's rewards; not to the reward head's target.
+
+    ``state_input`` (optional, default 'latent') says what the extra's ``feat`` is: the world
+    model's features, or 'decoded', the decoder's prediction of the vector observations from
+    them (symlog space, stop-gradient): a function of the latent whose meaning stays fixed while
+    the latent representation itself drifts during training."""
 
     optimizer: optax.GradientTransformation
 
@@ -165,6 +170,13 @@ class Agent:
         self.policy = jax.jit(self._policy, static_argnames=('mode',), compiler_options=options)
         self.train = jax.jit(self._train, donate_argnums=(0,), compiler_options=options)
         self.action_aware = extra is not None and getattr(extra, 'action_aware', False)
+        self.extra_input = getattr(extra, 'state_input', 'latent') if extra else 'latent'
+        if self.extra_input not in ('latent', 'decoded'):
+            raise ValueError(f"an extra's state_input must be 'latent' or 'decoded', got "
+                             f'{self.extra_input!r}')
+        if self.extra_input == 'decoded' and not self.vector_dims:
+            raise ValueError("state_input 'decoded' needs vector observations (e.g. 'state') "
+                             'for the decoder to predict')
         self.step_transition_reward = (
             jax.jit(self._step_transition_reward, compiler_options=options)
             if self.action_aware else None)
@@ -255,7 +267,7 @@ class Agent:
         total = jnp.zeros((), f32)
         extra_metrics = {}
         if self.extra is not None:
-            inputs = {'feat': observed.feat, 'embed': observed.embed,
+            inputs = {'feat': self.extra_features(frozen, observed.feat), 'embed': observed.embed,
                       'action': data['action'].astype(f32), 'batch': data}
             extra_loss, extra_metrics, bonus = self.extra.loss(
                 extra_params, state.extra_state, inputs, extra_key)
@@ -273,7 +285,7 @@ class Agent:
         img_feat, img_act = ac.imagine(frozen, c, starts, imag_key)
         n, h1 = img_feat.shape[:2]
         replay_extra, img_extra = self.transition_rewards(
-            extra_params, state.extra_state, observed.feat, data, img_feat, img_act)
+            extra_params, state.extra_state, observed.feat, data, img_feat, img_act, frozen)
         if self.action_aware:
             metrics['extra_reward/replay'] = replay_extra.mean()
             metrics['extra_reward/imag'] = img_extra.mean()
@@ -316,9 +328,23 @@ class Agent:
         context = {'deter': sg(observed.states['deter']), 'stoch': sg(observed.states['stoch'])}
         return total, (metrics, context, retnorm, extra_metrics)
 
+    def extra_features(self, frozen_nets, feat: jax.Array) -> jax.Array:
+        """What the extra reads as a state [..., F'] from world-model features [..., F]: the
+        features themselves, or (state_input 'decoded') the decoder's prediction of the vector
+        observations, concatenated in key order, without gradient."""
+        if self.extra_input == 'latent':
+            return feat
+        c = self.config
+        lead = feat.shape[:-1]
+        flat = sg(feat).reshape((-1, feat.shape[-1]))
+        recons = frozen_nets.dec(flat[:, :c.deter],
+                                 flat[:, c.deter:].reshape((-1, c.stoch, c.classes)))
+        decoded = jnp.concatenate([recons[k] for k in sorted(self.vector_dims)], -1)
+        return sg(decoded).reshape((*lead, -1))
+
     def transition_rewards(self, extra_params: Params, extra_state: Params, feat: jax.Array,
-                           data: dict[str, jax.Array], img_feat: jax.Array, img_act: jax.Array
-                           ) -> tuple[jax.Array, jax.Array]:
+                           data: dict[str, jax.Array], img_feat: jax.Array, img_act: jax.Array,
+                           frozen_nets=None) -> tuple[jax.Array, jax.Array]:
         """An action-aware extra's rewards at their arrival steps: on replay [B, T] (for the
         replay value loss; zero where a new episode starts) and on imagined rollouts [N, H+1]
         (each start row keeps its replay step's context). Zeros without such an extra."""
@@ -326,6 +352,11 @@ class Agent:
             return jnp.zeros((), f32), jnp.zeros((), f32)
         b, t = data['is_first'].shape
         n, h1 = img_feat.shape[:2]
+        if self.extra_input != 'latent':
+            if frozen_nets is None:
+                raise ValueError("state_input 'decoded' needs the agent's networks")
+            feat = self.extra_features(frozen_nets, feat)
+            img_feat = self.extra_features(frozen_nets, img_feat)
         context = self.extra.transition_context(data)
         replay_tr, _ = self.extra.transition_reward(
             extra_params, extra_state, sg(feat), data['action'].astype(f32), context)
@@ -341,7 +372,8 @@ class Agent:
         """The action-aware extra's reward [N] of taking ``action`` [N, A] in the posterior
         state of ``carry`` (as ``policy`` returns it): what the agent's objective gives this
         env step, for logging alongside the env's rewards."""
-        feat = features({'deter': carry['deter'], 'stoch': carry['stoch']})
+        feat = self.extra_features(self.nets(state.params),
+                                   features({'deter': carry['deter'], 'stoch': carry['stoch']}))
         reward, _ = self.extra.transition_reward(state.extra_params, state.extra_state, feat,
                                                  action, context)
         return reward

@@ -50,6 +50,7 @@ GOAL_SPACES = ('dino', 'state')  # each is also the replay key B reads
 GOAL_INDEX_KEY = 'placement'
 TARGETS = ('actor', 'reward_head')
 SCALINGS = ('calibrated', 'paper')
+STATE_INPUTS = ('latent', 'decoded')
 sg = jax.lax.stop_gradient
 
 
@@ -66,6 +67,11 @@ class FBRewardSpec:
     scaling: str = 'calibrated'
     env_reward: bool = True  # False: generated rewards only, σ_env is taken as 1
     goal_space: str = 'dino'  # 'state': the oracle control, B on the 39-d state
+    # F's state: the world model's latent features ('latent', state_dim = feat_size) or the
+    # decoder's prediction of the vector observation from them ('decoded', state_dim = its
+    # size): the latent representation drifts as the world model trains, which moves a
+    # frozen F's Q; the decoded observation means the same thing throughout.
+    state_input: str = 'latent'
 
     def __post_init__(self):
         if np.ndim(self.goal_feature) not in (1, 2):
@@ -75,6 +81,9 @@ class FBRewardSpec:
             raise ValueError(f'FB reward target must be one of {TARGETS}, got {self.target!r}')
         if self.scaling not in SCALINGS:
             raise ValueError(f'reward scaling must be one of {SCALINGS}, got {self.scaling!r}')
+        if self.state_input not in STATE_INPUTS:
+            raise ValueError(f'FB state input must be one of {STATE_INPUTS}, got '
+                             f'{self.state_input!r}')
         if self.goal_space not in GOAL_SPACES:
             raise ValueError(f'goal space must be one of {GOAL_SPACES}, got '
                              f'{self.goal_space!r}')
@@ -127,6 +136,7 @@ class FBExtraLoss:
         self.spec = spec
         self.optimizer = optax.adam(config.lr)
         self.action_aware = spec.target == 'actor'
+        self.state_input = spec.state_input
 
     def init(self, key: jax.Array) -> tuple[dict[str, Any], dict[str, Any]]:
         """(trainable FB params, non-trained state: target nets, normalisers, update count)."""

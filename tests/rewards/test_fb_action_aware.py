@@ -133,3 +133,30 @@ def test_actor_objective_favours_the_action_f_prefers(agent_and_batch, sign):
     change = -sum(float(jnp.vdot(g, d)) for g, d in zip(
         jax.tree.leaves(grads['pol']), jax.tree.leaves(direction['pol']), strict=True))
     assert sign * change > 0, f'descent moves mean a[0] by {change:.3g} per unit lr'
+
+
+def test_fb_on_the_decoded_observation():
+    """state_input 'decoded': F reads the decoder's prediction of the 39-d state (symlog space)
+    instead of the latent, in training, in imagination and at the policy step."""
+    config = preset('tiny')
+    extra = FBExtraLoss(FB_CONFIG, FBRewardSpec(
+        state_dim=39, action_dim=ACT_DIM, goal_feature=np.ones(FB_GOAL_DIM, np.float32),
+        beta=0.5, freeze_after_updates=10, state_input='decoded'))
+    agent = Agent(config, SPEC, ACT_DIM, extra=extra)
+    state = agent.init(jax.random.key(0))
+    batch = make_fb_batch(config)
+    state, metrics, _ = agent.train(state, batch, jax.random.key(1))
+    assert np.isfinite(float(metrics['loss/extra']))
+    assert np.isfinite(float(metrics['extra_reward/imag']))
+    feat = jax.random.normal(jax.random.key(2), (5, config.feat_size))
+    decoded = agent.extra_features(agent.nets(state.params), feat)
+    nets = agent.nets(state.params)
+    want = nets.dec(feat[:, :config.deter],
+                    feat[:, config.deter:].reshape((5, config.stoch, config.classes)))['state']
+    np.testing.assert_allclose(np.asarray(decoded), np.asarray(want), rtol=1e-6)
+    carry = agent.initial_carry(2)
+    reward = agent.step_transition_reward(state, carry, jnp.zeros((2, ACT_DIM)),
+                                          jnp.zeros((2,), jnp.int32))
+    assert reward.shape == (2,)
+    with pytest.raises(ValueError, match='vector observations'):
+        Agent(config, {'image': ((64, 64, 3), np.uint8)}, ACT_DIM, extra=extra)
