@@ -7,7 +7,7 @@ policy on the same eval episodes (same eval env seeds). Prints a table and write
     .venv/bin/python bench/learn.py --steps 20000 --out bench/results/learn.json --logdir /tmp/learn
 
 Defaults: 1m preset, lr 2e-4 with 100 warmup updates (the official 4e-5 with 1000 warmup
-updates is meant for runs of far more updates than the ~4750 made here), batch 16 x 16, train
+updates is meant for runs of far more updates than the ~4900 made here), batch 16 x 16, train
 ratio 64, action repeat 2 with 128-step episodes (256 physics steps, like the paper's episodes).
 Measured (shared 2-core CPU), official start (no prefill, 4,937 updates): 20k steps in 23 min,
 final eval return 1698 = 5.7x random, success 0.9 (with the former 1,000-step random prefill:
