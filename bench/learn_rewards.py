@@ -21,8 +21,14 @@ the action-aware reward in imagination, calibration, goal placement) from the en
 pretrained weights cannot be had here. It is a control, not the paper's method.
 
 Evaluation: the dense env return and success of --eval_episodes episodes (eval envs always report
-the dense reward, whatever the arm trains on). Each run is a subprocess writing its own JSON under
---out_dir/runs, so rerunning the same command skips finished runs. Writes curves (mean and range
+the dense reward, whatever the arm trains on). What the stochastic training policy does is
+reported too, since at one placement every deterministic eval episode is the same: the share of
+training episodes solved, the closest approach of the hand to its goal-frame position per
+episode (from the run's replay), and for FB arms the correlation of Q with closeness to the goal
+(`fb_q_goal_corr`), which shows whether FB's reward still points at the goal.
+
+Each run is a subprocess writing its own JSON under --out_dir/runs, so rerunning the same command
+skips finished runs. Writes curves (mean and range
 over seeds) as PNG, JSON and a markdown table to --out_dir.
 """
 
