@@ -86,6 +86,12 @@ def _join_empty(tree: dict[str, Any], empty: Mapping[str, Any]) -> dict[str, Any
     return tree
 
 
+def _restored_arrays(restored: Any) -> dict[str, Any]:
+    """The 'arrays' item of a restore as numpy, with its empty leaves put back."""
+    arrays = jax.tree.map(np.asarray, dict(restored.arrays or {}))
+    return _join_empty(arrays, restored.meta["empty_leaves"])
+
+
 class Checkpointer:
     """Keeps the last `keep` checkpoints of a run under `directory` (created if absent)."""
 
@@ -125,9 +131,7 @@ class Checkpointer:
         """Returns (state shaped like `state_template`, arrays as numpy, meta)."""
         restored = self._restore(step, state_template, with_arrays=True)
         state = _data_to_keys(restored.state, state_template)
-        arrays = jax.tree.map(np.asarray, dict(restored.arrays or {}))
-        arrays = _join_empty(arrays, restored.meta["empty_leaves"])
-        return state, arrays, dict(restored.meta["user"])
+        return state, _restored_arrays(restored), dict(restored.meta["user"])
 
     def restore_state(self, step: int, state_template: Any) -> tuple[Any, dict]:
         """(state, meta) without reading the arrays item: evaluation needs the agent, not the
@@ -140,8 +144,7 @@ class Checkpointer:
         read a run's replay (e.g. where its episodes went)."""
         restored = self._manager.restore(step, args=ocp.args.Composite(
             arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
-        arrays = jax.tree.map(np.asarray, dict(restored.arrays or {}))
-        return _join_empty(arrays, restored.meta["empty_leaves"]), dict(restored.meta["user"])
+        return _restored_arrays(restored), dict(restored.meta["user"])
 
     def _restore(self, step: int, state_template: Any, with_arrays: bool) -> Any:
         items = {"state": ocp.args.StandardRestore(_abstract(_keys_to_data(state_template))),
