@@ -66,6 +66,7 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
     from genreward_jax.envs import flags as env_flags
     from genreward_jax.envs.flags import derive_seed
     from genreward_jax.rewards import flags as reward_flags
+    from genreward_jax.trainer import observation_spec
 
     logdir = os.path.abspath(args.logdir)
     train_main = _run_flags(logdir)
@@ -103,7 +104,7 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
             act_dim = int(getattr(probe, "act_dim", ACT_DIM))
         finally:
             probe.close()
-        obs_spec = {k: (tuple(obs[k].shape[1:]), obs[k].dtype) for k in trainer_config.obs_keys}
+        obs_spec = observation_spec(obs, trainer_config.obs_keys)
         agent = Agent(agent_config, obs_spec, act_dim, extra=extra)
         template = {"agent": agent.init(jax.random.key(0)),
                     "carry": agent.initial_carry(len(env_configs))}
@@ -150,8 +151,9 @@ def _eval_key(seed: int, logdir: str, step: int, meta: dict) -> Any:
     import jax
 
     from genreward_jax.logging_utils import read_metrics
+    from genreward_jax.trainer import run_keys
 
-    eval_key = jax.random.split(jax.random.key(seed), 4)[3]  # as Trainer._run splits it
+    eval_key = run_keys(seed)[3]
     evaluated_here = any(r["step"] == step and "eval/return" in r for r in read_metrics(logdir))
     return jax.random.fold_in(eval_key, int(meta["evals"]) - int(evaluated_here))
 

@@ -140,11 +140,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _obs_spec(self, obs: Mapping[str, np.ndarray]) -> dict[str, tuple[tuple[int, ...], Any]]:
-        missing = [k for k in self.config.obs_keys if k not in obs]
-        if missing:
-            raise ValueError(f"--obs_keys {missing} are not produced by the env (it gives "
-                             f"{sorted(obs)}); e.g. 'state' needs --proprio")
-        return {k: (tuple(obs[k].shape[1:]), obs[k].dtype) for k in self.config.obs_keys}
+        return observation_spec(obs, self.config.obs_keys)
 
     def _replay_spec(self, obs, obs_spec, act_dim, carry) -> tuple[dict, dict]:
         step_spec = dict(obs_spec)
@@ -212,7 +208,7 @@ class Trainer:
         obs_spec = self._obs_spec(obs)
         act_dim = _act_dim(envs)
         agent = self.agent_factory(obs_spec, act_dim)
-        init_key, policy_key, train_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 4)
+        init_key, policy_key, train_key, eval_key = run_keys(cfg.seed)
         train_state = agent.init(init_key)
         carry = agent.initial_carry(self.num_envs)
         step_spec, context_spec = self._replay_spec(obs, obs_spec, act_dim, carry)
@@ -394,6 +390,21 @@ class Trainer:
     def _print(self, text: str) -> None:
         if self._stdout is not False:
             print(text, flush=True)
+
+
+def observation_spec(obs: Mapping[str, np.ndarray], obs_keys: Sequence[str]
+                     ) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """The agent's obs spec {key: (shape, dtype)} from an env batch's observation [N, ...]."""
+    missing = [k for k in obs_keys if k not in obs]
+    if missing:
+        raise ValueError(f"--obs_keys {missing} are not produced by the env (it gives "
+                         f"{sorted(obs)}); e.g. 'state' needs --proprio")
+    return {k: (tuple(obs[k].shape[1:]), obs[k].dtype) for k in obs_keys}
+
+
+def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """A run's (init, policy, train, eval) keys; evaluate.py re-derives the eval key from it."""
+    return tuple(jax.random.split(jax.random.key(seed), 4))
 
 
 def train_start(config: TrainerConfig) -> int:
