@@ -166,7 +166,7 @@ def run_arm(args, arm: str, seed: int, goal_file: str, out: str) -> dict:
         checkpoint_every=args.steps, keep_checkpoints=1, log_every=500, seed=seed)
     start = time.perf_counter()
     result = Trainer(config, lambda spec, act_dim: Agent(agent_config, spec, act_dim, extra),
-                     train, evals, goal_rewards=rewards).run()
+                     train, evals, reward_model=rewards).run()
     record = {'arm': arm, 'seed': seed, **curves_from_metrics(read_metrics(logdir)),
               'closest_approach': (closest_approach(logdir, rewards.goal.states[-1])
                                    if rewards.goal.states is not None else []),

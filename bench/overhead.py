@@ -88,7 +88,7 @@ def run(args, with_goal: bool) -> dict:
                                obs_keys=(args.obs,), eval_every=10**9, eval_episodes=1,
                                video=False, checkpoint_every=10**9, log_every=10**9,
                                seed=args.seed)
-        trainer = Trainer(config, agent_factory, envs, evals, stdout=False, goal_rewards=rewards,
+        trainer = Trainer(config, agent_factory, envs, evals, stdout=False, reward_model=rewards,
                           make_envs=lambda c: TimedEnvs(c, timers))
         start = time.perf_counter()
         result = trainer.run()

@@ -65,7 +65,7 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
     from genreward_jax.envs import ACT_DIM, EnvBatch
     from genreward_jax.envs import flags as env_flags
     from genreward_jax.envs.flags import derive_seed
-    from genreward_jax.rewards import flags as reward_flags
+    from genreward_jax.rewards import plugins
     from genreward_jax.trainer import observation_spec
 
     logdir = os.path.abspath(args.logdir)
@@ -86,17 +86,15 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
         env_configs = env_flags.env_configs_from_flags(stream=train_main.TRAIN_STREAM)
         eval_configs = env_flags.env_configs_from_flags(stream=train_main.EVAL_STREAM,
                                                         num_envs=1)
-        reward_config = reward_flags.reward_config_from_flags(agent_config.compute_dtype,
-                                                              flag_values.time_limit)
-        goal_rewards = train_main.make_goal_rewards(reward_config, env_configs)
-        _, eval_configs = train_main.with_goal_placements(goal_rewards, env_configs,
-                                                          eval_configs, flag_values.placement)
+        reward_config = plugins.reward_config(flag_values, agent_config.compute_dtype,
+                                              flag_values.time_limit)
+        setup = plugins.build_reward(reward_config, plugins.BuildContext(
+            flag_values, agent_config, trainer_config, env_configs, eval_configs))
         render = "image" in trainer_config.obs_keys or args.video
         eval_configs = [dataclasses.replace(
             c, render=render, seed=c.seed if args.seed is None else
-            derive_seed(args.seed, 0, train_main.EVAL_STREAM)) for c in eval_configs]
-        extra = (train_main.make_fb_extra(goal_rewards, agent_config, trainer_config)
-                 if goal_rewards is not None and flag_values.fb_reward else None)
+            derive_seed(args.seed, 0, train_main.EVAL_STREAM)) for c in setup.eval_configs]
+        extra = setup.extra
 
         probe = EnvBatch(eval_configs)
         try:
@@ -137,8 +135,9 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
     report["json"] = path
     if result.frames is not None:
         frames = result.frames
-        if goal_rewards is not None:
-            frames = logging_utils.beside_goal(frames, goal_rewards.goal.frames)
+        goal_frames = None if setup.model is None else setup.model.goal_frames
+        if goal_frames is not None:
+            frames = logging_utils.beside_goal(frames, goal_frames)
         report["video"] = os.path.join(out_dir, f"step_{step:09d}.mp4")
         logging_utils.write_video(report["video"], np.repeat(np.repeat(frames, 2, 1), 2, 2))
     return report

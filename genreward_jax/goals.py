@@ -28,9 +28,17 @@ placement (optional)        float64    [R]          Meta-World's object/goal pla
                                                     from; absent when unknown (a user's file, a
                                                     first frame from another robot domain)
 states (optional)           float32    [N, 39]      env state at each goal frame (scripted goals)
+vlmrm_goal_text (opt.)      float32    [G, E]       open_clip text embeddings (encode_text, not
+                                                    normalised) of the VLM-RM goal prompts
+vlmrm_baseline_text (opt.)  float32    [Q, E]       the same for the VLM-RM baseline prompts
+clip_keyframe_embedding     float32    [E]          open_clip image embedding of the keyframe (the
+(opt.)                                              online tower is checked against it)
 ==========================  =========  =============================================================
 
-The optional keys were added within schema version 1: files without them load unchanged.
+The optional keys were added within schema version 1: files without them load unchanged. The
+three VLM-RM keys come together; provenance 'clip' then also gives 'vlmrm_goal_prompts',
+'vlmrm_baseline_prompts' (the texts, in row order) and, when the weights lie in an open_clip
+folder, its 'path', 'path_from_goal' and 'hash' (what the online VLM-RM reward loads).
 """
 
 from __future__ import annotations
@@ -103,6 +111,14 @@ class GoalFile:
     schema_version: int = SCHEMA_VERSION
     placement: np.ndarray | None = None
     states: np.ndarray | None = None
+    vlmrm_goal_text: np.ndarray | None = None
+    vlmrm_baseline_text: np.ndarray | None = None
+    clip_keyframe_embedding: np.ndarray | None = None
+
+    @property
+    def has_vlmrm(self) -> bool:
+        """Whether the goal carries the VLM-RM section (prompt and keyframe embeddings)."""
+        return self.vlmrm_goal_text is not None
 
     @property
     def resolution(self) -> int:
@@ -133,7 +149,11 @@ _ARRAY_SPECS: dict[str, tuple[np.dtype, int]] = {
 _OPTIONAL_SPECS: dict[str, tuple[np.dtype, int]] = {
     "placement": (np.dtype(np.float64), 1),
     "states": (np.dtype(np.float32), 2),
+    "vlmrm_goal_text": (np.dtype(np.float32), 2),
+    "vlmrm_baseline_text": (np.dtype(np.float32), 2),
+    "clip_keyframe_embedding": (np.dtype(np.float32), 1),
 }
+VLMRM_KEYS = ("vlmrm_goal_text", "vlmrm_baseline_text", "clip_keyframe_embedding")
 _SCALAR_KEYS = ("schema_version", "keyframe_index", "task", "video_prompt", "provenance")
 ALL_KEYS = tuple(sorted((*_ARRAY_SPECS, *_SCALAR_KEYS, "keyframe_prompts")))
 
@@ -172,6 +192,7 @@ def validate_goal(goal: GoalFile, source: str = "goal") -> None:
         fail(f"'latent_mean' has an empty axis: {goal.latent_mean.shape} ([T', h, w, C])")
     if goal.states is not None and goal.states.shape[0] != n:
         fail(f"'states' has {goal.states.shape[0]} rows for {n} frames")
+    _validate_vlmrm(goal, fail)
     if goal.clip_scores.shape != (n,):
         fail(f"'clip_scores' has shape {goal.clip_scores.shape}, expected ({n},) (one per frame)")
     p = len(goal.keyframe_prompts)
@@ -198,6 +219,26 @@ def validate_goal(goal: GoalFile, source: str = "goal") -> None:
     if not goal.task:
         fail("'task' is empty")
     _validate_provenance(goal, fail)
+
+
+def _validate_vlmrm(goal: GoalFile, fail) -> None:
+    present = [k for k in VLMRM_KEYS if getattr(goal, k) is not None]
+    if not present:
+        return
+    if len(present) != len(VLMRM_KEYS):
+        fail(f"the VLM-RM section needs all of {', '.join(VLMRM_KEYS)}, got only "
+             f"{', '.join(present)}")
+    dims = {goal.vlmrm_goal_text.shape[1], goal.vlmrm_baseline_text.shape[1],
+            goal.clip_keyframe_embedding.shape[0]}
+    if len(dims) != 1:
+        fail(f"the VLM-RM embeddings disagree in size: {sorted(dims)}")
+    clip = goal.provenance.get("clip", {}) if isinstance(goal.provenance, dict) else {}
+    for key, rows in (("vlmrm_goal_prompts", goal.vlmrm_goal_text.shape[0]),
+                      ("vlmrm_baseline_prompts", goal.vlmrm_baseline_text.shape[0])):
+        texts = clip.get(key)
+        if not isinstance(texts, list) or len(texts) != rows or rows < 1:
+            fail(f"provenance 'clip' must list the {rows} {key} its embeddings belong to, got "
+                 f"{texts!r}")
 
 
 def _validate_provenance(goal: GoalFile, fail) -> None:
@@ -259,7 +300,7 @@ def check_goal_matches(
 
 
 def encoder_folder(goal_path: str | os.PathLike, goal: GoalFile, encoder: str) -> str:
-    """Folder of the 'vae' or 'dinov3' weights the goal was encoded with.
+    """Folder of the 'vae', 'dinov3' or 'clip' weights the goal was encoded with.
 
     Prefers the path relative to the goal file (so a goal folder can be moved or copied with its
     encoders/), then the absolute path recorded at write time.

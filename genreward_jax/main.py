@@ -8,7 +8,6 @@ loop and agent-size flags are defined here, next to the code that turns them int
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 
@@ -17,7 +16,8 @@ from absl import logging as absl_logging
 
 from genreward_jax.dreamer.config import PRESETS
 from genreward_jax.envs import flags as env_flags
-from genreward_jax.rewards import flags as reward_flags
+from genreward_jax.rewards import flags as reward_flags  # noqa: F401 (defines the reward flags)
+from genreward_jax.rewards import plugins
 
 FLAGS = flags.FLAGS
 
@@ -101,54 +101,6 @@ def agent_config_from_flags():
     return preset(FLAGS.preset, **overrides)
 
 
-def make_goal_rewards(reward_config, env_configs):
-    """GoalRewards for --goal_file (None without one); warns when the goal is of another task
-    (allowed: the paper's cross-domain ablation uses goals from other robots)."""
-    if reward_config is None:
-        return None
-    from genreward_jax.rewards.goal_rewards import GoalRewards
-
-    goal_rewards = GoalRewards(reward_config, len(env_configs), env_configs[0].size)
-    task = env_configs[0].task
-    if goal_rewards.goal.task != task:
-        print(f"warning: the goal is for {goal_rewards.goal.task!r} but the agent trains on "
-              f"{task!r}", file=sys.stderr)
-    print(f"goal {reward_config.goal_file}: {goal_rewards.num_goals} goal(s), "
-          f"{goal_rewards.goal.frames.shape[0]} frames at {goal_rewards.goal.resolution}px, "
-          f"encoders verified; video reward '{reward_config.video_variant}', "
-          f"{reward_config.reward_scaling} scaling", flush=True)
-    return goal_rewards
-
-
-def with_goal_placements(goal_rewards, env_configs, eval_configs, placement: str):
-    """Env configs whose episodes start at the goal's placement(s) for --placement=goal (training
-    and evaluation alike: the goal only describes those scenes), unchanged for random."""
-    if goal_rewards is None:
-        return env_configs, eval_configs
-    if placement == "random":
-        if goal_rewards.num_goals > 1:
-            raise ValueError("a goal bank pairs episodes with placements: it needs "
-                             "--placement=goal")
-        return env_configs, eval_configs
-    placements = goal_rewards.placements
-    return ([dataclasses.replace(c, placements=placements) for c in env_configs],
-            [dataclasses.replace(c, placements=placements) for c in eval_configs])
-
-
-def make_fb_extra(goal_rewards, agent_config, trainer_config):
-    """FB trained in the agent's step, frozen after --fb_train_steps env steps."""
-    from genreward_jax.envs import ACT_DIM
-    from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec
-    from genreward_jax.trainer import updates_due
-
-    spec = FBRewardSpec(state_dim=agent_config.feat_size, action_dim=ACT_DIM,
-                        goal_feature=goal_rewards.goal_features, beta=FLAGS.beta,
-                        freeze_after_updates=updates_due(trainer_config, FLAGS.fb_train_steps),
-                        target=FLAGS.fb_reward_target, scaling=FLAGS.reward_scaling,
-                        env_reward=FLAGS.env_reward, goal_space=FLAGS.goal_space)
-    return FBExtraLoss(reward_flags.fb_config_from_flags(), spec)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected positional arguments {argv[1:]}; flags start with --")
@@ -166,30 +118,25 @@ def main(argv: list[str]) -> None:
         env_configs = env_flags.env_configs_from_flags(stream=TRAIN_STREAM)
         eval_configs = env_flags.env_configs_from_flags(
             stream=EVAL_STREAM, num_envs=trainer_config.eval_envs)
-        reward_config = reward_flags.reward_config_from_flags(agent_config.compute_dtype,
-                                                              FLAGS.time_limit)
+        reward_config = plugins.reward_config(FLAGS, agent_config.compute_dtype,
+                                              FLAGS.time_limit)
     except (ValueError, FileNotFoundError) as error:
         # Same shape as absl's own flag errors; absl's UsageError would print the whole help.
         sys.exit(f"FATAL Flags error: {error}\nPass --helpshort or --helpfull to see help on "
                  "flags.")
     try:
-        goal_rewards = make_goal_rewards(reward_config, env_configs)
-        env_configs, eval_configs = with_goal_placements(goal_rewards, env_configs, eval_configs,
-                                                         FLAGS.placement)
+        setup = plugins.build_reward(reward_config, plugins.BuildContext(
+            FLAGS, agent_config, trainer_config, env_configs, eval_configs))
     except (GoalFileError, ValueError) as error:
         sys.exit(f"FATAL goal error: {error}")
     os.makedirs(trainer_config.logdir, exist_ok=True)
     logging_utils.write_flags(trainer_config.logdir, FLAGS)
 
-    extra = None
-    if goal_rewards is not None and FLAGS.fb_reward:
-        extra = make_fb_extra(goal_rewards, agent_config, trainer_config)
-
     def agent_factory(obs_spec, act_dim):
-        return Agent(agent_config, obs_spec, act_dim, extra=extra)
+        return Agent(agent_config, obs_spec, act_dim, extra=setup.extra)
 
-    trainer = Trainer(trainer_config, agent_factory, env_configs, eval_configs,
-                      goal_rewards=goal_rewards)
+    trainer = Trainer(trainer_config, agent_factory, setup.env_configs, setup.eval_configs,
+                      reward_model=setup.model)
     try:
         result = trainer.run()
     except CheckpointMismatchError as error:

@@ -47,6 +47,7 @@ import numpy as np
 from genreward_jax import evaluation, logging_utils
 from genreward_jax.checkpoint import Checkpointer
 from genreward_jax.replay import Replay, ReplayConfig, flatten_tree
+from genreward_jax.rewards.interface import RewardModel
 
 FLAG_KEYS = ("reward", "is_first", "is_last", "is_terminal")
 CONTEXT_KEYS = ("deter", "stoch")
@@ -106,27 +107,27 @@ class Trainer:
 
     make_envs(list[EnvConfig]) -> env batch (default `EnvBatch`); agent_factory(obs_spec,
     act_dim) -> Agent. Both are injectable so tests and benchmarks can reuse the loop.
-    Training envs render only when the agent encodes 'image' or the goal rewards need frames;
+    Training envs render only when the agent encodes 'image' or the reward model needs frames;
     eval envs also render for videos. stdout=False silences progress lines (warnings still go to
     stderr).
 
-    goal_rewards (a `genreward_jax.rewards.goal_rewards.GoalRewards`, optional) turns each env
-    step into GenReward's replay entries (DINOv3 features, r_env, r_video, combined reward) and
-    asks for the larger frames the video reward encodes.
+    reward_model (a `genreward_jax.rewards.interface.RewardModel`, optional: GenReward's
+    `GoalRewards`, a baseline's) turns each env step into its replay entries and the reward the
+    agent learns, and asks for the frames it needs; without one the agent learns the env reward.
     """
 
     def __init__(self, config: TrainerConfig, agent_factory: Callable[[dict, int], Any],
                  env_configs: Sequence[Any], eval_env_configs: Sequence[Any],
                  make_envs: Callable[[list], Any] | None = None, stdout=None,
-                 goal_rewards: Any | None = None):
+                 reward_model: RewardModel | None = None):
         if not env_configs:
             raise ValueError("need at least one training env")
         self.config = config
         self.agent_factory = agent_factory
-        self.goal_rewards = goal_rewards
+        self.reward_model = reward_model
         needs_image = "image" in config.obs_keys or (
-            goal_rewards is not None and goal_rewards.needs_frames)
-        extra_size = goal_rewards.extra_size if goal_rewards is not None else None
+            reward_model is not None and reward_model.needs_frames)
+        extra_size = reward_model.extra_size if reward_model is not None else None
         self.env_configs = [dataclasses.replace(c, render=needs_image, extra_size=extra_size)
                             for c in env_configs]
         self.eval_env_configs = [dataclasses.replace(c, render=needs_image or config.video)
@@ -146,14 +147,9 @@ class Trainer:
         step_spec = dict(obs_spec)
         step_spec.update(reward=((), np.float32), is_first=((), bool), is_last=((), bool),
                          is_terminal=((), bool), action=((act_dim,), np.float32))
-        if self.goal_rewards is not None:
-            step_spec.update(r_env=((), np.float32), r_video=((), np.float32))
-            key = self.goal_rewards.goal_key  # what B reads: 'dino' or 'state'
-            if key not in obs:
-                raise ValueError(f"--goal_space={key} needs obs[{key!r}]; 'state' needs --proprio")
-            step_spec.setdefault(key, (tuple(obs[key].shape[1:]), np.float32))
-            if self.goal_rewards.num_goals > 1:
-                step_spec.update(placement=((), np.int32))
+        if self.reward_model is not None:
+            for key, spec in self.reward_model.replay_entries(obs).items():
+                step_spec.setdefault(key, spec)
         compact = self.config.compact_context
         dtypes = {"deter": np.float16 if compact else np.float32,
                   "stoch": np.uint8 if compact else np.float32}
@@ -179,28 +175,24 @@ class Trainer:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
-    def _step_keys(self) -> tuple[str, ...]:
+    def _step_keys(self, obs) -> tuple[str, ...]:
         """Keys of an env step that go into replay besides action and context."""
-        extra: tuple[str, ...] = ()
-        if self.goal_rewards is not None:
-            extra = ("r_env", "r_video")
-            if self.goal_rewards.goal_key not in self.config.obs_keys:
-                extra = (*extra, self.goal_rewards.goal_key)  # what B reads
-            if self.goal_rewards.num_goals > 1:
-                extra = (*extra, "placement")  # which goal of the bank each step's episode uses
-        return (*self.config.obs_keys, *FLAG_KEYS, *extra)
+        keys = (*self.config.obs_keys, *FLAG_KEYS)
+        if self.reward_model is not None:
+            keys += tuple(k for k in self.reward_model.replay_entries(obs) if k not in keys)
+        return keys
 
     def _reset(self, envs) -> dict[str, np.ndarray]:
-        if self.goal_rewards is None:
+        if self.reward_model is None:
             return envs.reset()
-        mask = self.goal_rewards.render_mask(np.ones(self.num_envs, bool))
-        return self.goal_rewards.process(envs.reset(render_extra=mask))
+        mask = self.reward_model.render_mask(np.ones(self.num_envs, bool))
+        return self.reward_model.process(envs.reset(render_extra=mask))
 
     def _step(self, envs, action, obs) -> dict[str, np.ndarray]:
-        if self.goal_rewards is None:
+        if self.reward_model is None:
             return envs.step(action)
-        mask = self.goal_rewards.render_mask(obs["is_last"])
-        return self.goal_rewards.process(envs.step(action, render_extra=mask))
+        mask = self.reward_model.render_mask(obs["is_last"])
+        return self.reward_model.process(envs.step(action, render_extra=mask))
 
     def _run(self, envs) -> dict[str, Any]:
         cfg = self.config
@@ -212,6 +204,7 @@ class Trainer:
         train_state = agent.init(init_key)
         carry = agent.initial_carry(self.num_envs)
         step_spec, context_spec = self._replay_spec(obs, obs_spec, act_dim, carry)
+        step_keys = self._step_keys(obs)
         replay = Replay(ReplayConfig(cfg.replay_capacity, self.num_envs, cfg.batch_length + 1,
                                      cfg.replay_online, cfg.seed), step_spec, context_spec)
         checkpointer = Checkpointer(os.path.join(cfg.logdir, "checkpoints"), cfg.keep_checkpoints)
@@ -224,8 +217,8 @@ class Trainer:
             state, arrays, meta = checkpointer.restore(resume_step, template)
             train_state, carry = state["agent"], state["carry"]
             replay.load_state_dict({**arrays["replay"], "meta": meta["replay"]})
-            if self.goal_rewards is not None:
-                self.goal_rewards.load_state_dict(arrays["goal_rewards"])
+            if self.reward_model is not None:
+                self.reward_model.load_state_dict(arrays["reward_model"])
             loop = _LoopState.from_arrays(arrays["loop"], meta["loop"])
             env_steps, updates, evals = meta["env_steps"], meta["updates"], meta["evals"]
             obs = self._restore_envs(envs, obs, loop)
@@ -245,8 +238,8 @@ class Trainer:
                     "replay": replay_state.pop("meta"), "loop": loop.meta(),
                     "seed": cfg.seed}
             arrays = {"replay": replay_state, "loop": loop.arrays(obs)}
-            if self.goal_rewards is not None:
-                arrays["goal_rewards"] = self.goal_rewards.state_dict()
+            if self.reward_model is not None:
+                arrays["reward_model"] = self.reward_model.state_dict()
             checkpointer.save(env_steps, {"agent": train_state, "carry": carry}, arrays, meta)
 
         try:
@@ -262,7 +255,7 @@ class Trainer:
                 context = {k: np.asarray(carry[k]) for k in CONTEXT_KEYS}
                 self._log_transition_reward(agent, train_state, carry, action, obs)
                 action = np.where(obs["is_last"][:, None], 0.0, action).astype(np.float32)
-                replay.add({**{k: obs[k] for k in self._step_keys()}, "action": action,
+                replay.add({**{k: obs[k] for k in step_keys}, "action": action,
                             **context})
                 episode_metrics.extend(loop.record(obs))
                 obs = self._step(envs, action, obs)
@@ -306,14 +299,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ pieces
     def _log_transition_reward(self, agent, train_state, carry, action, obs) -> None:
-        """Hands the goal rewards the FB reward the agent gives this step's (s_t, a_t), so the
-        logged per-episode shares cover every term (no effect on training)."""
+        """Hands the reward model the reward the agent's extra loss gives this step's (s_t, a_t)
+        (GenReward's FB term), so the logged per-episode shares cover every term (no effect on
+        training)."""
         score = getattr(agent, "step_transition_reward", None)
-        if self.goal_rewards is None or score is None:
+        if self.reward_model is None or score is None:
             return
-        goal = np.asarray(self.goal_rewards.goal_index, np.int32)
+        goal = np.asarray(self.reward_model.goal_index, np.int32)
         reward = np.asarray(score(train_state, carry, action, goal), np.float64)
-        self.goal_rewards.add_fb_reward(np.where(obs["is_last"], 0.0, reward))
+        self.reward_model.add_agent_reward(np.where(obs["is_last"], 0.0, reward))
 
     def _restore_envs(self, envs, obs, loop: _LoopState) -> dict[str, np.ndarray]:
         """Rebuilds the simulator state by resetting and replaying actions (module docstring)."""
@@ -348,8 +342,8 @@ class Trainer:
             for key in episode_metrics[0]:
                 metrics[f"episode/{key}"] = float(np.mean([m[key] for m in episode_metrics]))
         metrics["replay/steps"] = float(len(replay))
-        if self.goal_rewards is not None:
-            metrics.update(self.goal_rewards.metrics())
+        if self.reward_model is not None:
+            metrics.update(self.reward_model.metrics())
         record = logger.write(env_steps, metrics)
         shown = {k: v for k, v in record.items()
                  if k in ("episode/return", "episode/success", "train/loss/total")}
@@ -378,8 +372,9 @@ class Trainer:
             video_dir = os.path.join(cfg.logdir, "videos")
             os.makedirs(video_dir, exist_ok=True)
             frames = result.frames
-            if self.goal_rewards is not None:
-                frames = logging_utils.beside_goal(frames, self.goal_rewards.goal.frames)
+            goal_frames = None if self.reward_model is None else self.reward_model.goal_frames
+            if goal_frames is not None:
+                frames = logging_utils.beside_goal(frames, goal_frames)
             logging_utils.write_video(os.path.join(video_dir, f"eval_{env_steps:09d}.mp4"),
                                       np.repeat(np.repeat(frames, 2, 1), 2, 2))
         self._print(f"eval at env step {env_steps}: return {metrics['eval/return']:.1f} "

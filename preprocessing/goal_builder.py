@@ -17,6 +17,7 @@ import numpy as np
 from genreward_jax.encoders.weights import weights_hash
 from genreward_jax.goals import SAMPLING_NAME, SCHEMA_VERSION, GoalFile, save_goal
 from preprocessing import artefacts, encoding, keyframe, models, prompts, sources
+from preprocessing.vlmrm_section import vlmrm_section
 
 GOAL_SOURCES = ("generate", "scripted", "file")
 _VERSIONED_PACKAGES = (
@@ -44,6 +45,8 @@ class GoalConfig:
     seed: int = 0
     video_prompt: str | None = None  # None: the task's default prompt
     keyframe_prompts: tuple[str, ...] | None = None  # None: the task's description (Eq. 6)
+    vlmrm_goal_prompts: tuple[str, ...] | None = None  # None: the keyframe prompts
+    vlmrm_baseline_prompts: tuple[str, ...] = prompts.VLMRM_BASELINE_PROMPTS
     placements: int = 1  # > 1: a goal bank, one goal per placement (env seeds seed, seed+1, ...)
     camera: str = "corner"
     device: str = "cpu"
@@ -199,6 +202,13 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
         f"keyframe #{choice.index} (score {choice.scores[choice.index]:.4f}); DINOv3 feature", start
     )
     feature = encoding.dinov3_feature(dino.model, processor, frames[choice.index])
+    vlmrm = vlmrm_section(
+        clip,
+        list(cfg.vlmrm_goal_prompts or key_prompts),
+        list(cfg.vlmrm_baseline_prompts),
+        frames[choice.index],
+        cfg.out_dir,
+    )
 
     provenance = {
         "schema_version": SCHEMA_VERSION,
@@ -234,6 +244,7 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
             "model": clip.name,
             "pretrained": clip.pretrained,
             "score": "mean over prompts of cosine",
+            **vlmrm.provenance,
         },
         "models": spec.mode,
         "seed": cfg.seed,
@@ -256,6 +267,9 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
         provenance=provenance,
         placement=None if video.placement is None else np.asarray(video.placement, np.float64),
         states=None if video.states is None else np.asarray(video.states, np.float32),
+        vlmrm_goal_text=vlmrm.goal_text,
+        vlmrm_baseline_text=vlmrm.baseline_text,
+        clip_keyframe_embedding=vlmrm.keyframe_embedding,
     )
     goal_path = os.path.join(cfg.out_dir, "goal.npz")
     save_goal(goal_path, goal)
@@ -264,6 +278,8 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
     paths["goal"] = goal_path
     paths["vae"] = vae.folder
     paths["dinov3"] = dino.folder
+    if clip.folder:
+        paths["clip"] = clip.folder
     _log("done", start)
     return paths
 

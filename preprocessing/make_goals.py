@@ -52,6 +52,17 @@ _KEYFRAME_SET = flags.DEFINE_enum(
     "Keyframe prompts when --keyframe_prompt is unset: the task's description of its solved "
     "state (Eq. 6) or the release's five generic grasp prompts.",
 )
+_VLMRM_GOAL_PROMPTS = flags.DEFINE_multi_string(
+    "vlmrm_goal_prompt",
+    None,
+    "VLM-RM baseline: a goal prompt whose open_clip text embedding the goal stores (repeatable; "
+    "default: the keyframe prompts).",
+)
+_VLMRM_BASELINE_PROMPTS = flags.DEFINE_multi_string(
+    "vlmrm_baseline_prompt",
+    list(prompts.VLMRM_BASELINE_PROMPTS),
+    "VLM-RM baseline: a baseline prompt, what every frame shows solved or not (repeatable).",
+)
 _PLACEMENTS = flags.DEFINE_integer(
     "placements",
     1,
@@ -111,6 +122,8 @@ def config_from_flags() -> GoalConfig:
             if _KEYFRAME_PROMPTS.value
             else prompts.keyframe_prompts(task, _KEYFRAME_SET.value)
         ),
+        vlmrm_goal_prompts=tuple(_VLMRM_GOAL_PROMPTS.value or ()) or None,
+        vlmrm_baseline_prompts=tuple(_VLMRM_BASELINE_PROMPTS.value),
         placements=_PLACEMENTS.value,
         condition_image=_CONDITION_IMAGE.value,
         camera=_CAMERA.value,

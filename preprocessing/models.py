@@ -56,6 +56,9 @@ class ClipModel:
     preprocess: Callable[[Any], torch.Tensor]
     name: str
     pretrained: str
+    # open_clip hub folder (open_clip_config.json + open_clip_model.safetensors) holding these
+    # weights, which the online VLM-RM tower loads; None when they came from elsewhere.
+    folder: str | None = None
 
 
 @dataclasses.dataclass
@@ -194,22 +197,76 @@ def tiny_dinov3():
 # OpenCLIP (keyframe scores).
 
 
+TINY_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"layers": 2, "width": 32, "head_width": 16, "patch_size": 16, "image_size": 64},
+    "text_cfg": {"context_length": 32, "width": 32, "heads": 2, "layers": 2},
+}
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
+
+
+def save_open_clip_folder(model: torch.nn.Module, model_cfg: dict, folder: str) -> str:
+    """Writes an open_clip hub folder (the layout of the hub's open_clip repositories) that
+    `open_clip.create_model_and_transforms("local-dir:<folder>")` and our Flax tower load."""
+    import json
+
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+    from safetensors.torch import save_file
+
+    os.makedirs(folder, exist_ok=True)
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        os.path.join(folder, OPEN_CLIP_WEIGHTS),
+    )
+    config = {
+        "model_cfg": model_cfg,
+        "preprocess_cfg": {"mean": list(OPENAI_DATASET_MEAN), "std": list(OPENAI_DATASET_STD)},
+    }
+    with open(os.path.join(folder, OPEN_CLIP_CONFIG), "w") as f:
+        json.dump(config, f, indent=1)
+    return os.path.abspath(folder)
+
+
+def _hub_clip_folder(spec: ModelSpec) -> str | None:
+    """The local open_clip hub folder of a pretrained tag (the hub cache, after open_clip
+    loaded from it), or None when the tag has no hub repository or it lacks that layout."""
+    import open_clip
+
+    repo = (open_clip.get_pretrained_cfg(spec.clip_model, spec.clip_pretrained) or {}).get(
+        "hf_hub", ""
+    ).strip("/")
+    if not repo:
+        return None
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(
+            repo, allow_patterns=[OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS], local_files_only=_offline()
+        )
+    except Exception:  # noqa: BLE001 - any hub failure means: no folder to hand over
+        return None
+    files = (OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS)
+    return folder if all(os.path.isfile(os.path.join(folder, f)) for f in files) else None
+
+
 def load_clip(spec: ModelSpec) -> ClipModel:
-    """OpenCLIP model in eval mode; pretrained tag or file path, or a tiny CLIP built in code."""
+    """OpenCLIP model in eval mode: a pretrained tag, an open_clip hub folder or a checkpoint
+    file (--clip_pretrained), or a tiny CLIP built in code (saved under tiny_dir/clip)."""
     import open_clip
 
     if spec.mode == "tiny":
         torch.manual_seed(spec.seed + 2)
-        model = open_clip.CLIP(
-            embed_dim=32,
-            vision_cfg=open_clip.CLIPVisionCfg(
-                layers=2, width=32, head_width=16, patch_size=16, image_size=64
-            ),
-            text_cfg=open_clip.CLIPTextCfg(context_length=32, width=32, heads=2, layers=2),
-        )
+        model = open_clip.CLIP(**TINY_CLIP_CONFIG).eval()
+        folder = save_open_clip_folder(model, TINY_CLIP_CONFIG, os.path.join(spec.tiny_dir, "clip"))
         preprocess = open_clip.image_transform(64, is_train=False)
         tokenizer = open_clip.SimpleTokenizer(context_length=32)
-        return ClipModel(model.eval(), tokenizer, preprocess, "tiny-openclip", f"seed{spec.seed}")
+        return ClipModel(model, tokenizer, preprocess, "tiny-openclip", f"seed{spec.seed}", folder)
+    if os.path.isdir(spec.clip_pretrained):
+        folder = os.path.abspath(spec.clip_pretrained)
+        model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}")
+        tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
+        return ClipModel(model.eval(), tokenizer, preprocess, spec.clip_model, folder, folder)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             spec.clip_model, pretrained=spec.clip_pretrained
@@ -222,7 +279,14 @@ def load_clip(spec: ModelSpec) -> ClipModel:
             f"--clip_pretrained ({type(err).__name__}: {str(err).splitlines()[0][:160]})"
         ) from err
     tokenizer = open_clip.get_tokenizer(spec.clip_model)
-    return ClipModel(model.eval(), tokenizer, preprocess, spec.clip_model, spec.clip_pretrained)
+    return ClipModel(
+        model.eval(),
+        tokenizer,
+        preprocess,
+        spec.clip_model,
+        spec.clip_pretrained,
+        None if os.path.isfile(spec.clip_pretrained) else _hub_clip_folder(spec),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,6 +39,10 @@ TASK_KEYFRAME_PROMPTS = {
 }
 KEYFRAME_PROMPT_SETS = ("task", "generic")
 
+# VLM-RM's baseline prompt describes what every frame shows, solved or not (ours, for Meta-World;
+# VLM-RM's own tasks used e.g. "a humanoid robot" against "a humanoid robot kneeling").
+VLMRM_BASELINE_PROMPTS = ("a robot arm on a table",)
+
 
 def keyframe_prompts(task: str, prompt_set: str = "task") -> tuple[str, ...]:
     """Keyframe prompts: the task's description of its solved state ('task'; the task's video

@@ -1,7 +1,9 @@
-"""Frozen encoders of the goal targets, ported to Flax: the CogVideoX VAE encoder and DINOv3 ViT.
+"""Frozen encoders ported to Flax: the CogVideoX VAE encoder and DINOv3 ViT (GenReward's goal
+targets) and open_clip's ViT image tower (the VLM-RM baseline).
 
-Load with `load_vae_encoder(folder)` / `load_dinov3(folder)` (see `weights` for the API); both
-return `LoadedEncoder(module, params, config)` whose `apply(params, x)` is pure and jittable.
+Load with `load_vae_encoder(folder)` / `load_dinov3(folder)` / `load_clip_vision(folder)` (see
+`weights` for the API); each returns `LoadedEncoder(module, params, config)` whose
+`apply(params, x)` is pure and jittable.
 """
 from genreward_jax.encoders.cogvideox_vae import (
     CogVideoXVAEEncoder,
@@ -21,6 +23,7 @@ from genreward_jax.encoders.dinov3 import (
 from genreward_jax.encoders.weights import (
     CheckpointError,
     LoadedEncoder,
+    load_clip_vision,
     load_dinov3,
     load_vae_encoder,
     weights_hash,
@@ -37,6 +40,7 @@ __all__ = [
     "encode_chunked",
     "latent_frames",
     "latent_mean_fn",
+    "load_clip_vision",
     "load_dinov3",
     "load_vae_encoder",
     "pooled_feature_fn",

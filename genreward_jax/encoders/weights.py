@@ -12,7 +12,8 @@ Public API (all numpy + safetensors; nothing here imports torch):
     out = jax.jit(dino.apply)(dino.params, preprocess_images(frames_uint8))
     out["pooled"], out["patch_tokens"]                           # [B, D], [B, h*w, D]
 
-    weights_hash(folder) -> hex sha256 of config.json bytes followed by the weights file bytes
+    clip = load_clip_vision(folder)                              # open_clip image tower
+    weights_hash(folder) -> hex sha256 of the config bytes followed by the weights file bytes
 
 Both loaders return a `LoadedEncoder(module, params, config)` named tuple (so
 `module, params, config = load_...(folder)` works). `dtype` is the compute dtype, `param_dtype`
@@ -154,19 +155,22 @@ def load_clip_vision(
 
 
 def weights_hash(folder: str | os.PathLike) -> str:
-    """sha256 (hex) of `config.json` bytes followed by the weights bytes (shards sorted by name).
+    """sha256 (hex) of the config bytes (`config.json`, or an open_clip folder's
+    `open_clip_config.json`) followed by the weights bytes (shards sorted by name).
 
     Identifies the exact encoder that produced a set of goal targets.
     """
     folder = Path(folder)
-    present = [name for name in (VAE_WEIGHTS, DINO_WEIGHTS) if _weight_files(folder, name, False)]
+    names = (VAE_WEIGHTS, DINO_WEIGHTS, CLIP_WEIGHTS)
+    present = [name for name in names if _weight_files(folder, name, False)]
     if len(present) != 1:
         raise CheckpointError(
-            f"{folder}: expected exactly one of {VAE_WEIGHTS} / {DINO_WEIGHTS} (or a sharded "
-            f"index), found {present or 'neither'}"
+            f"{folder}: expected exactly one of {' / '.join(names)} (or a sharded index), found "
+            f"{present or 'neither'}"
         )
+    config = CLIP_CONFIG if present[0] == CLIP_WEIGHTS else CONFIG
     digest = hashlib.sha256()
-    for path in [_require_file(folder / CONFIG), *_weight_files(folder, present[0], True)]:
+    for path in [_require_file(folder / config), *_weight_files(folder, present[0], True)]:
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)

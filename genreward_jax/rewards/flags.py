@@ -1,6 +1,7 @@
-"""absl flags of GenReward's generated rewards (the goal, α, β, FB) and the configs they build.
+"""absl flags of the reward models (GenReward's goal, α, β, FB; the baselines') and their configs.
 
-Without --goal_file the run is plain DreamerV3 on the environment reward.
+--reward_model picks the plug-in (``plugins.py``). With the default, GenReward, and no
+--goal_file the run is plain DreamerV3 on the environment reward.
 """
 
 from __future__ import annotations
@@ -15,6 +16,18 @@ from genreward_jax.rewards.video import VIDEO_VARIANTS
 # Chosen by AUC(expert vs random) in bench/reward_quality.py with the tiny models (README).
 DEFAULT_VIDEO_VARIANT = 'progress'
 
+REWARD_MODELS = ('genreward', 'vlmrm', 'none')
+flags.DEFINE_enum('reward_model', 'genreward', list(REWARD_MODELS),
+                  'genreward: the paper\'s video + FB rewards (needs --goal_file; without one, '
+                  'plain DreamerV3); vlmrm: the VLM-RM baseline, a CLIP reward per frame (its '
+                  'prompt embeddings come from --goal_file); none: the env reward alone (with '
+                  '--goal_file, still at the goal\'s placement).')
+flags.DEFINE_float('vlmrm_weight', 0.5, 'VLM-RM: weight of its reward. calibrated: its per-step '
+                   'spread as a fraction of the env reward\'s; paper: multiplies the raw reward '
+                   '1 − ½‖(x − g)P‖² (VLM-RM trains on it alone: --noenv_reward, weight 1).')
+flags.DEFINE_float('vlmrm_lambda', 0.5, 'VLM-RM: λ of the goal-baseline projection (0: cosine '
+                   'to the goal prompt; 1: only the baseline-to-goal direction counts).',
+                   lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_string('goal_file', None, 'Goal .npz from preprocessing/make_goals.py, or the '
                     'bank.json of make_goals.py --placements=N. Unset: plain DreamerV3 on the '
                     'environment reward.')
@@ -74,23 +87,24 @@ flags.DEFINE_enum('encoder_dtype', 'auto', ['auto', 'float32', 'bfloat16'],
 FLAGS = flags.FLAGS
 
 
-def reward_config_from_flags(default_dtype: str, episode_length: int) -> RewardConfig | None:
-    """None without --goal_file; raises ValueError/FileNotFoundError on bad values."""
-    if not FLAGS.goal_file:
+def reward_config_from_flags(default_dtype: str, episode_length: int,
+                             fv: flags.FlagValues = FLAGS) -> RewardConfig | None:
+    """GenReward's config; None without --goal_file; raises ValueError/FileNotFoundError on bad
+    values."""
+    if not fv.goal_file:
         return None
-    if not (FLAGS.video_reward or FLAGS.fb_reward or FLAGS.env_reward):
+    if not (fv.video_reward or fv.fb_reward or fv.env_reward):
         raise ValueError('--noenv_reward, --novideo_reward and --nofb_reward leave no reward')
-    dtype = default_dtype if FLAGS.encoder_dtype == 'auto' else FLAGS.encoder_dtype
-    return RewardConfig(goal_file=FLAGS.goal_file, alpha=FLAGS.alpha,
-                        video_reward=FLAGS.video_reward, env_reward=FLAGS.env_reward,
-                        video_interval=FLAGS.video_interval, encoder_dtype=dtype,
-                        video_variant=FLAGS.video_variant, reward_scaling=FLAGS.reward_scaling,
+    dtype = default_dtype if fv.encoder_dtype == 'auto' else fv.encoder_dtype
+    return RewardConfig(goal_file=fv.goal_file, alpha=fv.alpha,
+                        video_reward=fv.video_reward, env_reward=fv.env_reward,
+                        video_interval=fv.video_interval, encoder_dtype=dtype,
+                        video_variant=fv.video_variant, reward_scaling=fv.reward_scaling,
                         episode_length=episode_length,
-                        video_goal_steps=FLAGS.video_goal_steps or None,
-                        goal_space=FLAGS.goal_space, goal_frame=FLAGS.goal_frame)
+                        video_goal_steps=fv.video_goal_steps or None,
+                        goal_space=fv.goal_space, goal_frame=fv.goal_frame)
 
 
-def fb_config_from_flags() -> FBConfig:
-    return FBConfig(z_dim=FLAGS.fb_z_dim, hidden=FLAGS.fb_hidden, discount=FLAGS.fb_discount,
-                    lr=FLAGS.fb_lr, tau=FLAGS.fb_tau,
-                    standardise_goal_inputs=FLAGS.fb_standardise_inputs)
+def fb_config_from_flags(fv: flags.FlagValues = FLAGS) -> FBConfig:
+    return FBConfig(z_dim=fv.fb_z_dim, hidden=fv.fb_hidden, discount=fv.fb_discount,
+                    lr=fv.fb_lr, tau=fv.fb_tau, standardise_goal_inputs=fv.fb_standardise_inputs)

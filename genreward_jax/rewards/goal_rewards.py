@@ -63,6 +63,8 @@ from genreward_jax.goals import (
     load_goal,
 )
 from genreward_jax.rewards.fb_agent import GOAL_SPACES, SCALINGS
+from genreward_jax.rewards.interface import ReplaySpec
+from genreward_jax.rewards.scaling import RunningStats, env_spread
 from genreward_jax.rewards.video import VIDEO_VARIANTS, VideoReward, VideoWindows, video_targets
 
 LATENT_ATOL = 1e-3
@@ -150,42 +152,13 @@ def load_goals(path: str) -> list[tuple[str, GoalFile]]:
     return goals
 
 
-class RunningStats:
-    """Mean and variance of a stream of numbers (Welford), checkpointable as one array."""
-
-    def __init__(self):
-        self.count, self.mean, self.m2 = 0.0, 0.0, 0.0
-
-    def update(self, values: np.ndarray) -> None:
-        for value in np.asarray(values, np.float64).ravel():
-            self.count += 1.0
-            delta = value - self.mean
-            self.mean += delta / self.count
-            self.m2 += delta * (value - self.mean)
-
-    @property
-    def std(self) -> float:
-        return float(np.sqrt(self.m2 / self.count)) if self.count > 1 else 0.0
-
-    def standardise(self, values: np.ndarray) -> np.ndarray:
-        """(x − mean) / std; zero until the spread is known (fewer than two values)."""
-        if self.std <= 0.0:
-            return np.zeros_like(values)
-        return ((values - self.mean) / self.std).astype(values.dtype)
-
-    def array(self) -> np.ndarray:
-        return np.array([self.count, self.mean, self.m2], np.float64)
-
-    def load(self, array: np.ndarray) -> None:
-        self.count, self.mean, self.m2 = (float(v) for v in np.asarray(array))
-
-
 # Columns of GoalRewards.episode_sums: the terms as they enter the reward.
 _ENV, _VIDEO, _FB = range(3)
 
 
 class GoalRewards:
-    """Encoders, goal targets and per-env video windows for one training run."""
+    """GenReward's reward model (``interface.RewardModel``): encoders, goal targets and per-env
+    video windows for one training run."""
 
     def __init__(self, config: RewardConfig, num_envs: int, image_size: int):
         self.config = config
@@ -255,6 +228,22 @@ class GoalRewards:
     @property
     def num_goals(self) -> int:
         return len(self.goals)
+
+    @property
+    def goal_frames(self) -> np.ndarray:
+        """The (first) goal video, shown beside evaluation videos."""
+        return self.goal.frames
+
+    def replay_entries(self, obs: dict[str, np.ndarray]) -> ReplaySpec:
+        """r_env, r_video, B's input ('dino' or 'state') and, for a bank, 'placement'."""
+        key = self.goal_key
+        if key not in obs:
+            raise ValueError(f"--goal_space={key} needs obs[{key!r}]; 'state' needs --proprio")
+        entries = {'r_env': ((), np.float32), 'r_video': ((), np.float32),
+                   key: (tuple(obs[key].shape[1:]), np.float32)}
+        if self.num_goals > 1:
+            entries['placement'] = ((), np.int32)  # which goal each step's episode uses
+        return entries
 
     @property
     def placements(self) -> tuple[tuple[float, ...], ...]:
@@ -341,11 +330,8 @@ class GoalRewards:
         return out
 
     def env_spread(self) -> float:
-        """σ_env: per-step std of the env reward so far; 1 with the env reward off or while it
-        has not varied (generated terms then speak in their own units)."""
-        if not self.config.env_reward or self.env_stats.std <= 0:
-            return 1.0
-        return self.env_stats.std
+        """σ_env of the calibrated terms (``scaling.env_spread``)."""
+        return env_spread(self.env_stats, self.config.env_reward)
 
     def video_scale(self) -> float:
         """α · σ_env · I of the calibrated video term (module docstring)."""
@@ -360,10 +346,10 @@ class GoalRewards:
         z = self.video_stats.standardise(raw.astype(np.float64))
         return (self.video_scale() * z).astype(np.float32)
 
-    def add_fb_reward(self, fb_reward: np.ndarray) -> None:
+    def add_agent_reward(self, reward: np.ndarray) -> None:
         """The FB reward [N] the agent gives this step's (s_t, a_t), for the episode-level
         shares only (the agent computes its own inside the train step)."""
-        self.episode_sums[:, _FB] += np.asarray(fb_reward, np.float64)
+        self.episode_sums[:, _FB] += np.asarray(reward, np.float64)
 
     def _track_episodes(self, first, last, env_term, video_term) -> None:
         """Per-episode sums of the terms, for the logged shares."""

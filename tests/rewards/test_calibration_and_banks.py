@@ -9,10 +9,10 @@ import pytest
 
 from genreward_jax.envs import EnvConfig, MetaWorldEnv
 from genreward_jax.goals import GoalFileError
-from genreward_jax.main import with_goal_placements
 from genreward_jax.rewards import fb
 from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec, reward_shares
 from genreward_jax.rewards.goal_rewards import GoalRewards, RewardConfig, RunningStats
+from genreward_jax.rewards.plugins import with_goal_placements
 from preprocessing.goal_builder import GoalConfig, build_goal
 from preprocessing.models import ModelSpec
 
@@ -79,7 +79,7 @@ def test_logged_shares_and_spreads_cover_every_term(tiny_goal):
                    'reward': (offsets + rng.normal(0.0, 1.0, 2)).astype(np.float32),
                    'is_first': np.full(2, step == 0), 'is_last': np.full(2, step == 32)}
             rewards.process(obs)
-            rewards.add_fb_reward(np.full(2, 0.1 * episode))  # the FB term grows over episodes
+            rewards.add_agent_reward(np.full(2, 0.1 * episode))  # the FB term grows over episodes
     metrics = rewards.metrics()
     assert metrics['rewards/video_step_spread_vs_env'] == pytest.approx(ALPHA, rel=0.3)
     shares = [metrics[f'rewards/share_{k}'] for k in ('env', 'video', 'fb')]
@@ -233,7 +233,7 @@ def test_training_with_a_bank_stores_each_steps_goal(bank, tmp_path):
                                    eval_episodes=1, video=False, checkpoint_every=10**6,
                                    keep_checkpoints=1, log_every=40, seed=0)
     result = Trainer(trainer_config, lambda spec, act: Agent(config, spec, act, extra=extra),
-                     envs, evals, stdout=False, goal_rewards=rewards).run()
+                     envs, evals, stdout=False, reward_model=rewards).run()
     assert int(result['train_state'].extra_state['updates']) == result['updates'] > 0
     template = {'agent': result['train_state'],
                 'carry': {'deter': np.zeros((1, config.deter)),

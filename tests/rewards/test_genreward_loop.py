@@ -50,7 +50,7 @@ def run(logdir, tiny_goal, agent_factory, steps):
                            eval_every=10**6, eval_episodes=1, video=False, checkpoint_every=10**6,
                            keep_checkpoints=2, log_every=33, seed=1)
     return Trainer(config, agent_factory, TRAIN_ENVS, EVAL_ENVS, stdout=False,
-                   goal_rewards=rewards).run()
+                   reward_model=rewards).run()
 
 
 def final_checkpoint(logdir, template):

@@ -43,22 +43,28 @@ def test_bad_flags_fail_with_a_clear_message(args, message, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.fixture(scope="module")
+def quickstart_goal(tmp_path_factory):
+    """README's goal command, shortened: the quickstart goal (GenReward's and VLM-RM's sections)."""
+    out = tmp_path_factory.mktemp("goal")
+    goal = subprocess.run([sys.executable, "preprocessing/make_goals.py",
+                           "--flagfile=configs/goals_quickstart.cfg", f"--out_dir={out}",
+                           "--max_steps=40"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert goal.returncode == 0, goal.stderr[-3000:]
+    return out / "goal.npz"
+
+
 @pytest.mark.slow
-def test_quickstart_flagfile_runs_end_to_end(tmp_path):
+def test_quickstart_flagfile_runs_end_to_end(tmp_path, quickstart_goal):
     """README's first command (goal, then training), shortened. The CLI glue and every run
     artifact; training itself (and its compile) is covered in-process by test_trainer.py, so this
     run stays in prefill: no train step is compiled."""
-    goal = subprocess.run([sys.executable, "preprocessing/make_goals.py",
-                           "--flagfile=configs/goals_quickstart.cfg",
-                           f"--out_dir={tmp_path / 'goal'}", "--max_steps=40"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert goal.returncode == 0, goal.stderr[-3000:]
     logdir = tmp_path / "run"
     result = _main("--flagfile=configs/quickstart.cfg", f"--logdir={logdir}", "--preset=tiny",
                    "--steps=52", "--prefill=52", "--time_limit=25", "--eval_every=52",
                    "--eval_episodes=1", "--checkpoint_every=26", "--log_every=26",
-                   f"--goal_file={tmp_path / 'goal' / 'goal.npz'}", "--video_interval=24",
-                   timeout=600)
+                   f"--goal_file={quickstart_goal}", "--video_interval=24", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "env steps/s" in result.stdout and "updates/s" in result.stdout
     flags_text = (logdir / FLAGS_FILE).read_text()
@@ -93,3 +99,23 @@ def test_evaluate_refuses_a_directory_that_is_not_a_run(tmp_path):
     result = _main(f"--logdir={tmp_path}", module="genreward_jax.evaluate")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "flags.cfg not found" in result.stderr
+
+
+@pytest.mark.slow
+def test_vlmrm_baseline_flagfile_trains_end_to_end(tmp_path, quickstart_goal):
+    """The VLM-RM baseline from its flagfile on the quickstart task, tiny agent, a few dozen
+    updates: its reward is logged next to the env reward's and the agent trains on it."""
+    logdir = tmp_path / "vlmrm"
+    result = _main("--flagfile=configs/quickstart.cfg", "--flagfile=configs/baseline_vlmrm.cfg",
+                   f"--logdir={logdir}", "--preset=tiny", "--steps=40", "--batch_size=2",
+                   "--batch_length=4", "--train_ratio=4", "--time_limit=20", "--eval_every=40",
+                   "--eval_episodes=1", "--checkpoint_every=40", "--log_every=20", "--novideo",
+                   f"--goal_file={quickstart_goal}", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "VLM-RM: tiny-openclip at 64px" in result.stdout
+    assert "--reward_model=vlmrm" in (logdir / FLAGS_FILE).read_text()
+    records = [json.loads(line) for line in (logdir / METRICS_FILE).read_text().splitlines()]
+    logged = [r for r in records if "rewards/vlmrm" in r]
+    assert len(logged) == 2 and all(r["rewards/vlmrm_std"] > 0 for r in logged)
+    assert any(r.get("train/loss/rew", 0) > 0 for r in records)  # the reward head trained
+    assert [r["step"] for r in records if "eval/return" in r] == [40]

@@ -1,0 +1,182 @@
+"""Reward models as named plug-ins (``--reward_model``): how each is made from flags.
+
+A plug-in is two functions: ``config_from_flags`` (flag values -> its config, or None when the
+run has no reward model; raises ValueError/FileNotFoundError on bad flags, before anything slow
+happens) and ``build`` (config -> the ``interface.RewardModel`` and the ``ExtraLoss`` it adds to
+the agent's train step, if any). The training entry point and ``evaluate.py`` call
+``reward_config`` and ``build_reward`` and know nothing else of any reward model.
+
+Adding a baseline: write its reward model (``interface.py`` says what it offers), then a
+``RewardPlugin`` here and its name in ``flags.REWARD_MODELS``; for the reward-quality benchmark,
+its terms in ``quality_terms.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from absl import flags
+
+from genreward_jax.rewards.interface import RewardModel
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardSetup:
+    """What a plug-in hands the trainer: the reward model (None: the env reward alone), the
+    agent's extra loss (None: none), and the env configs with the goal's placements applied."""
+
+    model: RewardModel | None
+    extra: Any | None
+    env_configs: list
+    eval_configs: list
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildContext:
+    flag_values: flags.FlagValues
+    agent_config: Any
+    trainer_config: Any
+    env_configs: Sequence[Any]
+    eval_configs: Sequence[Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardPlugin:
+    name: str
+    config_from_flags: Callable[[flags.FlagValues, str, int], Any | None]
+    build: Callable[[Any, BuildContext], RewardSetup]
+
+
+def with_goal_placements(model, env_configs, eval_configs, placement: str) -> tuple[list, list]:
+    """Env configs whose episodes start at the goal's placement(s) for --placement=goal (training
+    and evaluation alike: the goal only describes those scenes), unchanged for random."""
+    if model is None:
+        return list(env_configs), list(eval_configs)
+    if placement == 'random':
+        if model.num_goals > 1:
+            raise ValueError('a goal bank pairs episodes with placements: it needs '
+                             '--placement=goal')
+        return list(env_configs), list(eval_configs)
+    placements = model.placements
+    return ([dataclasses.replace(c, placements=placements) for c in env_configs],
+            [dataclasses.replace(c, placements=placements) for c in eval_configs])
+
+
+def _warn_other_task(goal_task: str, task: str) -> None:
+    """Allowed (the paper's cross-domain ablation uses goals of other robots), but said."""
+    if goal_task != task:
+        print(f'warning: the goal is for {goal_task!r} but the agent trains on {task!r}',
+              file=sys.stderr)
+
+
+# ------------------------------------------------------------------ GenReward
+
+def _genreward_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int):
+    from genreward_jax.rewards import flags as reward_flags
+
+    return reward_flags.reward_config_from_flags(compute_dtype, episode_length, fv)
+
+
+def make_fb_extra(goal_rewards, fv: flags.FlagValues, agent_config, trainer_config):
+    """FB trained in the agent's step, frozen after --fb_train_steps env steps."""
+    from genreward_jax.envs import ACT_DIM
+    from genreward_jax.rewards import flags as reward_flags
+    from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec
+    from genreward_jax.trainer import updates_due
+
+    spec = FBRewardSpec(state_dim=agent_config.feat_size, action_dim=ACT_DIM,
+                        goal_feature=goal_rewards.goal_features, beta=fv.beta,
+                        freeze_after_updates=updates_due(trainer_config, fv.fb_train_steps),
+                        target=fv.fb_reward_target, scaling=fv.reward_scaling,
+                        env_reward=fv.env_reward, goal_space=fv.goal_space)
+    return FBExtraLoss(reward_flags.fb_config_from_flags(fv), spec)
+
+
+def _genreward_build(config, ctx: BuildContext) -> RewardSetup:
+    from genreward_jax.rewards.goal_rewards import GoalRewards
+
+    fv = ctx.flag_values
+    model = GoalRewards(config, len(ctx.env_configs), ctx.env_configs[0].size)
+    _warn_other_task(model.goal.task, ctx.env_configs[0].task)
+    print(f'goal {config.goal_file}: {model.num_goals} goal(s), {model.goal.frames.shape[0]} '
+          f'frames at {model.goal.resolution}px, encoders verified; video reward '
+          f"'{config.video_variant}', {config.reward_scaling} scaling", flush=True)
+    train, evals = with_goal_placements(model, ctx.env_configs, ctx.eval_configs, fv.placement)
+    extra = (make_fb_extra(model, fv, ctx.agent_config, ctx.trainer_config) if fv.fb_reward
+             else None)
+    return RewardSetup(model, extra, train, evals)
+
+
+# ------------------------------------------------------------------ VLM-RM
+
+def _vlmrm_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int):
+    from genreward_jax.rewards.vlmrm_rewards import VLMRMConfig
+
+    del episode_length
+    if not fv.goal_file:
+        raise ValueError('--reward_model=vlmrm needs --goal_file (a goal from '
+                         'preprocessing/make_goals.py holds its prompt embeddings)')
+    dtype = compute_dtype if fv.encoder_dtype == 'auto' else fv.encoder_dtype
+    return VLMRMConfig(goal_file=fv.goal_file, weight=fv.vlmrm_weight, lam=fv.vlmrm_lambda,
+                       env_reward=fv.env_reward, reward_scaling=fv.reward_scaling,
+                       encoder_dtype=dtype)
+
+
+def _vlmrm_build(config, ctx: BuildContext) -> RewardSetup:
+    from genreward_jax.rewards.vlmrm_rewards import VLMRMRewards
+
+    model = VLMRMRewards(config, len(ctx.env_configs), ctx.env_configs[0].size)
+    _warn_other_task(model.goal.task, ctx.env_configs[0].task)
+    clip = model.goal.provenance['clip']
+    print(f"VLM-RM: {clip['model']} at {model.clip_size}px, goal prompts "
+          f"{clip['vlmrm_goal_prompts']}, baseline {clip['vlmrm_baseline_prompts']}, "
+          f'λ = {config.lam}, {config.reward_scaling} scaling', flush=True)
+    train, evals = with_goal_placements(model, ctx.env_configs, ctx.eval_configs,
+                                        ctx.flag_values.placement)
+    return RewardSetup(model, None, train, evals)
+
+
+# ------------------------------------------------------------------ none
+
+def _none_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int):
+    del compute_dtype, episode_length
+    return fv.goal_file or None
+
+
+def _none_build(goal_file, ctx: BuildContext) -> RewardSetup:
+    """The env reward alone; with --goal_file and --placement=goal, at the goal's placements
+    (the dense baseline of a comparison sees the scenes the other arms see)."""
+    from genreward_jax.rewards.goal_rewards import load_goals
+
+    train, evals = list(ctx.env_configs), list(ctx.eval_configs)
+    if goal_file and ctx.flag_values.placement == 'goal':
+        goals = load_goals(goal_file)
+        if any(g.placement is None for _, g in goals):
+            raise ValueError(f'{goal_file} records no placement: use --placement=random')
+        placements = tuple(tuple(g.placement.tolist()) for _, g in goals)
+        train = [dataclasses.replace(c, placements=placements) for c in train]
+        evals = [dataclasses.replace(c, placements=placements) for c in evals]
+    return RewardSetup(None, None, train, evals)
+
+
+PLUGINS = {p.name: p for p in (
+    RewardPlugin('genreward', _genreward_config, _genreward_build),
+    RewardPlugin('vlmrm', _vlmrm_config, _vlmrm_build),
+    RewardPlugin('none', _none_config, _none_build),
+)}
+
+
+def reward_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int) -> Any | None:
+    """The --reward_model plug-in's config from flags (None: no reward model to build)."""
+    return PLUGINS[fv.reward_model].config_from_flags(fv, compute_dtype, episode_length)
+
+
+def build_reward(config, ctx: BuildContext) -> RewardSetup:
+    """The --reward_model plug-in's reward model, extra loss and env configs."""
+    plugin = PLUGINS[ctx.flag_values.reward_model]
+    if config is None:
+        return RewardSetup(None, None, list(ctx.env_configs), list(ctx.eval_configs))
+    return plugin.build(config, ctx)
