@@ -1,13 +1,15 @@
-"""Reward quality of GenReward's generated terms on policies of graded competence.
+"""Reward quality of GenReward's generated terms and the baselines' rewards on policies of graded
+competence.
 
     .venv/bin/python preprocessing/make_goals.py --flagfile=configs/goals_pick_place_tiny.cfg
     .venv/bin/python -m bench.reward_quality --goal_file=goals/pick-place-tiny/goal.npz
 
 Rolls out the scripted expert, the expert with Gaussian action noise (--noise) and uniform
 random actions, --episodes each, at the goal's placement (--placement=goal, the default, or
-random), then scores every video-reward variant and the FB reward (F and B trained on a replay of
-those rollouts; 'fb/state' is the oracle control with the 39-d state as goal space, present when
-the goal stores the expert's states). Same command on a GPU with a goal made from pretrained
+random), then scores the terms of every --reward_models plug-in: GenReward's video-reward
+variants and FB reward (F and B trained on a replay of those rollouts; 'fb/state' is the oracle
+control with the 39-d state as goal space, present when the goal stores the expert's states) and
+VLM-RM's CLIP reward (λ = 0.5 and λ = 0). Same command on a GPU with a goal made from pretrained
 weights. About 4 minutes on a 2-core CPU with the tiny models and the defaults.
 
 Prints a markdown table and writes JSON + PNG (default bench/results/reward_quality_<task>.*).
@@ -21,19 +23,14 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from genreward_jax.encoders import (
-    latent_mean_fn,
-    load_dinov3,
-    load_vae_encoder,
-    pooled_feature_fn,
-)
-from genreward_jax.goals import encoder_folder, load_goal
-from genreward_jax.rewards import fb, quality
-from genreward_jax.rewards.quality_terms import FBTerm, VideoTerm
+from genreward_jax.goals import load_goal
+from genreward_jax.rewards import plugins, quality
+from genreward_jax.rewards.quality_terms import FBTerm
 from genreward_jax.rewards.video import VIDEO_VARIANTS
+
+RATED = [name for name, p in plugins.PLUGINS.items() if p.quality_terms is not None]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,6 +45,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='progress variants: env steps the goal video spans — goal (its '
                         'recorded duration), episode (the episode length) or a number; a comma '
                         'list scores each')
+    parser.add_argument('--reward_models', default=','.join(RATED),
+                        help=f'reward models whose terms are scored (of {RATED})')
+    parser.add_argument('--vlmrm_lambda', type=float, default=0.5,
+                        help='VLM-RM: λ of its row (a λ = 0 row, the CLIP cosine, is added)')
     parser.add_argument('--placement', choices=('goal', 'random'), default='goal')
     parser.add_argument('--fb_steps', type=int, default=3000)
     parser.add_argument('--fb_lr', type=float, default=1e-3,
@@ -60,36 +61,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.noise = [float(s) for s in args.noise.split(',') if s]
     args.variants = [v for v in args.variants.split(',') if v]
     args.goal_steps = [s for s in args.goal_steps.split(',') if s]
+    args.reward_models = [m for m in args.reward_models.split(',') if m]
+    unknown = [m for m in args.reward_models if m not in RATED]
+    if unknown:
+        parser.error(f'--reward_models: {unknown} have no benchmark rows; choose from {RATED}')
     return args
 
 
 def build_terms(args, goal, goal_file: str) -> list:
-    vae = load_vae_encoder(encoder_folder(goal_file, goal, 'vae'))
-    dino = load_dinov3(encoder_folder(goal_file, goal, 'dinov3'))
-
-    encode_mean = latent_mean_fn(vae)
-    dino_fn = pooled_feature_fn(dino)
-    def pace(name: str) -> int:
-        if name == 'goal':
-            return goal.duration_steps or args.time_limit
-        return args.time_limit if name == 'episode' else int(name)
-
+    """The terms of every --reward_models plug-in that has benchmark rows."""
     terms = []
-    for variant in args.variants:
-        paces = (sorted({pace(p) for p in args.goal_steps}) if variant.startswith('progress')
-                 else [args.time_limit])
-        terms += [VideoTerm(encode_mean, goal, variant, args.interval, args.time_limit, d)
-                  for d in paces]
-    config = fb.FBConfig(z_dim=args.fb_z_dim, hidden=args.fb_hidden)
-    common = dict(config=config, steps=args.fb_steps, lr=args.fb_lr, seed=args.seed)
-    goal_image = jnp.asarray(goal.keyframe)[None]
-    goal_dino = np.asarray(dino_fn(goal_image))[0]
-    for standardise in (True, False):
-        terms.append(FBTerm('dino', goal_dino, standardise=standardise,
-                            features=lambda frames: np.asarray(dino_fn(jnp.asarray(frames))),
-                            **common))
-    if goal.states is not None:
-        terms.append(FBTerm('state', goal.states[goal.keyframe_index], **common))
+    for name in args.reward_models:
+        terms += plugins.PLUGINS[name].quality_terms(goal_file, goal, args)
     return terms
 
 

@@ -48,6 +48,8 @@ class RewardPlugin:
     name: str
     config_from_flags: Callable[[flags.FlagValues, str, int], Any | None]
     build: Callable[[Any, BuildContext], RewardSetup]
+    # (goal_file, goal, benchmark options) -> quality.RewardTerms; None: no benchmark rows
+    quality_terms: Callable[[str, Any, Any], list] | None = None
 
 
 def with_goal_placements(model, env_configs, eval_configs, placement: str) -> tuple[list, list]:
@@ -162,9 +164,21 @@ def _none_build(goal_file, ctx: BuildContext) -> RewardSetup:
     return RewardSetup(None, None, train, evals)
 
 
+def _genreward_quality_terms(goal_file: str, goal, options) -> list:
+    from genreward_jax.rewards.quality_terms import genreward_terms
+
+    return genreward_terms(goal_file, goal, options)
+
+
+def _vlmrm_quality_terms(goal_file: str, goal, options) -> list:
+    from genreward_jax.rewards.quality_terms import vlmrm_terms
+
+    return vlmrm_terms(goal_file, goal, options)
+
+
 PLUGINS = {p.name: p for p in (
-    RewardPlugin('genreward', _genreward_config, _genreward_build),
-    RewardPlugin('vlmrm', _vlmrm_config, _vlmrm_build),
+    RewardPlugin('genreward', _genreward_config, _genreward_build, _genreward_quality_terms),
+    RewardPlugin('vlmrm', _vlmrm_config, _vlmrm_build, _vlmrm_quality_terms),
     RewardPlugin('none', _none_config, _none_build),
 )}
 

@@ -1,10 +1,17 @@
-"""GenReward's generated terms as ``quality.RewardTerm``s: the video reward (each variant) and the
-FB reward, computed on recorded rollouts exactly as the online stage computes them.
+"""Reward models' terms as ``quality.RewardTerm``s, computed on recorded rollouts as online.
 
-The video term runs each episode through ``VideoWindows`` and ``VideoReward`` (the online
-classes). The FB term has no world model to borrow a state from, so F sees the same goal-space
-features as B (DINOv3 of the frame, or the 39-d state for the oracle control) and is trained on a
-replay of all the benchmark's rollouts with the standard FB loss (``fb.fb_loss``).
+GenReward: the video reward (each variant) and the FB reward. The video term runs each episode
+through ``VideoWindows`` and ``VideoReward`` (the online classes). The FB term has no world
+model to borrow a state from, so F sees the same goal-space features as B (DINOv3 of the frame,
+or the 39-d state for the oracle control) and is trained on a replay of all the benchmark's
+rollouts with the standard FB loss (``fb.fb_loss``).
+
+VLM-RM: the online reward function (``vlmrm_rewards.vlmrm_reward_fn``) on every arriving frame;
+the rollouts' frames (at the goal's resolution) are resized to the tower's input, where online
+the env renders at that size.
+
+Each reward model's ``*_terms(goal_file, goal, options)`` is what its plug-in hands the
+benchmark (``plugins.RewardPlugin.quality_terms``); ``options`` carries the benchmark's flags.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from genreward_jax.goals import GoalFile
+from genreward_jax.encoders import latent_mean_fn, load_dinov3, load_vae_encoder, pooled_feature_fn
+from genreward_jax.goals import GoalFile, encoder_folder
 from genreward_jax.rewards import fb
 from genreward_jax.rewards.quality import Rollout
 from genreward_jax.rewards.video import VideoReward, VideoWindows, video_targets
@@ -150,3 +158,61 @@ def _train_fb(config: fb.FBConfig, data: dict[str, jax.Array], steps: int, batch
 
     params, losses = train(params, jax.random.fold_in(key, 1))
     return params, np.asarray(losses)
+
+
+class VLMRMTerm:
+    """VLM-RM's reward of each arriving frame: index t holds the reward of frame t + 1."""
+
+    def __init__(self, reward: Callable[[jax.Array], jax.Array], name: str):
+        self.reward, self.name = reward, name
+
+    def episode_rewards(self, rollouts: Sequence[Rollout]) -> list[np.ndarray]:
+        return [np.concatenate([np.asarray(self.reward(jnp.asarray(r.frames[i:i + 64])))
+                                for i in range(1, len(r.frames), 64)]) for r in rollouts]
+
+
+def genreward_terms(goal_file: str, goal: GoalFile, options) -> list:
+    """Every video variant (each goal pace of the progress variants) and the FB reward (DINOv3
+    goal space with and without input standardisation; the state control when the goal stores
+    states)."""
+    vae = load_vae_encoder(encoder_folder(goal_file, goal, 'vae'))
+    dino = load_dinov3(encoder_folder(goal_file, goal, 'dinov3'))
+    encode_mean = latent_mean_fn(vae)
+    dino_fn = pooled_feature_fn(dino)
+
+    def pace(name: str) -> int:
+        if name == 'goal':
+            return goal.duration_steps or options.time_limit
+        return options.time_limit if name == 'episode' else int(name)
+
+    terms = []
+    for variant in options.variants:
+        paces = (sorted({pace(p) for p in options.goal_steps}) if variant.startswith('progress')
+                 else [options.time_limit])
+        terms += [VideoTerm(encode_mean, goal, variant, options.interval, options.time_limit, d)
+                  for d in paces]
+    config = fb.FBConfig(z_dim=options.fb_z_dim, hidden=options.fb_hidden)
+    common = dict(config=config, steps=options.fb_steps, lr=options.fb_lr, seed=options.seed)
+    goal_dino = np.asarray(dino_fn(jnp.asarray(goal.keyframe)[None]))[0]
+    for standardise in (True, False):
+        terms.append(FBTerm('dino', goal_dino, standardise=standardise,
+                            features=lambda frames: np.asarray(dino_fn(jnp.asarray(frames))),
+                            **common))
+    if goal.states is not None:
+        terms.append(FBTerm('state', goal.states[goal.keyframe_index], **common))
+    return terms
+
+
+def vlmrm_terms(goal_file: str, goal: GoalFile, options) -> list:
+    """VLM-RM at --vlmrm_lambda and at λ = 0 (the plain CLIP cosine to the goal prompt); none
+    for a goal without the VLM-RM section."""
+    from genreward_jax.rewards.vlmrm_rewards import vlmrm_reward_fn
+
+    if not goal.has_vlmrm:
+        print(f'{goal_file}: no VLM-RM section, no VLM-RM rows (remake the goal)', flush=True)
+        return []
+    terms = []
+    for lam in dict.fromkeys((options.vlmrm_lambda, 0.0)):
+        reward, _ = vlmrm_reward_fn(goal_file, goal, lam)
+        terms.append(VLMRMTerm(reward, f'vlmrm λ={lam:g}' + (' (CLIP cosine)' if lam == 0 else '')))
+    return terms

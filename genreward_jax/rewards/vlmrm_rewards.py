@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -80,6 +81,36 @@ def clip_folder(goal_path: str, goal: GoalFile) -> str:
     return folder
 
 
+def vlmrm_reward_fn(goal_path: str, goal: GoalFile, lam: float,
+                    encoder_dtype: str = 'float32') -> tuple[Callable, int]:
+    """The jitted VLM-RM reward of a goal, uint8 frames [N, H, W, 3] -> [N], and the tower's
+    input size; the goal's CLIP folder and keyframe embedding are checked first."""
+    folder = clip_folder(goal_path, goal)
+    tower = load_clip_vision(folder)
+    _check_keyframe(tower, goal, goal_path)
+    tower = tower._replace(module=tower.module.clone(dtype=jnp.dtype(encoder_dtype)))
+    goal_dir = prompt_embedding(jnp.asarray(goal.vlmrm_goal_text))
+    baseline_dir = prompt_embedding(jnp.asarray(goal.vlmrm_baseline_text))
+
+    @jax.jit
+    def reward(frames: jax.Array) -> jax.Array:
+        embedding = tower.apply(tower.params, preprocess_images(frames, tower.config))
+        return vlmrm_reward(embedding, goal_dir, baseline_dir, lam)
+
+    return reward, tower.config.image_size
+
+
+def _check_keyframe(tower, goal: GoalFile, goal_path: str) -> None:
+    with jax.default_matmul_precision('highest'):
+        pixels = preprocess_images(jnp.asarray(goal.keyframe)[None], tower.config)
+        ours = normalise(tower.apply(tower.params, pixels))[0]
+    cosine = float(ours @ normalise(jnp.asarray(goal.clip_keyframe_embedding)))
+    if not cosine >= KEYFRAME_MIN_COSINE:
+        raise GoalMismatchError(f'{goal_path}: our CLIP tower embeds the keyframe at cosine '
+                                f'{cosine:.4f} to the stored embedding (need '
+                                f'{KEYFRAME_MIN_COSINE}); other weights or preprocessing')
+
+
 class VLMRMRewards:
     """VLM-RM's reward model (``interface.RewardModel``) for one training run."""
 
@@ -87,38 +118,14 @@ class VLMRMRewards:
         self.config = config
         self.goals = load_goals(config.goal_file)
         goal_path, self.goal = self.goals[0]
-        folder = clip_folder(goal_path, self.goal)
-        tower = load_clip_vision(folder)
-        self._check_keyframe(tower, goal_path)
-        tower = tower._replace(module=tower.module.clone(dtype=jnp.dtype(config.encoder_dtype)))
-        self.clip_size = tower.config.image_size
-        goal_dir = prompt_embedding(jnp.asarray(self.goal.vlmrm_goal_text))
-        baseline_dir = prompt_embedding(jnp.asarray(self.goal.vlmrm_baseline_text))
-        params = tower.params
-
-        @jax.jit
-        def reward(frames: jax.Array) -> jax.Array:
-            """uint8 frames [N, S, S, 3] -> VLM-RM reward [N]."""
-            embedding = tower.apply(params, preprocess_images(frames, tower.config))
-            return vlmrm_reward(embedding, goal_dir, baseline_dir, config.lam)
-
-        self._reward = reward
+        self._reward, self.clip_size = vlmrm_reward_fn(goal_path, self.goal, config.lam,
+                                                       config.encoder_dtype)
         self.needs_extra_render = self.clip_size != image_size
         self.num_envs = num_envs
         self._goal_index = np.zeros(num_envs, np.int64)
         self.raw_stats, self.env_stats = RunningStats(), RunningStats()
         self._raw: list[np.ndarray] = []
         self._scaled: list[np.ndarray] = []
-
-    def _check_keyframe(self, tower, goal_path: str) -> None:
-        with jax.default_matmul_precision('highest'):
-            pixels = preprocess_images(jnp.asarray(self.goal.keyframe)[None], tower.config)
-            ours = normalise(tower.apply(tower.params, pixels))[0]
-        cosine = float(ours @ normalise(jnp.asarray(self.goal.clip_keyframe_embedding)))
-        if not cosine >= KEYFRAME_MIN_COSINE:
-            raise GoalMismatchError(f'{goal_path}: our CLIP tower embeds the keyframe at cosine '
-                                    f'{cosine:.4f} to the stored embedding (need '
-                                    f'{KEYFRAME_MIN_COSINE}); other weights or preprocessing')
 
     # ------------------------------------------------------------------ RewardModel
     needs_frames = True

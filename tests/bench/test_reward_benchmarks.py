@@ -103,3 +103,30 @@ def tiny_reach_goal(tmp_path_factory):
     return build_goal(GoalConfig(task='reach-v3', goal_source='scripted', out_dir=str(out),
                                  models=ModelSpec(mode='tiny'), resolution=64,
                                  num_sampled_frames=17, seed=0, max_steps=64))['goal']
+
+
+@pytest.mark.slow
+def test_reward_quality_scores_every_plugin_through_the_interface(tmp_path):
+    """The quality benchmark, tiny and short, from a fresh tiny goal: GenReward's rows and
+    VLM-RM's come from their plug-ins, each with finite rank statistics."""
+    from bench import reward_quality
+    from preprocessing.goal_builder import GoalConfig, build_goal
+    from preprocessing.models import ModelSpec
+
+    goal = build_goal(GoalConfig(task='reach-v3', goal_source='scripted', out_dir=str(tmp_path),
+                                 models=ModelSpec(mode='tiny', tiny_dir=str(tmp_path / 'm')),
+                                 resolution=64, num_sampled_frames=9, max_steps=32))['goal']
+    result = reward_quality.main([f'--goal_file={goal}', '--episodes=2', '--noise=1.0',
+                                  '--time_limit=32', '--interval=16', '--variants=paper',
+                                  '--fb_steps=20', f'--out={tmp_path / "q.json"}'])
+    names = [row['term'] for row in result['rows']]
+    assert names[0] == 'env return (reference)' and 'video/paper' in names
+    assert {'fb/dino', 'fb/state', 'vlmrm λ=0.5', 'vlmrm λ=0 (CLIP cosine)'} <= set(names)
+    assert all(np.isfinite(row['auc_expert_vs_random']) for row in result['rows'])
+    only = reward_quality.main([f'--goal_file={goal}', '--episodes=1', '--noise=1.0',
+                                '--time_limit=32', '--reward_models=vlmrm',
+                                f'--out={tmp_path / "v.json"}'])
+    assert [row['term'] for row in only['rows']][1:] == ['vlmrm λ=0.5',
+                                                        'vlmrm λ=0 (CLIP cosine)']
+    with pytest.raises(SystemExit):
+        reward_quality.parse_args([f'--goal_file={goal}', '--reward_models=none'])
