@@ -1,5 +1,5 @@
 """Frozen encoders ported to Flax: the CogVideoX VAE encoder and DINOv3 ViT (GenReward's goal
-targets) and open_clip's ViT image tower (the VLM-RM baseline).
+targets), open_clip's ViT image tower (the VLM-RM baseline) and S3D-G's video tower (RoboCLIP).
 
 Load with `load_vae_encoder(folder)` / `load_dinov3(folder)` / `load_clip_vision(folder)` (see
 `weights` for the API); each returns `LoadedEncoder(module, params, config)` whose
@@ -25,6 +25,7 @@ from genreward_jax.encoders.weights import (
     LoadedEncoder,
     load_clip_vision,
     load_dinov3,
+    load_s3d_video,
     load_vae_encoder,
     weights_hash,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "latent_mean_fn",
     "load_clip_vision",
     "load_dinov3",
+    "load_s3d_video",
     "load_vae_encoder",
     "pooled_feature_fn",
     "preprocess_images",

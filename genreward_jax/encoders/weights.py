@@ -13,6 +13,7 @@ Public API (all numpy + safetensors; nothing here imports torch):
     out["pooled"], out["patch_tokens"]                           # [B, D], [B, h*w, D]
 
     clip = load_clip_vision(folder)                              # open_clip image tower
+    s3d = load_s3d_video(folder)                                 # RoboCLIP's S3D video tower
     weights_hash(folder) -> hex sha256 of the config bytes followed by the weights file bytes
 
 Both loaders return a `LoadedEncoder(module, params, config)` named tuple (so
@@ -44,12 +45,14 @@ import jax.numpy as jnp
 import numpy as np
 from safetensors import safe_open
 
-from genreward_jax.encoders import clip_vit, cogvideox_vae, dinov3
+from genreward_jax.encoders import clip_vit, cogvideox_vae, dinov3, s3d
 
 VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"
 DINO_WEIGHTS = "model.safetensors"
 CLIP_WEIGHTS = "open_clip_model.safetensors"
 CLIP_CONFIG = "open_clip_config.json"
+S3D_WEIGHTS = "s3d_video.safetensors"  # written by preprocessing/s3d.py export_video_tower
+S3D_CONFIG = "s3d_config.json"
 CONFIG = "config.json"
 _MAX_LISTED = 8
 
@@ -154,6 +157,22 @@ def load_clip_vision(
     return LoadedEncoder(clip_vit.CLIPVisionTower(config, dtype), params, config)
 
 
+def load_s3d_video(folder: str | os.PathLike, dtype: Any = jnp.float32) -> LoadedEncoder:
+    """S3D folder exported by `preprocessing/s3d.py` (`s3d_config.json` +
+    `s3d_video.safetensors`) -> `S3DVideoTower`; `apply(params, video)` gives [B, 512]."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder does not exist: {folder}")
+    path = _require_file(folder / S3D_CONFIG)
+    with open(path) as f:
+        config = json.load(f)
+    if config.get("embed_dim") != s3d.EMBED_DIM:
+        raise CheckpointError(f"{path}: not an S3D video tower of embedding size {s3d.EMBED_DIM}")
+    tensors = _read_tensors(folder, S3D_WEIGHTS, lambda key: key)
+    params = _to_params(tensors, s3d.init_shapes(), jnp.float32, folder / S3D_WEIGHTS)
+    return LoadedEncoder(s3d.S3DVideoTower(dtype), params, config)
+
+
 def weights_hash(folder: str | os.PathLike) -> str:
     """sha256 (hex) of the config bytes (`config.json`, or an open_clip folder's
     `open_clip_config.json`) followed by the weights bytes (shards sorted by name).
@@ -161,14 +180,14 @@ def weights_hash(folder: str | os.PathLike) -> str:
     Identifies the exact encoder that produced a set of goal targets.
     """
     folder = Path(folder)
-    names = (VAE_WEIGHTS, DINO_WEIGHTS, CLIP_WEIGHTS)
+    names = (VAE_WEIGHTS, DINO_WEIGHTS, CLIP_WEIGHTS, S3D_WEIGHTS)
     present = [name for name in names if _weight_files(folder, name, False)]
     if len(present) != 1:
         raise CheckpointError(
             f"{folder}: expected exactly one of {' / '.join(names)} (or a sharded index), found "
             f"{present or 'neither'}"
         )
-    config = CLIP_CONFIG if present[0] == CLIP_WEIGHTS else CONFIG
+    config = {CLIP_WEIGHTS: CLIP_CONFIG, S3D_WEIGHTS: S3D_CONFIG}.get(present[0], CONFIG)
     digest = hashlib.sha256()
     for path in [_require_file(folder / config), *_weight_files(folder, present[0], True)]:
         with open(path, "rb") as f:
