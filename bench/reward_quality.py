@@ -8,9 +8,10 @@ Rolls out the scripted expert, the expert with Gaussian action noise (--noise) a
 random actions, --episodes each, at the goal's placement (--placement=goal, the default, or
 random), then scores the terms of every --reward_models plug-in: GenReward's video-reward
 variants and FB reward (F and B trained on a replay of those rollouts; 'fb/state' is the oracle
-control with the 39-d state as goal space, present when the goal stores the expert's states) and
-VLM-RM's CLIP reward (λ = 0.5 and λ = 0). Same command on a GPU with a goal made from pretrained
-weights. About 4 minutes on a 2-core CPU with the tiny models and the defaults.
+control with the 39-d state as goal space, present when the goal stores the expert's states),
+VLM-RM's CLIP reward (λ = 0.5 and λ = 0) and RoboCLIP's episode score. Same command on a GPU with
+a goal made from pretrained weights. About 4 minutes on a 2-core CPU with the tiny models and the
+defaults.
 
 Prints a markdown table and writes JSON + PNG (default bench/results/reward_quality_<task>.*).
 """

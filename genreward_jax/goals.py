@@ -33,6 +33,10 @@ vlmrm_goal_text (opt.)      float32    [G, E]       open_clip text embeddings (e
 vlmrm_baseline_text (opt.)  float32    [Q, E]       the same for the VLM-RM baseline prompts
 clip_keyframe_embedding     float32    [E]          open_clip image embedding of the keyframe (the
 (opt.)                                              online tower is checked against it)
+roboclip_target (opt.)      float32    [512]        S3D embedding of RoboCLIP's target (a text
+                                                    prompt or the goal video); provenance
+                                                    'roboclip' says which, with the clip settings
+                                                    and the exported S3D folder's path and hash
 ==========================  =========  =============================================================
 
 The optional keys were added within schema version 1: files without them load unchanged. The
@@ -114,6 +118,7 @@ class GoalFile:
     vlmrm_goal_text: np.ndarray | None = None
     vlmrm_baseline_text: np.ndarray | None = None
     clip_keyframe_embedding: np.ndarray | None = None
+    roboclip_target: np.ndarray | None = None
 
     @property
     def has_vlmrm(self) -> bool:
@@ -152,6 +157,7 @@ _OPTIONAL_SPECS: dict[str, tuple[np.dtype, int]] = {
     "vlmrm_goal_text": (np.dtype(np.float32), 2),
     "vlmrm_baseline_text": (np.dtype(np.float32), 2),
     "clip_keyframe_embedding": (np.dtype(np.float32), 1),
+    "roboclip_target": (np.dtype(np.float32), 1),
 }
 VLMRM_KEYS = ("vlmrm_goal_text", "vlmrm_baseline_text", "clip_keyframe_embedding")
 _SCALAR_KEYS = ("schema_version", "keyframe_index", "task", "video_prompt", "provenance")
@@ -193,6 +199,12 @@ def validate_goal(goal: GoalFile, source: str = "goal") -> None:
     if goal.states is not None and goal.states.shape[0] != n:
         fail(f"'states' has {goal.states.shape[0]} rows for {n} frames")
     _validate_vlmrm(goal, fail)
+    if goal.roboclip_target is not None:
+        entry = goal.provenance.get("roboclip") if isinstance(goal.provenance, dict) else None
+        needed = ("id", "target", "crop", "stride", "pixel_range", "hash")
+        if not isinstance(entry, dict) or any(k not in entry for k in needed):
+            fail(f"'roboclip_target' needs provenance 'roboclip' with {', '.join(needed)}, got "
+                 f"{entry!r}")
     if goal.clip_scores.shape != (n,):
         fail(f"'clip_scores' has shape {goal.clip_scores.shape}, expected ({n},) (one per frame)")
     p = len(goal.keyframe_prompts)
@@ -300,7 +312,8 @@ def check_goal_matches(
 
 
 def encoder_folder(goal_path: str | os.PathLike, goal: GoalFile, encoder: str) -> str:
-    """Folder of the 'vae', 'dinov3' or 'clip' weights the goal was encoded with.
+    """Folder of the 'vae', 'dinov3', 'clip' or 'roboclip' (S3D) weights the goal was encoded
+    with.
 
     Prefers the path relative to the goal file (so a goal folder can be moved or copied with its
     encoders/), then the absolute path recorded at write time.

@@ -16,7 +16,9 @@ import numpy as np
 
 from genreward_jax.encoders.weights import weights_hash
 from genreward_jax.goals import SAMPLING_NAME, SCHEMA_VERSION, GoalFile, save_goal
+from genreward_jax.rewards import roboclip
 from preprocessing import artefacts, encoding, keyframe, models, prompts, sources
+from preprocessing.roboclip_section import roboclip_section
 from preprocessing.vlmrm_section import vlmrm_section
 
 GOAL_SOURCES = ("generate", "scripted", "file")
@@ -47,6 +49,9 @@ class GoalConfig:
     keyframe_prompts: tuple[str, ...] | None = None  # None: the task's description (Eq. 6)
     vlmrm_goal_prompts: tuple[str, ...] | None = None  # None: the keyframe prompts
     vlmrm_baseline_prompts: tuple[str, ...] = prompts.VLMRM_BASELINE_PROMPTS
+    roboclip_target: str = "text"  # "text" (the task's video prompt) | "goal_video"
+    roboclip_crop: int = roboclip.RELEASE_CROP
+    roboclip_stride: int = roboclip.RELEASE_STRIDE
     placements: int = 1  # > 1: a goal bank, one goal per placement (env seeds seed, seed+1, ...)
     camera: str = "corner"
     device: str = "cpu"
@@ -178,6 +183,7 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
     vae = models.load_vae(spec)
     clip = models.load_clip(spec)
     dino, processor = models.load_dinov3(spec)
+    s3d = models.load_s3d(spec, prompts.vocabulary())
 
     video = goal_video(dataclasses.replace(cfg, models=spec), prompt, vae.model, start)
     n = video.frames.shape[0]
@@ -210,6 +216,14 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
         cfg.out_dir,
     )
 
+    robo = None
+    if s3d is not None:
+        _log(f"RoboCLIP target ({cfg.roboclip_target}) with S3D", start)
+        export = os.path.join(spec.tiny_dir if spec.mode == "tiny" else cfg.out_dir, "s3d")
+        robo = roboclip_section(
+            s3d[0], s3d[1], cfg.roboclip_target, prompts.task_prompt(cfg.task), video.frames,
+            export, cfg.out_dir, cfg.roboclip_crop, cfg.roboclip_stride,
+        )
     provenance = {
         "schema_version": SCHEMA_VERSION,
         "source": cfg.goal_source,
@@ -246,6 +260,7 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
             "score": "mean over prompts of cosine",
             **vlmrm.provenance,
         },
+        **({"roboclip": robo.provenance} if robo is not None else {}),
         "models": spec.mode,
         "seed": cfg.seed,
         "model_seed": spec.seed,
@@ -270,6 +285,7 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
         vlmrm_goal_text=vlmrm.goal_text,
         vlmrm_baseline_text=vlmrm.baseline_text,
         clip_keyframe_embedding=vlmrm.keyframe_embedding,
+        roboclip_target=None if robo is None else robo.target,
     )
     goal_path = os.path.join(cfg.out_dir, "goal.npz")
     save_goal(goal_path, goal)

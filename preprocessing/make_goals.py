@@ -63,6 +63,16 @@ _VLMRM_BASELINE_PROMPTS = flags.DEFINE_multi_string(
     list(prompts.VLMRM_BASELINE_PROMPTS),
     "VLM-RM baseline: a baseline prompt, what every frame shows solved or not (repeatable).",
 )
+_ROBOCLIP_TARGET = flags.DEFINE_enum(
+    "roboclip_target",
+    "text",
+    ["text", "goal_video"],
+    "RoboCLIP baseline: what its S3D target embeds, the task's video prompt or the goal video "
+    "(cropped and strided as the online episode videos).",
+)
+_ROBOCLIP_CROP = flags.DEFINE_integer(
+    "roboclip_crop", 250, "RoboCLIP: centre crop of its frames (the release: 250).", lower_bound=2
+)
 _PLACEMENTS = flags.DEFINE_integer(
     "placements",
     1,
@@ -124,6 +134,8 @@ def config_from_flags() -> GoalConfig:
         ),
         vlmrm_goal_prompts=tuple(_VLMRM_GOAL_PROMPTS.value or ()) or None,
         vlmrm_baseline_prompts=tuple(_VLMRM_BASELINE_PROMPTS.value),
+        roboclip_target=_ROBOCLIP_TARGET.value,
+        roboclip_crop=_ROBOCLIP_CROP.value,
         placements=_PLACEMENTS.value,
         condition_image=_CONDITION_IMAGE.value,
         camera=_CAMERA.value,

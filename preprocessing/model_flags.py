@@ -20,7 +20,19 @@ _VIDEO_MODEL = flags.DEFINE_string(
 )
 _CLIP_MODEL = flags.DEFINE_string("clip_model", models.DEFAULT_CLIP_MODEL, "OpenCLIP model name.")
 _CLIP_PRETRAINED = flags.DEFINE_string(
-    "clip_pretrained", models.DEFAULT_CLIP_PRETRAINED, "OpenCLIP pretrained tag or checkpoint file."
+    "clip_pretrained",
+    models.DEFAULT_CLIP_PRETRAINED,
+    "OpenCLIP pretrained tag, open_clip hub folder (what the online VLM-RM tower loads) or "
+    "checkpoint file.",
+)
+_S3D_WEIGHTS = flags.DEFINE_string(
+    "s3d_weights",
+    None,
+    "RoboCLIP baseline (pretrained mode): the released S3D-G s3d_howto100m.pth. Unset: the goal "
+    "gets no RoboCLIP section.",
+)
+_S3D_DICT = flags.DEFINE_string(
+    "s3d_dict", None, "RoboCLIP baseline: the released word dictionary s3d_dict.npy."
 )
 _DINOV3 = flags.DEFINE_string(
     "dinov3", models.DEFAULT_DINOV3, "DINOv3 ViT-S/16+: hub id or local folder."
@@ -40,6 +52,8 @@ def model_spec_from_flags() -> models.ModelSpec:
         clip_model=_CLIP_MODEL.value,
         clip_pretrained=_CLIP_PRETRAINED.value,
         dinov3=_DINOV3.value,
+        s3d_weights=_S3D_WEIGHTS.value,
+        s3d_dict=_S3D_DICT.value,
         seed=_MODEL_SEED.value,
     )
     if _TINY_DIR.value:

@@ -42,6 +42,8 @@ class ModelSpec:
     clip_model: str = DEFAULT_CLIP_MODEL
     clip_pretrained: str = DEFAULT_CLIP_PRETRAINED
     dinov3: str = DEFAULT_DINOV3
+    s3d_weights: str | None = None  # RoboCLIP: s3d_howto100m.pth (None: no RoboCLIP section)
+    s3d_dict: str | None = None  # RoboCLIP: s3d_dict.npy
     seed: int = 0
     # tiny mode: where the VAE and DINOv3 weights are saved for the online stage.
     tiny_dir: str = "goals/tiny_models"
@@ -384,3 +386,47 @@ def tiny_text_encoder(seed: int):
         relative_attention_num_buckets=8,
     )
     return T5EncoderModel(config), tokenizer
+
+
+# ---------------------------------------------------------------------------------------------
+# S3D-G text-video model (RoboCLIP's target embedding).
+
+
+def tiny_s3d(seed: int, words: list[str]) -> Any:
+    """The real S3D-G architecture with seeded random weights and a small vocabulary. Its
+    BatchNorm statistics are measured on random videos (with the defaults, 0 and 1, the deep
+    ReLU stack forgets its input and every video embeds alike)."""
+    from preprocessing.s3d import S3D
+
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = S3D(words)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith(("bn1.bias", "bn2.bias")):
+                tensor.copy_(0.1 * torch.randn(tensor.shape, generator=generator))
+            elif name.endswith(("bn1.weight", "bn2.weight")):
+                tensor.copy_(1.0 + 0.2 * torch.randn(tensor.shape, generator=generator))
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm3d):
+                module.momentum = None  # cumulative average over the calibration pass
+        model.train()(255 * torch.rand(4, 3, 8, 48, 48, generator=generator))
+    return model.eval()
+
+
+def load_s3d(spec: ModelSpec, words: list[str]) -> tuple[Any, str] | None:
+    """(S3D model, id): the released weights (--s3d_weights, --s3d_dict) or, in tiny mode, a
+    random one over `words`; None in pretrained mode without --s3d_weights."""
+    if spec.mode == "tiny":
+        return tiny_s3d(spec.seed + 5, words), f"tiny-s3d/seed{spec.seed}"
+    if not spec.s3d_weights:
+        return None
+    from preprocessing.s3d import load_s3d as load_released
+
+    for path, flag in ((spec.s3d_weights, "s3d_weights"), (spec.s3d_dict, "s3d_dict")):
+        if not path or not os.path.isfile(path):
+            raise ModelUnavailableError(
+                f"S3D (RoboCLIP): missing file {path!r}; pass --{flag} (the release's "
+                "s3d_howto100m.pth and s3d_dict.npy, see README)"
+            )
+    return load_released(spec.s3d_weights, spec.s3d_dict), f"s3d_howto100m/{spec.s3d_weights}"

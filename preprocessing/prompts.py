@@ -57,3 +57,13 @@ def keyframe_prompts(task: str, prompt_set: str = "task") -> tuple[str, ...]:
 def task_prompt(task: str) -> str:
     """The video prompt for a task id; a generic one for tasks outside the paper's five."""
     return TASK_PROMPTS.get(task, f"A robot arm solves the {task.removesuffix('-v3')} task.")
+
+
+def vocabulary() -> list[str]:
+    """Every word of the default prompts: the tiny S3D's dictionary (the released one has 66k)."""
+    import re
+
+    keyframes = [p for ps in TASK_KEYFRAME_PROMPTS.values() for p in ps]
+    texts = [*TASK_PROMPTS.values(), *KEYFRAME_PROMPTS, *VLMRM_BASELINE_PROMPTS, *keyframes,
+             "a robot arm solves the task"]
+    return sorted({w for t in texts for w in re.findall(r"[\w']+", t.lower())})

@@ -16,12 +16,19 @@ from genreward_jax.rewards.video import VIDEO_VARIANTS
 # Chosen by AUC(expert vs random) in bench/reward_quality.py with the tiny models (README).
 DEFAULT_VIDEO_VARIANT = 'progress'
 
-REWARD_MODELS = ('genreward', 'vlmrm', 'none')
+REWARD_MODELS = ('genreward', 'vlmrm', 'roboclip', 'none')
 flags.DEFINE_enum('reward_model', 'genreward', list(REWARD_MODELS),
                   'genreward: the paper\'s video + FB rewards (needs --goal_file; without one, '
                   'plain DreamerV3); vlmrm: the VLM-RM baseline, a CLIP reward per frame (its '
-                  'prompt embeddings come from --goal_file); none: the env reward alone (with '
-                  '--goal_file, still at the goal\'s placement).')
+                  'prompt embeddings come from --goal_file); roboclip: the RoboCLIP baseline, an '
+                  'S3D video score per episode (its target from --goal_file); none: the env '
+                  'reward alone (with --goal_file, still at the goal\'s placement).')
+flags.DEFINE_float('roboclip_weight', 0.5, 'RoboCLIP: weight of its episode score. calibrated: '
+                   'its per-step spread as a fraction of the env reward\'s; paper: multiplies '
+                   'the raw score (the release trains on it alone: --noenv_reward, weight 1).')
+flags.DEFINE_integer('roboclip_render_size', 480, 'RoboCLIP: side of the square frames its '
+                     'video is cropped from (the release: 480-row renders, 250-pixel crop).',
+                     lower_bound=2)
 flags.DEFINE_float('vlmrm_weight', 0.5, 'VLM-RM: weight of its reward. calibrated: its per-step '
                    'spread as a fraction of the env reward\'s; paper: multiplies the raw reward '
                    '1 − ½‖(x − g)P‖² (VLM-RM trains on it alone: --noenv_reward, weight 1).')

@@ -141,6 +141,35 @@ def _vlmrm_build(config, ctx: BuildContext) -> RewardSetup:
     return RewardSetup(model, None, train, evals)
 
 
+# ------------------------------------------------------------------ RoboCLIP
+
+def _roboclip_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int):
+    from genreward_jax.rewards.roboclip_rewards import RoboCLIPConfig
+
+    if not fv.goal_file:
+        raise ValueError('--reward_model=roboclip needs --goal_file (a goal from '
+                         'preprocessing/make_goals.py holds its S3D target)')
+    dtype = compute_dtype if fv.encoder_dtype == 'auto' else fv.encoder_dtype
+    return RoboCLIPConfig(goal_file=fv.goal_file, weight=fv.roboclip_weight,
+                          env_reward=fv.env_reward, reward_scaling=fv.reward_scaling,
+                          render_size=fv.roboclip_render_size, episode_length=episode_length,
+                          encoder_dtype=dtype)
+
+
+def _roboclip_build(config, ctx: BuildContext) -> RewardSetup:
+    from genreward_jax.rewards.roboclip_rewards import RoboCLIPRewards
+
+    model = RoboCLIPRewards(config, len(ctx.env_configs), ctx.env_configs[0].size)
+    _warn_other_task(model.goal.task, ctx.env_configs[0].task)
+    entry = model.goal.provenance['roboclip']
+    target = repr(entry['prompt']) if entry['target'] == 'text' else 'the goal video'
+    print(f"RoboCLIP: {entry['id']}, target {target}, {model.crop}px crops of every "
+          f"{model.stride}th frame, {config.reward_scaling} scaling", flush=True)
+    train, evals = with_goal_placements(model, ctx.env_configs, ctx.eval_configs,
+                                        ctx.flag_values.placement)
+    return RewardSetup(model, None, train, evals)
+
+
 # ------------------------------------------------------------------ none
 
 def _none_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int):
@@ -176,9 +205,16 @@ def _vlmrm_quality_terms(goal_file: str, goal, options) -> list:
     return vlmrm_terms(goal_file, goal, options)
 
 
+def _roboclip_quality_terms(goal_file: str, goal, options) -> list:
+    from genreward_jax.rewards.quality_terms import roboclip_terms
+
+    return roboclip_terms(goal_file, goal, options)
+
+
 PLUGINS = {p.name: p for p in (
     RewardPlugin('genreward', _genreward_config, _genreward_build, _genreward_quality_terms),
     RewardPlugin('vlmrm', _vlmrm_config, _vlmrm_build, _vlmrm_quality_terms),
+    RewardPlugin('roboclip', _roboclip_config, _roboclip_build, _roboclip_quality_terms),
     RewardPlugin('none', _none_config, _none_build),
 )}
 

@@ -10,6 +10,9 @@ VLM-RM: the online reward function (``vlmrm_rewards.vlmrm_reward_fn``) on every 
 the rollouts' frames (at the goal's resolution) are resized to the tower's input, where online
 the env renders at that size.
 
+RoboCLIP: the online scorer on each rollout's video (the kept frames, centre-cropped: at the
+rollouts' resolution, where online the env renders larger), at the rollout's last step.
+
 Each reward model's ``*_terms(goal_file, goal, options)`` is what its plug-in hands the
 benchmark (``plugins.RewardPlugin.quality_terms``); ``options`` carries the benchmark's flags.
 """
@@ -216,3 +219,37 @@ def vlmrm_terms(goal_file: str, goal: GoalFile, options) -> list:
         reward, _ = vlmrm_reward_fn(goal_file, goal, lam)
         terms.append(VLMRMTerm(reward, f'vlmrm λ={lam:g}' + (' (CLIP cosine)' if lam == 0 else '')))
     return terms
+
+
+class RoboCLIPTerm:
+    """RoboCLIP's episode score at the last index, zero elsewhere."""
+
+    name = 'roboclip'
+
+    def __init__(self, goal_file: str):
+        from genreward_jax.rewards.roboclip_rewards import RoboCLIPConfig, RoboCLIPRewards
+
+        self.model = RoboCLIPRewards(RoboCLIPConfig(goal_file=goal_file, env_reward=False,
+                                                    reward_scaling='paper', weight=1.0),
+                                     num_envs=1, image_size=0)
+
+    def episode_rewards(self, rollouts: Sequence[Rollout]) -> list[np.ndarray]:
+        from genreward_jax.rewards.roboclip import centre_crop, episode_clip, kept_step
+
+        out = []
+        for rollout in rollouts:
+            kept = rollout.frames[kept_step(np.arange(len(rollout.frames)), self.model.stride)]
+            clip = episode_clip(centre_crop(kept, self.model.crop), self.model.unit_pixels)
+            rewards = np.zeros(len(rollout.actions), np.float32)
+            rewards[-1] = self.model.score(clip)
+            out.append(rewards)
+        return out
+
+
+def roboclip_terms(goal_file: str, goal: GoalFile, options) -> list:
+    """RoboCLIP's score; none for a goal without the RoboCLIP section."""
+    del options
+    if goal.roboclip_target is None:
+        print(f'{goal_file}: no RoboCLIP section, no RoboCLIP row (remake the goal)', flush=True)
+        return []
+    return [RoboCLIPTerm(goal_file)]

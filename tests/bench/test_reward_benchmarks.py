@@ -121,7 +121,8 @@ def test_reward_quality_scores_every_plugin_through_the_interface(tmp_path):
                                   '--fb_steps=20', f'--out={tmp_path / "q.json"}'])
     names = [row['term'] for row in result['rows']]
     assert names[0] == 'env return (reference)' and 'video/paper' in names
-    assert {'fb/dino', 'fb/state', 'vlmrm λ=0.5', 'vlmrm λ=0 (CLIP cosine)'} <= set(names)
+    assert {'fb/dino', 'fb/state', 'vlmrm λ=0.5', 'vlmrm λ=0 (CLIP cosine)',
+            'roboclip'} <= set(names)
     assert all(np.isfinite(row['auc_expert_vs_random']) for row in result['rows'])
     only = reward_quality.main([f'--goal_file={goal}', '--episodes=1', '--noise=1.0',
                                 '--time_limit=32', '--reward_models=vlmrm',

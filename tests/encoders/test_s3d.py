@@ -1,8 +1,9 @@
 """Flax S3D-G video tower vs our PyTorch S3D-G (preprocessing/s3d.py), random weights.
 
-Every parameter is randomised, BatchNorm's running statistics and affines included (their
-defaults, 0/1, would hide a dropped or swapped one), then exported the way RoboCLIP's goals
-export the released weights and loaded by the online loader."""
+Every parameter is random, BatchNorm's affines included, and its running statistics are measured
+(``models.tiny_s3d``: with the defaults, 0/1, a dropped or swapped one would hide and the output
+would not depend on the input); exported the way RoboCLIP's goals export the released weights
+and loaded by the online loader."""
 from __future__ import annotations
 
 import jax
@@ -14,28 +15,13 @@ import torch
 from genreward_jax.encoders import load_s3d_video, weights_hash
 from genreward_jax.encoders.s3d import same_max_pool
 from genreward_jax.encoders.weights import CheckpointError
+from preprocessing.models import tiny_s3d
 from preprocessing.s3d import S3D, export_video_tower
 from preprocessing.s3d import same_max_pool as torch_same_max_pool
 
 
 def random_s3d(seed: int = 0) -> S3D:
-    """Random affines, then running statistics measured on random videos (a batch-statistics
-    pass with cumulative averages): with the default 0/1 statistics the deep ReLU stack forgets
-    its input, and a parity test on a constant output would prove little."""
-    torch.manual_seed(seed)
-    model = S3D(['robot', 'arm', 'opens', 'the', 'door'])
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith(('bn1.bias', 'bn2.bias')):
-                tensor.copy_(0.1 * torch.randn(tensor.shape, generator=generator))
-            elif name.endswith(('bn1.weight', 'bn2.weight')):
-                tensor.copy_(1.0 + 0.2 * torch.randn(tensor.shape, generator=generator))
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm3d):
-                module.momentum = None
-        model.train()(255 * torch.rand(4, 3, 8, 48, 48, generator=generator))
-    return model.eval()
+    return tiny_s3d(seed, ['robot', 'arm', 'opens', 'the', 'door'])
 
 
 @pytest.fixture(scope='module')

@@ -51,6 +51,8 @@ def test_release_literal_restores_the_release_formula():
     ('baseline_dreamerv3', lambda v: not v.goal_file),
     ('baseline_vlmrm', lambda v: v.reward_model == 'vlmrm' and v.vlmrm_lambda == 0.5
      and v.goal_file == 'goals/pick-place-v3/goal.npz' and v.placement == 'goal'),
+    ('baseline_roboclip', lambda v: v.reward_model == 'roboclip'
+     and v.roboclip_render_size == 480 and v.placement == 'goal'),
 ])
 def test_ablations_override_a_task_config(ablation, check):
     assert check(parse('pick_place', ablation))
@@ -61,7 +63,8 @@ def test_every_training_config_is_covered():
     training = {n for n in names if not n.startswith('goals_')}
     covered = {*TASK_CONFIGS, 'genreward_paper', 'quickstart', 'ablation_no_video_reward',
                'ablation_no_fb_reward', 'ablation_generated_only', 'ablation_sparse',
-               'baseline_dreamerv3', 'baseline_vlmrm', 'release_literal', 'pick_place_cpu'}
+               'baseline_dreamerv3', 'baseline_vlmrm', 'baseline_roboclip', 'release_literal',
+               'pick_place_cpu'}
     assert training == covered
     for name in ('genreward_paper', 'quickstart'):
         parse(name)

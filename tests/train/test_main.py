@@ -102,20 +102,27 @@ def test_evaluate_refuses_a_directory_that_is_not_a_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_vlmrm_baseline_flagfile_trains_end_to_end(tmp_path, quickstart_goal):
-    """The VLM-RM baseline from its flagfile on the quickstart task, tiny agent, a few dozen
-    updates: its reward is logged next to the env reward's and the agent trains on it."""
-    logdir = tmp_path / "vlmrm"
-    result = _main("--flagfile=configs/quickstart.cfg", "--flagfile=configs/baseline_vlmrm.cfg",
-                   f"--logdir={logdir}", "--preset=tiny", "--steps=40", "--batch_size=2",
-                   "--batch_length=4", "--train_ratio=4", "--time_limit=20", "--eval_every=40",
-                   "--eval_episodes=1", "--checkpoint_every=40", "--log_every=20", "--novideo",
+@pytest.mark.parametrize("baseline, extra, banner, logged_key", [
+    ("vlmrm", [], "VLM-RM: tiny-openclip at 64px", "rewards/vlmrm_std"),
+    ("roboclip", ["--roboclip_render_size=64"], "RoboCLIP: tiny-s3d/seed0", "rewards/roboclip"),
+])
+def test_baseline_flagfile_trains_end_to_end(tmp_path, quickstart_goal, baseline, extra, banner,
+                                             logged_key):
+    """A reward baseline from its flagfile on the quickstart task, tiny agent, a few dozen
+    updates (two 20-step episodes, each log line covering one): its reward is logged next to
+    the env reward's and the agent trains on it."""
+    logdir = tmp_path / baseline
+    result = _main("--flagfile=configs/quickstart.cfg",
+                   f"--flagfile=configs/baseline_{baseline}.cfg", *extra,
+                   f"--logdir={logdir}", "--preset=tiny", "--steps=42", "--batch_size=2",
+                   "--batch_length=4", "--train_ratio=4", "--time_limit=20", "--eval_every=42",
+                   "--eval_episodes=1", "--checkpoint_every=42", "--log_every=21", "--novideo",
                    f"--goal_file={quickstart_goal}", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "VLM-RM: tiny-openclip at 64px" in result.stdout
-    assert "--reward_model=vlmrm" in (logdir / FLAGS_FILE).read_text()
+    assert banner in result.stdout
+    assert f"--reward_model={baseline}" in (logdir / FLAGS_FILE).read_text()
     records = [json.loads(line) for line in (logdir / METRICS_FILE).read_text().splitlines()]
-    logged = [r for r in records if "rewards/vlmrm" in r]
-    assert len(logged) == 2 and all(r["rewards/vlmrm_std"] > 0 for r in logged)
+    logged = [r for r in records if logged_key in r]
+    assert len(logged) == 2 and all(r[logged_key] != 0 for r in logged)
     assert any(r.get("train/loss/rew", 0) > 0 for r in records)  # the reward head trained
-    assert [r["step"] for r in records if "eval/return" in r] == [40]
+    assert [r["step"] for r in records if "eval/return" in r] == [42]
