@@ -82,7 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--fb_freeze_after', type=int, default=None,
                         help='freeze F and B after this many updates, as the paper does after '
                         '100k env steps (default: never)')
-    parser.add_argument('--fb_state_input', default='latent', choices=('latent', 'decoded'),
+    parser.add_argument('--fb_state_input', default='decoded', choices=('latent', 'decoded'),
                         help="F's state: the world model's latent, or the decoder's prediction "
                         'of the 39-d state from it (stable while the latent drifts)')
     parser.add_argument('--fb_z_dim', type=int, default=32)
@@ -124,6 +124,7 @@ def run_arm(args, arm: str, seed: int, goal_file: str, out: str) -> dict:
     from genreward_jax.dreamer import Agent, preset
     from genreward_jax.envs import ACT_DIM, EnvConfig
     from genreward_jax.envs.flags import derive_seed
+    from genreward_jax.envs.metaworld_env import STATE_DIM
     from genreward_jax.logging_utils import atomic_write_text, read_metrics
     from genreward_jax.rewards import fb
     from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec
@@ -146,7 +147,7 @@ def run_arm(args, arm: str, seed: int, goal_file: str, out: str) -> dict:
     agent_config = preset(args.preset, compute_dtype='float32', lr=args.lr, warmup=100)
     extra = None
     if space is not None:
-        state_dim = agent_config.feat_size if args.fb_state_input == 'latent' else 39
+        state_dim = agent_config.feat_size if args.fb_state_input == 'latent' else STATE_DIM
         spec = FBRewardSpec(state_dim=state_dim, action_dim=ACT_DIM,
                             state_input=args.fb_state_input,
                             goal_feature=rewards.goal_features, beta=args.beta,

@@ -60,6 +60,12 @@ flags.DEFINE_enum('fb_reward_target', 'actor', list(TARGETS),
                   'actor: r_fb(s_t, a_t) is the reward of the transition it belongs to, in '
                   'imagination and the replay value loss (action-aware); reward_head: added to '
                   'the reward head\'s target (Eq. 10 read literally; the head sees s_t only).')
+flags.DEFINE_enum('fb_state_input', 'auto', ['auto', 'latent', 'decoded'],
+                  'What F reads as the state s of F(s, a, z): latent = the world model\'s '
+                  'features (they drift while it trains, and Q with them); decoded = the '
+                  'decoder\'s prediction of the 39-d state from them (stable; needs --obs_keys '
+                  'with state); auto = decoded when the agent sees the state, else latent '
+                  '(bench/learn_rewards.py measures the difference).')
 flags.DEFINE_enum('goal_space', 'dino', list(GOAL_SPACES),
                   'What B (and the goal) of the FB reward see: dino = DINOv3 features of the '
                   'frames (the paper); state = the 39-d proprioceptive state with the goal '

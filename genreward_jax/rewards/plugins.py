@@ -82,18 +82,32 @@ def _genreward_config(fv: flags.FlagValues, compute_dtype: str, episode_length: 
     return reward_flags.reward_config_from_flags(compute_dtype, episode_length, fv)
 
 
+def fb_state_input(choice: str, obs_keys: Sequence[str]) -> str:
+    """--fb_state_input resolved: 'auto' is 'decoded' when the agent encodes (so decodes) the
+    state vector, else 'latent'. Measured (bench/learn_rewards.py, README): on the latent,
+    Q's correlation with closeness to the goal turns negative as the world model's features
+    drift; on the decoded state it stays positive and the FB arms learn more."""
+    if choice == 'auto':
+        return 'decoded' if 'state' in obs_keys else 'latent'
+    return choice
+
+
 def make_fb_extra(goal_rewards, fv: flags.FlagValues, agent_config, trainer_config):
     """FB trained in the agent's step, frozen after --fb_train_steps env steps."""
     from genreward_jax.envs import ACT_DIM
+    from genreward_jax.envs.metaworld_env import STATE_DIM
     from genreward_jax.rewards import flags as reward_flags
     from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec
     from genreward_jax.trainer import updates_due
 
-    spec = FBRewardSpec(state_dim=agent_config.feat_size, action_dim=ACT_DIM,
+    state_input = fb_state_input(fv.fb_state_input, trainer_config.obs_keys)
+    state_dim = STATE_DIM if state_input == 'decoded' else agent_config.feat_size
+    spec = FBRewardSpec(state_dim=state_dim, action_dim=ACT_DIM,
                         goal_feature=goal_rewards.goal_features, beta=fv.beta,
                         freeze_after_updates=updates_due(trainer_config, fv.fb_train_steps),
                         target=fv.fb_reward_target, scaling=fv.reward_scaling,
-                        env_reward=fv.env_reward, goal_space=fv.goal_space)
+                        env_reward=fv.env_reward, goal_space=fv.goal_space,
+                        state_input=state_input)
     return FBExtraLoss(reward_flags.fb_config_from_flags(fv), spec)
 
 

@@ -70,3 +70,12 @@ def test_every_training_config_is_covered():
         parse(name)
     cpu = parse('pick_place_cpu')
     assert (cpu.preset, cpu.obs_keys, cpu.reward_scaling) == ('1m', ['state'], 'calibrated')
+
+
+def test_fb_reads_the_decoded_state_when_the_agent_sees_it():
+    from genreward_jax.rewards.plugins import fb_state_input
+
+    assert parse('pick_place_cpu').fb_state_input == 'auto'
+    assert fb_state_input('auto', ('state',)) == 'decoded'
+    assert fb_state_input('auto', ('image',)) == 'latent'  # nothing to decode: the latent
+    assert fb_state_input('latent', ('state',)) == 'latent'
