@@ -13,7 +13,7 @@ Measured (shared 2-core CPU), official start (no prefill, 4,937 updates): 20k st
 final eval return 1698 = 5.7x random, success 0.9 (with the former 1,000-step random prefill:
 5.0x, success 0.4).
 
-Target (issue 3): clear learning on a 2-core CPU within 30 minutes, i.e. a final evaluation
+Target: clear learning on a 2-core CPU within 30 minutes, i.e. a final evaluation
 return at least twice the random policy's, with success rising.
 """
 

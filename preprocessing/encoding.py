@@ -3,7 +3,7 @@
 Default sample count is 17 (= 4k+1), not the paper's 16: the CogVideoX VAE is causal in time and
 was trained on 4k+1 frames, so 17 frames give 5 latent frames where the first encodes frame 0 alone
 and each later one summarises exactly 4 frames; 16 frames are chunked 8 + 8 with an odd-length
-temporal downsample inside each chunk and reconstruct worse (REFERENCE.md). The count is a flag and
+temporal downsample inside each chunk and reconstruct worse. The count is a flag and
 is recorded in the goal's provenance, so the online stage samples its window the same way.
 """
 

@@ -1,6 +1,6 @@
 """LoRA finetuning of the CogVideoX image-to-video transformer (the body of finetune.py).
 
-Recipe (diffusers' CogVideoX LoRA example / CogVideo finetune; REFERENCE.md): LoRA on
+Recipe (diffusers' CogVideoX LoRA example and THUDM's CogVideo finetuning code): LoRA on
 to_q/to_k/to_v/to_out.0; v-prediction with the zero-SNR DPM scheduler, trained as the x0 error
 weighted by 1/(1 - alpha_bar_t); the conditioning image is the video's first frame plus small
 noise (sigma = exp(N(-3, 0.5))), encoded and concatenated on the channel axis, and dropped (zeroed)

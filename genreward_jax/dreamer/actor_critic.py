@@ -20,15 +20,13 @@ f32 = jnp.float32
 sg = jax.lax.stop_gradient
 
 
-def lambda_return(last: jax.Array, term: jax.Array, rew: jax.Array, val: jax.Array,
-                  boot: jax.Array, disc: float, lam: float) -> jax.Array:
+def lambda_return(last: jax.Array, term: jax.Array, rew: jax.Array, boot: jax.Array,
+                  disc: float, lam: float) -> jax.Array:
     """TD(lambda) returns [N, T-1] from per-step inputs [N, T].
 
     Step t's return: rew[t+1] + live[t+1] * ((1 - cont) * boot[t+1] + cont * ret[t+1]) with
     live = (1 - term) * disc and cont = (1 - last) * lam; the last step bootstraps from
-    boot[:, -1]. (``val`` is accepted for symmetry with the official signature; the bootstrap
-    values are ``boot``.)"""
-    del val
+    boot[:, -1]. (The official signature also takes the values, unused beside ``boot``.)"""
     live = (1.0 - term.astype(f32))[:, 1:] * disc
     cont = (1.0 - last.astype(f32))[:, 1:] * lam
     interm = rew[:, 1:] + (1.0 - cont) * live * boot[:, 1:]
@@ -101,7 +99,7 @@ def imagination_losses(nets, config: DreamerConfig, feat: jax.Array, actions: ja
     rew, con, slow_val = sg(rew), sg(con), sg(slow_val)
     val = sg(dists.twohot_mean(val_logits, bins))
     weight = jnp.cumprod(con, 1)                                          # disc folded in con
-    ret = lambda_return(jnp.zeros_like(con), 1.0 - con, rew, val, val, 1.0, config.lam)
+    ret = lambda_return(jnp.zeros_like(con), 1.0 - con, rew, val, 1.0, config.lam)
     retnorm, _, scale = retnorm_update(retnorm, ret, config)
     adv = (ret - val[:, :-1]) / scale
 
@@ -129,9 +127,8 @@ def replay_value_loss(config: DreamerConfig, val_logits: jax.Array, slow_val: ja
     model through the features) learning lambda-returns of real rewards rew [B, T],
     bootstrapped from imagined returns boot [B, T]; discount 1 - 1/horizon. slow_val [B, T] is
     the slow critic's prediction. Returns per-step loss [B, T-1]."""
-    val = sg(dists.twohot_mean(val_logits, bins))
     disc = 1.0 - 1.0 / config.horizon
-    ret = lambda_return(last, term, rew, val, sg(boot), disc, config.lam)
+    ret = lambda_return(last, term, rew, sg(boot), disc, config.lam)
     weight = 1.0 - last.astype(f32)[:, :-1]
     return weight * (
         dists.twohot_loss(val_logits[:, :-1], bins, sg(ret))

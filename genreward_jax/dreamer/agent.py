@@ -23,7 +23,7 @@ from genreward_jax.dreamer import world_model as wm
 from genreward_jax.dreamer.config import DreamerConfig
 from genreward_jax.dreamer.networks import Actor, Decoder, Encoder, Head
 from genreward_jax.dreamer.optimizer import flatten, make_flat_optimizer, make_layout, unflatten
-from genreward_jax.dreamer.rssm import RSSM, features
+from genreward_jax.dreamer.rssm import RSSM, features, initial_state
 
 f32 = jnp.float32
 sg = jax.lax.stop_gradient
@@ -209,8 +209,7 @@ class Agent:
     def initial_carry(self, num_envs: int) -> dict[str, jax.Array]:
         """Zero RSSM state and previous action for ``num_envs`` environments."""
         c = self.config
-        return {'deter': jnp.zeros((num_envs, c.deter), f32),
-                'stoch': jnp.zeros((num_envs, c.stoch, c.classes), f32),
+        return {**initial_state(num_envs, c.deter, c.stoch, c.classes),
                 'prev_action': jnp.zeros((num_envs, self.act_dim), f32)}
 
     def nets(self, params: Params) -> DreamerNets:

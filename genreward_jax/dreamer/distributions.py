@@ -90,13 +90,6 @@ def onehot_sample_gumbel(gumbel: jax.Array, logits: jax.Array) -> jax.Array:
     return sg(onehot) + (probs - sg(probs))
 
 
-def onehot_mode(logits: jax.Array) -> jax.Array:
-    """Most likely one-hot [..., K] (straight-through like the sample)."""
-    onehot = jax.nn.one_hot(jnp.argmax(logits, -1), logits.shape[-1], dtype=f32)
-    probs = jax.nn.softmax(logits, -1)
-    return sg(onehot) + (probs - sg(probs))
-
-
 def categorical_kl(logits_p: jax.Array, logits_q: jax.Array) -> jax.Array:
     """KL(p || q) [...] for categoricals over the last axis (log-probabilities in)."""
     logp = jax.nn.log_softmax(logits_p, -1)

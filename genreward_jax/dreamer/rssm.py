@@ -23,6 +23,12 @@ sg = jax.lax.stop_gradient
 State = dict[str, jax.Array]
 
 
+
+def initial_state(batch: int, deter: int, stoch: int, classes: int) -> State:
+    """The zero state every sequence starts from: deter [N, D], stoch [N, S, K]."""
+    return {'deter': jnp.zeros((batch, deter), f32),
+            'stoch': jnp.zeros((batch, stoch, classes), f32)}
+
 class RSSM(nnx.Module):
     def __init__(self, *, deter: int, hidden: int, stoch: int, classes: int, blocks: int,
                  act_dim: int, embed_size: int, unimix: float, rngs: nnx.Rngs, dtype=f32,
@@ -47,8 +53,7 @@ class RSSM(nnx.Module):
     # ------------------------------------------------------------------ pieces
 
     def initial(self, batch: int) -> State:
-        return {'deter': jnp.zeros((batch, self.deter), f32),
-                'stoch': jnp.zeros((batch, self.stoch, self.classes), f32)}
+        return initial_state(batch, self.deter, self.stoch, self.classes)
 
     def core(self, deter: jax.Array, stoch: jax.Array, action: jax.Array) -> jax.Array:
         """Block GRU step: deter [N, D], stoch [N, S, K], action [N, A] -> deter [N, D]."""

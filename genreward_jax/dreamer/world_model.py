@@ -1,8 +1,8 @@
 """World-model losses as pure functions of the merged networks and a batch.
 
-Split in two so an extra loss (issue 6) can sit between them: ``observe`` computes the
-posterior sequence, then ``world_model_losses`` takes whatever reward the caller wants the
-reward head to learn.
+Split in two so an extra loss (``agent.ExtraLoss``, e.g. FB) can sit between them: ``observe``
+computes the posterior sequence, then ``world_model_losses`` takes whatever reward the caller
+wants the reward head to learn.
 """
 
 from __future__ import annotations
@@ -54,13 +54,9 @@ def kl_losses(post_logits: jax.Array, prior_logits: jax.Array,
 
 def world_model_losses(nets, config: DreamerConfig, observed: Observed,
                        obs: dict[str, jax.Array], reward: jax.Array, is_terminal: jax.Array,
-                       bins: jax.Array, rew_logits: jax.Array | None = None,
-                       con_logit: jax.Array | None = None,
-                       ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+                       bins: jax.Array) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """Per-step losses {name: [B, T]} (reconstruction per observation key, rew, con, dyn, rep)
-    and metrics. reward [B, T] is the reward head's target (the combined reward).
-    rew_logits [B, T, bins] / con_logit [B, T] may be passed in when the caller evaluated the
-    heads already (the agent batches them with the imagined states)."""
+    and metrics. reward [B, T] is the reward head's target (the combined reward)."""
     b, t = reward.shape
     losses, metrics = {}, {}
     losses['dyn'], losses['rep'] = kl_losses(observed.post_logits, observed.prior_logits,
@@ -77,10 +73,8 @@ def world_model_losses(nets, config: DreamerConfig, observed: Observed,
             target = dists.symlog(target.astype(f32))
         err = jnp.square(pred - sg(target))
         losses[f'rec_{key}'] = err.reshape((b, t, -1)).sum(-1)
-    if rew_logits is None:
-        rew_logits = nets.rew(observed.feat)
-    if con_logit is None:
-        con_logit = nets.con(observed.feat)[..., 0]
+    rew_logits = nets.rew(observed.feat)
+    con_logit = nets.con(observed.feat)[..., 0]
     losses['rew'] = dists.twohot_loss(rew_logits, bins, reward.astype(f32))
     con_target = (1.0 - is_terminal.astype(f32)) * (1.0 - 1.0 / config.horizon)
     losses['con'] = -dists.binary_logp(con_logit, con_target)

@@ -10,9 +10,11 @@ from genreward_jax.dreamer import distributions as d
 from genreward_jax.dreamer.config import preset
 from genreward_jax.dreamer.optimizer import (
     flatten,
+    learning_rate,
     make_flat_optimizer,
     make_layout,
-    make_optimizer,
+    scale_by_momentum,
+    scale_by_rms,
     unflatten,
 )
 from genreward_jax.dreamer.world_model import kl_losses
@@ -23,7 +25,7 @@ def test_lambda_return_hand_computed():
     rew = jnp.array([[0.0, 1.0, 2.0]])
     val = jnp.array([[1.0, 2.0, 4.0]])
     zeros = jnp.zeros((1, 3))
-    ret = ac.lambda_return(zeros, zeros, rew, val, val, 0.9, 0.5)
+    ret = ac.lambda_return(zeros, zeros, rew, val, 0.9, 0.5)
     # R1 = r2 + 0.9 * v2 = 2 + 3.6 = 5.6
     # R0 = r1 + 0.9 * ((1 - 0.5) * v1 + 0.5 * R1) = 1 + 0.9 * (1 + 2.8) = 4.42
     np.testing.assert_allclose(ret, [[4.42, 5.6]], rtol=1e-6)
@@ -33,11 +35,11 @@ def test_lambda_return_terminal_and_last():
     rew = jnp.array([[0.0, 1.0, 2.0]])
     val = jnp.array([[1.0, 2.0, 4.0]])
     term = jnp.array([[0.0, 0.0, 1.0]])
-    ret = ac.lambda_return(jnp.zeros((1, 3)), term, rew, val, val, 0.9, 0.5)
+    ret = ac.lambda_return(jnp.zeros((1, 3)), term, rew, val, 0.9, 0.5)
     # Terminal at step 2: R1 = r2 = 2; R0 = 1 + 0.9 * (0.5 * 2 + 0.5 * 2) = 2.8
     np.testing.assert_allclose(ret, [[2.8, 2.0]], rtol=1e-6)
     last = jnp.array([[0.0, 1.0, 0.0]])
-    ret = ac.lambda_return(last, jnp.zeros((1, 3)), rew, val, val, 0.9, 0.5)
+    ret = ac.lambda_return(last, jnp.zeros((1, 3)), rew, val, 0.9, 0.5)
     # Episode boundary at step 1 cuts the lambda mixing: R0 = r1 + 0.9 * v1 = 2.8
     np.testing.assert_allclose(ret[0, 0], 2.8, rtol=1e-6)
 
@@ -76,6 +78,27 @@ def test_kl_free_nats():
     g_post = jax.grad(lambda p: kl_losses(p, prior, 1.0)[1].sum())(post)
     g_prior = jax.grad(lambda q: kl_losses(post, q, 1.0)[1].sum())(prior)
     assert float(jnp.abs(g_post).sum()) > 0 and float(jnp.abs(g_prior).sum()) == 0.0
+
+
+def clip_by_agc(clip: float = 0.3, pmin: float = 1e-3) -> optax.GradientTransformation:
+    """Reference: adaptive gradient clipping per tensor, ||g|| <= clip * max(pmin, ||p||)."""
+
+    def update_fn(updates, state, params=None):
+        def fn(param, update):
+            unorm = jnp.linalg.norm(update.reshape(-1))
+            upper = clip * jnp.maximum(pmin, jnp.linalg.norm(param.reshape(-1)))
+            return update / jnp.maximum(1.0, unorm / upper)
+
+        return jax.tree.map(fn, params, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    """Reference: the LaProp chain on a pytree, tensor by tensor (the agent runs the flat one)."""
+    return optax.chain(clip_by_agc(config.agc, config.agc_pmin),
+                       scale_by_rms(config.beta2, config.eps), scale_by_momentum(config.beta1),
+                       optax.scale_by_learning_rate(learning_rate(config)))
 
 
 def test_optimizer_chain_hand_computed():

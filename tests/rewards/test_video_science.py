@@ -7,7 +7,7 @@ policy, through our Flax VAE and the online stage's windowing.
 
 The window spans as many steps as the goal video: with random weights the latent cosine is ~0.99
 for any two clips of one scene, and only temporally aligned clips separate expert from random
-(with a 128-step window and a 62-frame goal the two tie; see the issue note)."""
+(measured: with a 128-step window and a 62-frame goal the two score alike)."""
 
 import numpy as np
 import pytest
