@@ -18,6 +18,7 @@ from genreward_jax.encoders import (load_dinov3, load_vae_encoder, preprocess_im
 from genreward_jax.encoders import clip_vit
 from genreward_jax.encoders.weights import load_clip_vision
 import genreward_jax.main, genreward_jax.rewards.plugins, genreward_jax.rewards.vlmrm_rewards
+import genreward_jax.rewards.roboclip_rewards, genreward_jax.encoders.s3d
 
 vae_folder, dino_folder, clip_folder = sys.argv[1:4]
 vae = load_vae_encoder(vae_folder)

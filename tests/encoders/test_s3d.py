@@ -60,3 +60,14 @@ def test_export_is_hashed_and_bad_folders_are_named(s3d_pair, tmp_path):
         load_s3d_video(tmp_path)
     with pytest.raises(ValueError, match='even number'):
         load_s3d_video(folder).apply(load_s3d_video(folder).params, jnp.zeros((1, 7, 32, 32, 3)))
+
+
+def test_missing_released_weights_are_named_with_their_flag(tmp_path):
+    from preprocessing.models import ModelSpec, ModelUnavailableError, load_s3d
+
+    spec = ModelSpec(mode='pretrained', s3d_weights=str(tmp_path / 's3d_howto100m.pth'),
+                     s3d_dict=str(tmp_path / 's3d_dict.npy'))
+    with pytest.raises(ModelUnavailableError, match='--s3d_weights') as error:
+        load_s3d(spec, [])
+    assert len(str(error.value).splitlines()) == 1
+    assert load_s3d(ModelSpec(mode='pretrained'), []) is None  # no weights: no RoboCLIP section
