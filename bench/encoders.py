@@ -37,25 +37,43 @@ from transformers import DINOv3ViTConfig, DINOv3ViTModel
 from genreward_jax.encoders import load_dinov3, load_vae_encoder
 from genreward_jax.encoders.cogvideox_vae import CausalConv3d, ChunkGroupNorm, resolve_conv_impl
 
-_DEVICE = flags.DEFINE_enum("device", "auto", ["auto", "cpu", "cuda"],
-                            "Torch device; auto picks cuda when available.")
+_DEVICE = flags.DEFINE_enum(
+    "device", "auto", ["auto", "cpu", "cuda"], "Torch device; auto picks cuda when available."
+)
 _DTYPES = flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Compute dtypes to time.")
 _MODELS = flags.DEFINE_list("models", ["vae", "dinov3"], "Which encoders to time.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per case (median reported).",
-                                lower_bound=1)
+_REPEATS = flags.DEFINE_integer(
+    "repeats", 3, "Timed calls per case (median reported).", lower_bound=1
+)
 _QUICK = flags.DEFINE_bool("quick", False, "Only the 64^2 VAE cases, one repeat (slow CPUs).")
 _OPS = flags.DEFINE_bool("ops", False, "Also time single layers (where the VAE time goes).")
-_CONV_IMPL = flags.DEFINE_enum("conv_impl", "auto", ["auto", "conv3d", "taps2d"],
-                               "How our VAE runs its 3x3x3 convolutions.")
+_CONV_IMPL = flags.DEFINE_enum(
+    "conv_impl", "auto", ["auto", "conv3d", "taps2d"], "How our VAE runs its 3x3x3 convolutions."
+)
 _OUTPUT = flags.DEFINE_string("output", "bench/results/encoders.json", "Where to write JSON.")
 
-REAL_VAE = dict(block_out_channels=(128, 256, 256, 512), latent_channels=16, layers_per_block=3,
-                norm_num_groups=32, norm_eps=1e-6, scaling_factor=0.7,
-                down_block_types=("CogVideoXDownBlock3D",) * 4,
-                up_block_types=("CogVideoXUpBlock3D",) * 4)
-REAL_DINO = dict(hidden_size=384, intermediate_size=1536, num_hidden_layers=12,
-                 num_attention_heads=6, num_register_tokens=4, use_gated_mlp=True,
-                 hidden_act="silu", patch_size=16, layer_norm_eps=1e-5, rope_theta=100.0)
+REAL_VAE = dict(
+    block_out_channels=(128, 256, 256, 512),
+    latent_channels=16,
+    layers_per_block=3,
+    norm_num_groups=32,
+    norm_eps=1e-6,
+    scaling_factor=0.7,
+    down_block_types=("CogVideoXDownBlock3D",) * 4,
+    up_block_types=("CogVideoXUpBlock3D",) * 4,
+)
+REAL_DINO = dict(
+    hidden_size=384,
+    intermediate_size=1536,
+    num_hidden_layers=12,
+    num_attention_heads=6,
+    num_register_tokens=4,
+    use_gated_mlp=True,
+    hidden_act="silu",
+    patch_size=16,
+    layer_norm_eps=1e-5,
+    rope_theta=100.0,
+)
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 JAX_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -135,8 +153,12 @@ class Models:
         folder = os.path.join(self.workdir, model)
         if model == "dinov3":
             return load_dinov3(folder, dtype=JAX_DTYPES[dtype], param_dtype=JAX_DTYPES[dtype])
-        return load_vae_encoder(folder, dtype=JAX_DTYPES[dtype], param_dtype=JAX_DTYPES[dtype],
-                                conv_impl=_CONV_IMPL.value)
+        return load_vae_encoder(
+            folder,
+            dtype=JAX_DTYPES[dtype],
+            param_dtype=JAX_DTYPES[dtype],
+            conv_impl=_CONV_IMPL.value,
+        )
 
 
 def time_case(
@@ -155,11 +177,14 @@ def time_case(
         models.device, TORCH_DTYPES[case.dtype]
     )
     if case.model == "vae":
+
         def run_torch():
             return reference.encode(x_torch).latent_dist.mean
     else:
+
         def run_torch():
             return reference(pixel_values=x_torch).pooler_output
+
     with torch.no_grad():
         torch_s = _median_seconds(run_torch, _torch_sync(models.device), repeats)
 
@@ -175,8 +200,14 @@ def time_case(
     with torch.no_grad():
         torch_out = run_torch().float().cpu().numpy()
     torch_out = np.moveaxis(torch_out, 1, -1) if case.model == "vae" else torch_out
-    row = {"case": case.label, **dataclasses.asdict(case), "ours_s": ours_s,
-           "reference_s": torch_s, "ratio": ours_s / torch_s, "compile_s": compile_s}
+    row = {
+        "case": case.label,
+        **dataclasses.asdict(case),
+        "ours_s": ours_s,
+        "reference_s": torch_s,
+        "ratio": ours_s / torch_s,
+        "compile_s": compile_s,
+    }
     return row, ours_out, torch_out
 
 
@@ -216,32 +247,45 @@ def time_layers(device: torch.device, repeats: int) -> list[dict[str, Any]]:
 
     pairs = {
         "causal conv3d 128->128 17x64x64 (conv3d)": (
-            lambda: conv(x_torch_padded), jax_conv("conv3d")),
+            lambda: conv(x_torch_padded),
+            jax_conv("conv3d"),
+        ),
         "causal conv3d 128->128 17x64x64 (taps2d)": (
-            lambda: conv(x_torch_padded), jax_conv("taps2d")),
+            lambda: conv(x_torch_padded),
+            jax_conv("taps2d"),
+        ),
         "GroupNorm(32) 2 chunks 17x64x64x128": (
             lambda: torch.cat([norm(x_torch[:, :, :9]), norm(x_torch[:, :, 9:])], 2),
-            lambda: jax_norm(norm_params, x_jax)),
+            lambda: jax_norm(norm_params, x_jax),
+        ),
     }
     rows = []
     with torch.no_grad():
         for name, (run_torch, run_ours) in pairs.items():
             torch_s = _median_seconds(run_torch, _torch_sync(device), repeats)
             ours_s = _median_seconds(run_ours, _jax_sync, repeats)
-            rows.append({"case": name, "ours_s": ours_s, "reference_s": torch_s,
-                         "ratio": ours_s / torch_s})
+            rows.append(
+                {"case": name, "ours_s": ours_s, "reference_s": torch_s, "ratio": ours_s / torch_s}
+            )
     return rows
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"{'case':46s} {'ours ms':>10s} {'torch ms':>10s} {'ours/ref':>9s} {'compile s':>10s}"
-          f" {'ours err':>9s} {'torch err':>9s}")
+    print(
+        f"{'case':46s} {'ours ms':>10s} {'torch ms':>10s} {'ours/ref':>9s} {'compile s':>10s}"
+        f" {'ours err':>9s} {'torch err':>9s}"
+    )
     for row in rows:
         compile_s = f"{row['compile_s']:10.1f}" if "compile_s" in row else f"{'':10s}"
-        errors = "".join(f" {row[k]:9.2e}" for k in ("ours_max_abs_vs_torch_f32",
-                                                     "torch_max_abs_vs_torch_f32") if k in row)
-        print(f"{row['case']:46s} {row['ours_s'] * 1e3:10.1f} {row['reference_s'] * 1e3:10.1f} "
-              f"{row['ratio']:9.2f} {compile_s}{errors}")
+        errors = "".join(
+            f" {row[k]:9.2e}"
+            for k in ("ours_max_abs_vs_torch_f32", "torch_max_abs_vs_torch_f32")
+            if k in row
+        )
+        print(
+            f"{row['case']:46s} {row['ours_s'] * 1e3:10.1f} {row['reference_s'] * 1e3:10.1f} "
+            f"{row['ratio']:9.2f} {compile_s}{errors}"
+        )
 
 
 def _write_json(path: str, payload: dict[str, Any]) -> None:
@@ -263,10 +307,12 @@ def main(argv: list[str]) -> None:
     unknown = set(dtypes) - set(JAX_DTYPES)
     if unknown:
         raise app.UsageError(f"unknown dtypes {sorted(unknown)}; use float32, bfloat16")
-    print(f"torch {torch.__version__} on {device}; jax {jax.__version__} on "
-          f"{jax.default_backend()} ({jax.devices()[0].device_kind}); "
-          f"torch threads {torch.get_num_threads()}; VAE conv_impl "
-          f"{resolve_conv_impl(_CONV_IMPL.value)}")
+    print(
+        f"torch {torch.__version__} on {device}; jax {jax.__version__} on "
+        f"{jax.default_backend()} ({jax.devices()[0].device_kind}); "
+        f"torch threads {torch.get_num_threads()}; VAE conv_impl "
+        f"{resolve_conv_impl(_CONV_IMPL.value)}"
+    )
 
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
@@ -284,12 +330,20 @@ def main(argv: list[str]) -> None:
         rows += time_layers(device, repeats)
     print()
     _print_table(rows)
-    _write_json(_OUTPUT.value, {
-        "host": platform.node(), "torch_device": str(device),
-        "jax_backend": jax.default_backend(), "jax_device": jax.devices()[0].device_kind,
-        "torch": torch.__version__, "jax": jax.__version__, "repeats": repeats,
-        "conv_impl": resolve_conv_impl(_CONV_IMPL.value), "rows": rows,
-    })
+    _write_json(
+        _OUTPUT.value,
+        {
+            "host": platform.node(),
+            "torch_device": str(device),
+            "jax_backend": jax.default_backend(),
+            "jax_device": jax.devices()[0].device_kind,
+            "torch": torch.__version__,
+            "jax": jax.__version__,
+            "repeats": repeats,
+            "conv_impl": resolve_conv_impl(_CONV_IMPL.value),
+            "rows": rows,
+        },
+    )
     print(f"wrote {_OUTPUT.value}")
 
 

@@ -64,8 +64,12 @@ CASES = [
 
 def _config(case: Case, seed: int) -> EnvConfig:
     return EnvConfig(
-        _BENCH_TASK.value, seed=seed, size=case.size, render=case.render,
-        extra_size=case.extra_size, full_quality=case.full_quality,
+        _BENCH_TASK.value,
+        seed=seed,
+        size=case.size,
+        render=case.render,
+        extra_size=case.extra_size,
+        full_quality=case.full_quality,
     )
 
 
@@ -113,16 +117,19 @@ def main(argv: list[str]) -> None:
             {**dataclasses.asdict(case), "label": case.label, "steps_per_s": rate, "steps": steps}
         )
         print(f"{case.label:<42} {rate:>12.1f}", flush=True)
-    _write_json(_OUTPUT.value, {
-        "benchmark": "env_fps",
-        "task": _BENCH_TASK.value,
-        "seconds_per_case": _SECONDS.value,
-        "cpu_count": os.cpu_count(),
-        "load_average_at_end": os.getloadavg(),
-        "platform": platform.platform(),
-        "mujoco_gl": os.environ.get("MUJOCO_GL"),
-        "results": results,
-    })
+    _write_json(
+        _OUTPUT.value,
+        {
+            "benchmark": "env_fps",
+            "task": _BENCH_TASK.value,
+            "seconds_per_case": _SECONDS.value,
+            "cpu_count": os.cpu_count(),
+            "load_average_at_end": os.getloadavg(),
+            "platform": platform.platform(),
+            "mujoco_gl": os.environ.get("MUJOCO_GL"),
+            "results": results,
+        },
+    )
     print(f"wrote {_OUTPUT.value}")
 
 

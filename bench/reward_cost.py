@@ -29,12 +29,12 @@ import numpy as np
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--goal_file', default=None)
-    parser.add_argument('--episode_length', type=int, default=128)
-    parser.add_argument('--episodes', type=int, default=2, help='timed episodes per model')
-    parser.add_argument('--repeats', type=int, default=3, help='calls per real-size tower')
-    parser.add_argument('--out', default='bench/results/reward_cost.json')
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--goal_file", default=None)
+    parser.add_argument("--episode_length", type=int, default=128)
+    parser.add_argument("--episodes", type=int, default=2, help="timed episodes per model")
+    parser.add_argument("--repeats", type=int, default=3, help="calls per real-size tower")
+    parser.add_argument("--out", default="bench/results/reward_cost.json")
     return parser.parse_args(argv)
 
 
@@ -42,11 +42,19 @@ def tiny_goal(folder: str) -> str:
     from preprocessing.goal_builder import GoalConfig, build_goal
     from preprocessing.models import ModelSpec
 
-    path = os.path.join(folder, 'goal.npz')
+    path = os.path.join(folder, "goal.npz")
     if not os.path.exists(path):
-        build_goal(GoalConfig(task='reach-v3', goal_source='scripted', out_dir=folder,
-                              models=ModelSpec(mode='tiny', tiny_dir=os.path.join(folder, 'm')),
-                              resolution=64, num_sampled_frames=17, max_steps=128))
+        build_goal(
+            GoalConfig(
+                task="reach-v3",
+                goal_source="scripted",
+                out_dir=folder,
+                models=ModelSpec(mode="tiny", tiny_dir=os.path.join(folder, "m")),
+                resolution=64,
+                num_sampled_frames=17,
+                max_steps=128,
+            )
+        )
     return path
 
 
@@ -56,22 +64,34 @@ def reward_models(goal_file: str, length: int) -> dict:
     from genreward_jax.rewards.vlmrm_rewards import VLMRMConfig, VLMRMRewards
 
     return {
-        'genreward (DINOv3 every step, VAE per 128-step window)': GoalRewards(
-            RewardConfig(goal_file=goal_file, episode_length=length, video_interval=128,
-                         reward_scaling='calibrated'), num_envs=1, image_size=64),
-        'vlmrm (CLIP every step)': VLMRMRewards(VLMRMConfig(goal_file=goal_file), 1, 64),
-        'roboclip (S3D once per episode)': RoboCLIPRewards(
-            RoboCLIPConfig(goal_file=goal_file, render_size=64, episode_length=length), 1, 64),
+        "genreward (DINOv3 every step, VAE per 128-step window)": GoalRewards(
+            RewardConfig(
+                goal_file=goal_file,
+                episode_length=length,
+                video_interval=128,
+                reward_scaling="calibrated",
+            ),
+            num_envs=1,
+            image_size=64,
+        ),
+        "vlmrm (CLIP every step)": VLMRMRewards(VLMRMConfig(goal_file=goal_file), 1, 64),
+        "roboclip (S3D once per episode)": RoboCLIPRewards(
+            RoboCLIPConfig(goal_file=goal_file, render_size=64, episode_length=length), 1, 64
+        ),
     }
 
 
 def time_process(model, length: int, episodes: int, rng: np.random.Generator) -> float:
     """ms per env step of model.process over `episodes` episodes after one warm-up episode."""
+
     def episode():
         for step in range(length + 1):
-            obs = {'image': rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8),
-                   'reward': np.zeros(1, np.float32), 'is_first': np.array([step == 0]),
-                   'is_last': np.array([step == length])}
+            obs = {
+                "image": rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8),
+                "reward": np.zeros(1, np.float32),
+                "is_first": np.array([step == 0]),
+                "is_last": np.array([step == length]),
+            }
             model.process(obs)
 
     episode()
@@ -99,41 +119,51 @@ def real_size_towers(repeats: int) -> dict:
     config = clip_vit.CLIPVisionConfig()
     tower = clip_vit.CLIPVisionTower(config)
     pixels = jnp.zeros((1, 224, 224, 3))
-    params = tower.init(jax.random.key(0), pixels)['params']
-    out['CLIP ViT-B-32, 1 frame 224²'] = time_call(jax.jit(tower.apply), ({'params': params},
-                                                                          pixels), repeats)
+    params = tower.init(jax.random.key(0), pixels)["params"]
+    out["CLIP ViT-B-32, 1 frame 224²"] = time_call(
+        jax.jit(tower.apply), ({"params": params}, pixels), repeats
+    )
     video_tower = s3d.S3DVideoTower()
-    params = video_tower.init(jax.random.key(0), jnp.zeros((1, 8, 32, 32, 3)))['params']
+    params = video_tower.init(jax.random.key(0), jnp.zeros((1, 8, 32, 32, 3)))["params"]
     for frames in (32, 64):
         video = jnp.zeros((1, frames, 250, 250, 3))
-        out[f'S3D-G, 1 video {frames}×250²'] = time_call(
-            jax.jit(video_tower.apply), ({'params': params}, video), repeats)
+        out[f"S3D-G, 1 video {frames}×250²"] = time_call(
+            jax.jit(video_tower.apply), ({"params": params}, video), repeats
+        )
     return out
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    goal_file = args.goal_file or tiny_goal(os.path.join(os.path.dirname(args.out) or '.',
-                                                         'reward_cost_goal'))
+    goal_file = args.goal_file or tiny_goal(
+        os.path.join(os.path.dirname(args.out) or ".", "reward_cost_goal")
+    )
     rng = np.random.default_rng(0)
-    per_step = {name: time_process(model, args.episode_length, args.episodes, rng)
-                for name, model in reward_models(goal_file, args.episode_length).items()}
+    per_step = {
+        name: time_process(model, args.episode_length, args.episodes, rng)
+        for name, model in reward_models(goal_file, args.episode_length).items()
+    }
     towers = real_size_towers(args.repeats)
-    lines = ['| reward model, goal models | ms per env step |', '|---|---|']
-    lines += [f'| {name} | {ms:.2f} |' for name, ms in per_step.items()]
-    lines += ['', '| real-size tower, random weights, float32 | ms per call |', '|---|---|']
-    lines += [f'| {name} | {ms:.0f} |' for name, ms in towers.items()]
-    table = '\n'.join(lines)
+    lines = ["| reward model, goal models | ms per env step |", "|---|---|"]
+    lines += [f"| {name} | {ms:.2f} |" for name, ms in per_step.items()]
+    lines += ["", "| real-size tower, random weights, float32 | ms per call |", "|---|---|"]
+    lines += [f"| {name} | {ms:.0f} |" for name, ms in towers.items()]
+    table = "\n".join(lines)
     print(table)
-    result = {'goal_file': os.path.abspath(goal_file), 'episode_length': args.episode_length,
-              'per_step_ms': per_step, 'real_size_ms': towers,
-              'backend': jax.default_backend(), 'devices': str(jax.devices())}
-    os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
-    with open(args.out, 'w') as f:
+    result = {
+        "goal_file": os.path.abspath(goal_file),
+        "episode_length": args.episode_length,
+        "per_step_ms": per_step,
+        "real_size_ms": towers,
+        "backend": jax.default_backend(),
+        "devices": str(jax.devices()),
+    }
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
-    print(f'wrote {args.out}')
+    print(f"wrote {args.out}")
     return result
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

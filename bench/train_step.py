@@ -23,16 +23,20 @@ import time
 
 from absl import app, flags
 
-_PRESETS = flags.DEFINE_list('presets', ['1m'], 'Size presets to run (1m ... 400m, tiny).')
-_OBS = flags.DEFINE_list('obs', ['vector'], "Observation kinds: 'vector' (39-d) and/or "
-                         "'image' (64x64x3 uint8).")
-_DTYPES = flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes (float32, bfloat16).')
-_BATCH = flags.DEFINE_integer('batch', 16, 'Sequences per batch (B).')
-_LENGTH = flags.DEFINE_integer('length', 64, 'Training steps per sequence (T); the batch '
-                               'holds T+1 steps including the replay-context step.')
-_STEPS = flags.DEFINE_integer('steps', 5, 'Timed updates after the warm-up update.')
-_OUT = flags.DEFINE_string('out', 'bench/results/train_step.json', 'JSON output path.')
-_CHILD = flags.DEFINE_string('child', None, 'Internal: run one configuration, print JSON.')
+_PRESETS = flags.DEFINE_list("presets", ["1m"], "Size presets to run (1m ... 400m, tiny).")
+_OBS = flags.DEFINE_list(
+    "obs", ["vector"], "Observation kinds: 'vector' (39-d) and/or 'image' (64x64x3 uint8)."
+)
+_DTYPES = flags.DEFINE_list("dtypes", ["float32"], "Compute dtypes (float32, bfloat16).")
+_BATCH = flags.DEFINE_integer("batch", 16, "Sequences per batch (B).")
+_LENGTH = flags.DEFINE_integer(
+    "length",
+    64,
+    "Training steps per sequence (T); the batch holds T+1 steps including the replay-context step.",
+)
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed updates after the warm-up update.")
+_OUT = flags.DEFINE_string("out", "bench/results/train_step.json", "JSON output path.")
+_CHILD = flags.DEFINE_string("child", None, "Internal: run one configuration, print JSON.")
 
 VECTOR_DIM = 39
 ACT_DIM = 4
@@ -45,34 +49,36 @@ def _batch(config, obs: str, batch: int, length: int):
     rng = np.random.default_rng(0)
     shape = (batch, length + 1)
     data = {
-        'action': rng.uniform(-1, 1, (*shape, ACT_DIM)).astype(np.float32),
-        'reward': rng.normal(size=shape).astype(np.float32),
-        'is_first': np.zeros(shape, bool),
-        'is_last': np.zeros(shape, bool),
-        'is_terminal': np.zeros(shape, bool),
-        'deter': np.zeros((*shape, config.deter), np.float32),
-        'stoch': np.zeros((*shape, config.stoch, config.classes), np.float32),
+        "action": rng.uniform(-1, 1, (*shape, ACT_DIM)).astype(np.float32),
+        "reward": rng.normal(size=shape).astype(np.float32),
+        "is_first": np.zeros(shape, bool),
+        "is_last": np.zeros(shape, bool),
+        "is_terminal": np.zeros(shape, bool),
+        "deter": np.zeros((*shape, config.deter), np.float32),
+        "stoch": np.zeros((*shape, config.stoch, config.classes), np.float32),
     }
-    if obs == 'vector':
-        data['state'] = rng.normal(size=(*shape, VECTOR_DIM)).astype(np.float32)
+    if obs == "vector":
+        data["state"] = rng.normal(size=(*shape, VECTOR_DIM)).astype(np.float32)
     else:
-        data['image'] = rng.integers(0, 256, (*shape, 64, 64, 3), dtype=np.uint8)
+        data["image"] = rng.integers(0, 256, (*shape, 64, 64, 3), dtype=np.uint8)
     return {k: jnp.asarray(v) for k, v in data.items()}
 
 
-def run_one(preset_name: str, obs: str, dtype: str, batch: int, length: int,
-            steps: int) -> dict:
+def run_one(preset_name: str, obs: str, dtype: str, batch: int, length: int, steps: int) -> dict:
     """Measure one configuration in this process."""
     import jax
     import numpy as np
 
     from genreward_jax.dreamer import Agent, preset
 
-    if obs not in ('vector', 'image'):
+    if obs not in ("vector", "image"):
         raise ValueError(f"obs must be 'vector' or 'image', got {obs!r}")
     config = preset(preset_name, compute_dtype=dtype)
-    spec = ({'state': ((VECTOR_DIM,), np.float32)} if obs == 'vector'
-            else {'image': ((64, 64, 3), np.uint8)})
+    spec = (
+        {"state": ((VECTOR_DIM,), np.float32)}
+        if obs == "vector"
+        else {"image": ((64, 64, 3), np.uint8)}
+    )
     agent = Agent(config, spec, ACT_DIM)
     t0 = time.perf_counter()
     state = agent.init(jax.random.key(0))
@@ -95,85 +101,98 @@ def run_one(preset_name: str, obs: str, dtype: str, batch: int, length: int,
         jax.block_until_ready(state)
         walls.append(time.perf_counter() - w)
         cpus.append(time.process_time() - c)
-    loss = float(metrics['loss/total'])
+    loss = float(metrics["loss/total"])
     if not np.isfinite(loss):
-        raise RuntimeError(f'non-finite loss {loss}')
+        raise RuntimeError(f"non-finite loss {loss}")
 
     device = jax.devices()[0]
-    stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     median = statistics.median(walls)
     return {
-        'preset': preset_name, 'obs': obs, 'dtype': dtype, 'batch': batch, 'length': length,
-        'params': int(sum(x.size for x in jax.tree.leaves(state.params))),
-        'device': f'{device.platform}:{device.device_kind}',
-        'init_s': init_s,
-        'compile_wall_s': compile_wall, 'compile_cpu_s': compile_cpu,
-        'step_wall_s_median': median, 'step_wall_s_all': walls,
-        'step_cpu_s_median': statistics.median(cpus),
-        'updates_per_s': 1.0 / median,
-        'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        'peak_device_mib': (stats or {}).get('peak_bytes_in_use', 0) / 2**20 or None,
-        'loadavg_1m': os.getloadavg()[0],
+        "preset": preset_name,
+        "obs": obs,
+        "dtype": dtype,
+        "batch": batch,
+        "length": length,
+        "params": int(sum(x.size for x in jax.tree.leaves(state.params))),
+        "device": f"{device.platform}:{device.device_kind}",
+        "init_s": init_s,
+        "compile_wall_s": compile_wall,
+        "compile_cpu_s": compile_cpu,
+        "step_wall_s_median": median,
+        "step_wall_s_all": walls,
+        "step_cpu_s_median": statistics.median(cpus),
+        "updates_per_s": 1.0 / median,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_device_mib": (stats or {}).get("peak_bytes_in_use", 0) / 2**20 or None,
+        "loadavg_1m": os.getloadavg()[0],
     }
 
 
 def _write_atomic(path: str, payload: object) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp')
-    with os.fdopen(fd, 'w') as f:
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
         json.dump(payload, f, indent=2)
     os.replace(tmp, path)
 
 
 def _table(rows: list[dict]) -> str:
-    head = (f"{'preset':>6} {'obs':>6} {'dtype':>8} {'B x T':>7} {'params':>10} "
-            f"{'compile s':>10} {'(cpu s)':>8} {'s/update':>9} {'(cpu s)':>8} {'upd/s':>6} "
-            f"{'RSS MiB':>8} {'dev MiB':>8} {'load':>5}")
-    lines = [head, '-' * len(head)]
+    head = (
+        f"{'preset':>6} {'obs':>6} {'dtype':>8} {'B x T':>7} {'params':>10} "
+        f"{'compile s':>10} {'(cpu s)':>8} {'s/update':>9} {'(cpu s)':>8} {'upd/s':>6} "
+        f"{'RSS MiB':>8} {'dev MiB':>8} {'load':>5}"
+    )
+    lines = [head, "-" * len(head)]
     for r in rows:
-        if 'error' in r:
+        if "error" in r:
             lines.append(f"{r['preset']:>6} {r['obs']:>6} {r['dtype']:>8}  ERROR {r['error']}")
             continue
-        dev = f"{r['peak_device_mib']:.0f}" if r['peak_device_mib'] else '-'
+        dev = f"{r['peak_device_mib']:.0f}" if r["peak_device_mib"] else "-"
         lines.append(
             f"{r['preset']:>6} {r['obs']:>6} {r['dtype']:>8} {r['batch']:>3}x{r['length']:<3} "
             f"{r['params']:>10,} {r['compile_wall_s']:>10.1f} {r['compile_cpu_s']:>8.1f} "
             f"{r['step_wall_s_median']:>9.3f} {r['step_cpu_s_median']:>8.3f} "
             f"{r['updates_per_s']:>6.2f} {r['peak_rss_mib']:>8.0f} {dev:>8} "
-            f"{r['loadavg_1m']:>5.1f}")
-    return '\n'.join(lines)
+            f"{r['loadavg_1m']:>5.1f}"
+        )
+    return "\n".join(lines)
 
 
 def main(argv):
     del argv
     if _CHILD.value:
-        preset_name, obs, dtype = _CHILD.value.split(',')
+        preset_name, obs, dtype = _CHILD.value.split(",")
         row = run_one(preset_name, obs, dtype, _BATCH.value, _LENGTH.value, _STEPS.value)
-        print('RESULT ' + json.dumps(row), flush=True)
+        print("RESULT " + json.dumps(row), flush=True)
         return
     rows = []
     for preset_name in _PRESETS.value:
         for obs in _OBS.value:
             for dtype in _DTYPES.value:
-                cmd = [sys.executable, os.path.abspath(__file__),
-                       f'--child={preset_name},{obs},{dtype}', f'--batch={_BATCH.value}',
-                       f'--length={_LENGTH.value}', f'--steps={_STEPS.value}']
+                cmd = [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    f"--child={preset_name},{obs},{dtype}",
+                    f"--batch={_BATCH.value}",
+                    f"--length={_LENGTH.value}",
+                    f"--steps={_STEPS.value}",
+                ]
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-                found = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
+                found = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
                 if proc.returncode or not found:
-                    error = (proc.stderr.strip().splitlines() or ['no output'])[-1]
-                    rows.append({'preset': preset_name, 'obs': obs, 'dtype': dtype,
-                                 'error': error})
+                    error = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                    rows.append({"preset": preset_name, "obs": obs, "dtype": dtype, "error": error})
                 else:
-                    rows.append(json.loads(found[-1][len('RESULT '):]))
+                    rows.append(json.loads(found[-1][len("RESULT ") :]))
                 print(_table(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(_table(rows))
-    _write_atomic(_OUT.value, {'rows': rows, 'argv': sys.argv[1:]})
-    print(f'\nwrote {_OUT.value}')
+    _write_atomic(_OUT.value, {"rows": rows, "argv": sys.argv[1:]})
+    print(f"\nwrote {_OUT.value}")
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     app.run(main)

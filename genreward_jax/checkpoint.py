@@ -49,9 +49,14 @@ class CheckpointMismatchError(ValueError):
 
 
 def _abstract(tree: Any) -> Any:
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype)
-                        if not isinstance(x, jax.Array) else jax.ShapeDtypeStruct(x.shape, x.dtype),
-                        tree)
+    return jax.tree.map(
+        lambda x: (
+            jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype)
+            if not isinstance(x, jax.Array)
+            else jax.ShapeDtypeStruct(x.shape, x.dtype)
+        ),
+        tree,
+    )
 
 
 def _split_empty(tree: Mapping[str, Any], prefix: str = "") -> tuple[dict, dict]:
@@ -113,18 +118,23 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
 
-    def save(self, step: int, state: Any, arrays: Mapping[str, Any],
-             meta: Mapping[str, Any]) -> None:
+    def save(
+        self, step: int, state: Any, arrays: Mapping[str, Any], meta: Mapping[str, Any]
+    ) -> None:
         """Writes checkpoint `step` (overwrites nothing: an existing step is an error)."""
         if step in self._manager.all_steps():
             raise ValueError(f"checkpoint step {step} already exists in {self.directory}")
         state = jax.tree.map(np.asarray, _keys_to_data(state))
         arrays, empty = _split_empty(arrays)
-        self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            arrays=ocp.args.StandardSave(arrays),
-            meta=ocp.args.JsonSave({"user": dict(meta), "empty_leaves": empty}),
-        ), force=True)
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                arrays=ocp.args.StandardSave(arrays),
+                meta=ocp.args.JsonSave({"user": dict(meta), "empty_leaves": empty}),
+            ),
+            force=True,
+        )
         self._manager.wait_until_finished()
 
     def restore(self, step: int, state_template: Any) -> tuple[Any, dict[str, Any], dict]:
@@ -142,13 +152,17 @@ class Checkpointer:
     def restore_arrays(self, step: int) -> tuple[dict[str, Any], dict]:
         """(arrays, meta) without the agent state, which needs no template then: for tools that
         read a run's replay (e.g. where its episodes went)."""
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()),
+        )
         return _restored_arrays(restored), dict(restored.meta["user"])
 
     def _restore(self, step: int, state_template: Any, with_arrays: bool) -> Any:
-        items = {"state": ocp.args.StandardRestore(_abstract(_keys_to_data(state_template))),
-                 "meta": ocp.args.JsonRestore()}
+        items = {
+            "state": ocp.args.StandardRestore(_abstract(_keys_to_data(state_template))),
+            "meta": ocp.args.JsonRestore(),
+        }
         if with_arrays:
             items["arrays"] = ocp.args.StandardRestore()
         try:
@@ -160,7 +174,8 @@ class Checkpointer:
                 f"the checkpoint at step {step} in {self.directory} holds another agent or "
                 "reward configuration (different networks or state, e.g. from an older version "
                 "or other flags), so it cannot be loaded with these flags; use a new --logdir, "
-                f"or the flags that wrote it ({str(error).splitlines()[0][:200]})") from None
+                f"or the flags that wrote it ({str(error).splitlines()[0][:200]})"
+            ) from None
 
     def close(self) -> None:
         self._manager.close()

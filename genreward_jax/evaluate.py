@@ -24,14 +24,20 @@ import numpy as np
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--logdir", required=True, help="a run directory of genreward_jax.main")
-    parser.add_argument("--step", type=int, default=None,
-                        help="checkpoint step (env steps; default: the latest)")
+    parser.add_argument(
+        "--step", type=int, default=None, help="checkpoint step (env steps; default: the latest)"
+    )
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--video", action="store_true", help="write an mp4 of the first episode")
-    parser.add_argument("--eval_mode", default=None, choices=("mean", "sample"),
-                        help="eval actions (default: the run's --eval_mode)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="eval env seed (default: the run's own eval seeds)")
+    parser.add_argument(
+        "--eval_mode",
+        default=None,
+        choices=("mean", "sample"),
+        help="eval actions (default: the run's --eval_mode)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="eval env seed (default: the run's own eval seeds)"
+    )
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
@@ -49,8 +55,9 @@ def _run_flags(logdir: str) -> Any:
 
     path = os.path.join(logdir, FLAGS_FILE)
     if not os.path.isfile(path):
-        raise EvaluationError(f"{path} not found: --logdir must be a run directory written by "
-                              "genreward_jax.main")
+        raise EvaluationError(
+            f"{path} not found: --logdir must be a run directory written by genreward_jax.main"
+        )
     train_main.FLAGS.unparse_flags()
     train_main.FLAGS(["evaluate", f"--flagfile={path}"])
     return train_main
@@ -75,25 +82,36 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         steps = checkpointer.all_steps()
         if not steps:
-            raise EvaluationError(f"no checkpoint in {logdir}/checkpoints (the run saved none "
-                                  "yet)")
+            raise EvaluationError(f"no checkpoint in {logdir}/checkpoints (the run saved none yet)")
         step = max(steps) if args.step is None else args.step
         if step not in steps:
-            raise EvaluationError(f"no checkpoint at step {step} in {logdir}/checkpoints; "
-                                  f"there are {sorted(steps)}")
+            raise EvaluationError(
+                f"no checkpoint at step {step} in {logdir}/checkpoints; there are {sorted(steps)}"
+            )
         trainer_config = train_main.trainer_config_from_flags()
         agent_config = train_main.agent_config_from_flags()
         env_configs = env_flags.env_configs_from_flags(stream=train_main.TRAIN_STREAM)
-        eval_configs = env_flags.env_configs_from_flags(stream=train_main.EVAL_STREAM,
-                                                        num_envs=1)
-        reward_config = plugins.reward_config(flag_values, agent_config.compute_dtype,
-                                              flag_values.time_limit)
-        setup = plugins.build_reward(reward_config, plugins.BuildContext(
-            flag_values, agent_config, trainer_config, env_configs, eval_configs))
+        eval_configs = env_flags.env_configs_from_flags(stream=train_main.EVAL_STREAM, num_envs=1)
+        reward_config = plugins.reward_config(
+            flag_values, agent_config.compute_dtype, flag_values.time_limit
+        )
+        setup = plugins.build_reward(
+            reward_config,
+            plugins.BuildContext(
+                flag_values, agent_config, trainer_config, env_configs, eval_configs
+            ),
+        )
         render = "image" in trainer_config.obs_keys or args.video
-        eval_configs = [dataclasses.replace(
-            c, render=render, seed=c.seed if args.seed is None else
-            derive_seed(args.seed, 0, train_main.EVAL_STREAM)) for c in setup.eval_configs]
+        eval_configs = [
+            dataclasses.replace(
+                c,
+                render=render,
+                seed=c.seed
+                if args.seed is None
+                else derive_seed(args.seed, 0, train_main.EVAL_STREAM),
+            )
+            for c in setup.eval_configs
+        ]
         extra = setup.extra
 
         probe = EnvBatch(eval_configs)
@@ -104,30 +122,53 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
             probe.close()
         obs_spec = observation_spec(obs, trainer_config.obs_keys)
         agent = Agent(agent_config, obs_spec, act_dim, extra=extra)
-        template = {"agent": agent.init(jax.random.key(0)),
-                    "carry": agent.initial_carry(len(env_configs))}
+        template = {
+            "agent": agent.init(jax.random.key(0)),
+            "carry": agent.initial_carry(len(env_configs)),
+        }
         state, meta = checkpointer.restore_state(step, template)
     finally:
         checkpointer.close()
 
     train_state = state["agent"]
     mode = "eval" if (args.eval_mode or trainer_config.eval_mode) == "mean" else "train"
-    key = _eval_key(trainer_config.seed, logdir, step, meta) if args.seed is None else (
-        jax.random.key(args.seed))
+    key = (
+        _eval_key(trainer_config.seed, logdir, step, meta)
+        if args.seed is None
+        else (jax.random.key(args.seed))
+    )
     policy_keys = (*trainer_config.obs_keys, "is_first")
 
     def policy(obs, carry, index):
-        action, carry = agent.policy(train_state, carry, {k: obs[k] for k in policy_keys},
-                                     jax.random.fold_in(key, index), mode)
+        action, carry = agent.policy(
+            train_state,
+            carry,
+            {k: obs[k] for k in policy_keys},
+            jax.random.fold_in(key, index),
+            mode,
+        )
         return np.asarray(action, np.float32), carry
 
-    result = evaluation.evaluate(EnvBatch, eval_configs, policy, agent.initial_carry(1),
-                                 args.episodes, "image" if args.video else None)
-    report = {"logdir": logdir, "step": step, "updates": meta.get("updates"),
-              "episodes": args.episodes, "eval_mode": args.eval_mode or trainer_config.eval_mode,
-              "seeds": [c.seed for c in eval_configs], **result.metrics(),
-              "returns": result.returns, "dense_returns": result.dense_returns,
-              "successes": [bool(s) for s in result.successes]}
+    result = evaluation.evaluate(
+        EnvBatch,
+        eval_configs,
+        policy,
+        agent.initial_carry(1),
+        args.episodes,
+        "image" if args.video else None,
+    )
+    report = {
+        "logdir": logdir,
+        "step": step,
+        "updates": meta.get("updates"),
+        "episodes": args.episodes,
+        "eval_mode": args.eval_mode or trainer_config.eval_mode,
+        "seeds": [c.seed for c in eval_configs],
+        **result.metrics(),
+        "returns": result.returns,
+        "dense_returns": result.dense_returns,
+        "successes": [bool(s) for s in result.successes],
+    }
     out_dir = os.path.join(logdir, "evaluations")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"step_{step:09d}.json")
@@ -165,10 +206,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report = evaluate_run(args)
     except (EvaluationError, CheckpointMismatchError) as error:
         sys.exit(f"error: {error}")
-    print(f"step {report['step']}: return {report['eval/return']:.1f} "
-          f"± {report['eval/return_std']:.1f}, dense return {report['eval/dense_return']:.1f}, "
-          f"success {report['eval/success']:.2f} over {args.episodes} episodes -> "
-          f"{report['json']}" + (f", {report['video']}" if "video" in report else ""))
+    print(
+        f"step {report['step']}: return {report['eval/return']:.1f} "
+        f"± {report['eval/return_std']:.1f}, dense return {report['eval/dense_return']:.1f}, "
+        f"success {report['eval/success']:.2f} over {args.episodes} episodes -> "
+        f"{report['json']}" + (f", {report['video']}" if "video" in report else "")
+    )
     return report
 
 

@@ -30,16 +30,24 @@ class EvalResult:
     frames: np.ndarray | None  # uint8 [T, H, W, 3] of the first env's first episode, if recorded
 
     def metrics(self, prefix: str = "eval/") -> dict[str, float]:
-        return {f"{prefix}return": float(np.mean(self.returns)),
-                f"{prefix}return_std": float(np.std(self.returns)),
-                f"{prefix}dense_return": float(np.mean(self.dense_returns)),
-                f"{prefix}success": float(np.mean(self.successes)),
-                f"{prefix}length": float(np.mean(self.lengths)),
-                f"{prefix}episodes": float(len(self.returns))}
+        return {
+            f"{prefix}return": float(np.mean(self.returns)),
+            f"{prefix}return_std": float(np.std(self.returns)),
+            f"{prefix}dense_return": float(np.mean(self.dense_returns)),
+            f"{prefix}success": float(np.mean(self.successes)),
+            f"{prefix}length": float(np.mean(self.lengths)),
+            f"{prefix}episodes": float(len(self.returns)),
+        }
 
 
-def run_episodes(envs, policy: PolicyFn, carry: Any, episodes: int, num_envs: int,
-                 video_key: str | None = "image") -> EvalResult:
+def run_episodes(
+    envs,
+    policy: PolicyFn,
+    carry: Any,
+    episodes: int,
+    num_envs: int,
+    video_key: str | None = "image",
+) -> EvalResult:
     """Runs `episodes` episodes on an already constructed env batch of `num_envs` envs.
 
     The env's auto-reset convention is used: the step after an `is_last` obs returns the first obs
@@ -67,8 +75,9 @@ def run_episodes(envs, policy: PolicyFn, carry: Any, episodes: int, num_envs: in
         length += ~obs["is_first"]
         for env in np.flatnonzero(obs["is_last"]):
             if done[env] < per_env:
-                finished[env].append((float(ret[env]), float(dense[env]), bool(success[env]),
-                                      int(length[env])))
+                finished[env].append(
+                    (float(ret[env]), float(dense[env]), bool(success[env]), int(length[env]))
+                )
             done[env] += 1
             ret[env], dense[env], success[env], length[env] = 0.0, 0.0, False, 0
         action, carry = policy(obs, carry, step)
@@ -93,9 +102,14 @@ def random_policy(act_dim: int, seed: int) -> PolicyFn:
     return policy
 
 
-def evaluate(make_envs: Callable[[Sequence[Any]], Any], env_configs: Sequence[Any],
-             policy: PolicyFn, carry: Any, episodes: int,
-             video_key: str | None = "image") -> EvalResult:
+def evaluate(
+    make_envs: Callable[[Sequence[Any]], Any],
+    env_configs: Sequence[Any],
+    policy: PolicyFn,
+    carry: Any,
+    episodes: int,
+    video_key: str | None = "image",
+) -> EvalResult:
     """Builds the eval env batch, runs the episodes and closes the envs."""
     envs = make_envs(list(env_configs))
     try:

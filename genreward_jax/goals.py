@@ -203,8 +203,10 @@ def validate_goal(goal: GoalFile, source: str = "goal") -> None:
         entry = goal.provenance.get("roboclip") if isinstance(goal.provenance, dict) else None
         needed = ("id", "target", "crop", "stride", "pixel_range", "hash")
         if not isinstance(entry, dict) or any(k not in entry for k in needed):
-            fail(f"'roboclip_target' needs provenance 'roboclip' with {', '.join(needed)}, got "
-                 f"{entry!r}")
+            fail(
+                f"'roboclip_target' needs provenance 'roboclip' with {', '.join(needed)}, got "
+                f"{entry!r}"
+            )
     if goal.clip_scores.shape != (n,):
         fail(f"'clip_scores' has shape {goal.clip_scores.shape}, expected ({n},) (one per frame)")
     p = len(goal.keyframe_prompts)
@@ -238,19 +240,28 @@ def _validate_vlmrm(goal: GoalFile, fail) -> None:
     if not present:
         return
     if len(present) != len(VLMRM_KEYS):
-        fail(f"the VLM-RM section needs all of {', '.join(VLMRM_KEYS)}, got only "
-             f"{', '.join(present)}")
-    dims = {goal.vlmrm_goal_text.shape[1], goal.vlmrm_baseline_text.shape[1],
-            goal.clip_keyframe_embedding.shape[0]}
+        fail(
+            f"the VLM-RM section needs all of {', '.join(VLMRM_KEYS)}, got only "
+            f"{', '.join(present)}"
+        )
+    dims = {
+        goal.vlmrm_goal_text.shape[1],
+        goal.vlmrm_baseline_text.shape[1],
+        goal.clip_keyframe_embedding.shape[0],
+    }
     if len(dims) != 1:
         fail(f"the VLM-RM embeddings disagree in size: {sorted(dims)}")
     clip = goal.provenance.get("clip", {}) if isinstance(goal.provenance, dict) else {}
-    for key, rows in (("vlmrm_goal_prompts", goal.vlmrm_goal_text.shape[0]),
-                      ("vlmrm_baseline_prompts", goal.vlmrm_baseline_text.shape[0])):
+    for key, rows in (
+        ("vlmrm_goal_prompts", goal.vlmrm_goal_text.shape[0]),
+        ("vlmrm_baseline_prompts", goal.vlmrm_baseline_text.shape[0]),
+    ):
         texts = clip.get(key)
         if not isinstance(texts, list) or len(texts) != rows or rows < 1:
-            fail(f"provenance 'clip' must list the {rows} {key} its embeddings belong to, got "
-                 f"{texts!r}")
+            fail(
+                f"provenance 'clip' must list the {rows} {key} its embeddings belong to, got "
+                f"{texts!r}"
+            )
 
 
 def _validate_provenance(goal: GoalFile, fail) -> None:

@@ -58,8 +58,9 @@ class MetricsLogger:
         if tensorboard:
             from tensorboardX import SummaryWriter  # heavy import, only when used
 
-            self._writer = SummaryWriter(os.path.join(logdir, "tb"), purge_step=resume_step,
-                                         flush_secs=30)
+            self._writer = SummaryWriter(
+                os.path.join(logdir, "tb"), purge_step=resume_step, flush_secs=30
+            )
 
     def truncate_after(self, step: int) -> None:
         """Drops records past `step` (written after the checkpoint a resumed run restarts from)."""
@@ -121,14 +122,20 @@ class Progress:
         then, last_steps, last_updates = self._last
         elapsed = max(now - then, 1e-9)
         self._last = (now, env_steps, updates)
-        return {"perf/env_steps_per_s": (env_steps - last_steps) / elapsed,
-                "perf/updates_per_s": (updates - last_updates) / elapsed}
+        return {
+            "perf/env_steps_per_s": (env_steps - last_steps) / elapsed,
+            "perf/updates_per_s": (updates - last_updates) / elapsed,
+        }
 
-    def print(self, env_steps: int, updates: int, rates: Mapping[str, float],
-              metrics: Mapping[str, Any]) -> None:
-        parts = [f"step {env_steps:>8d}", f"updates {updates:>6d}",
-                 f"{rates['perf/env_steps_per_s']:7.1f} env steps/s",
-                 f"{rates['perf/updates_per_s']:6.2f} updates/s"]
+    def print(
+        self, env_steps: int, updates: int, rates: Mapping[str, float], metrics: Mapping[str, Any]
+    ) -> None:
+        parts = [
+            f"step {env_steps:>8d}",
+            f"updates {updates:>6d}",
+            f"{rates['perf/env_steps_per_s']:7.1f} env steps/s",
+            f"{rates['perf/updates_per_s']:6.2f} updates/s",
+        ]
         for key, value in metrics.items():
             number = _scalar(value)
             if number is not None:
@@ -142,14 +149,16 @@ def write_video(path: str, frames: np.ndarray, fps: int = 20) -> None:
 
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"video frames must be uint8 [T, H, W, 3], got {frames.dtype} "
-                         f"{frames.shape}")
+        raise ValueError(
+            f"video frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}"
+        )
     tmp = f"{path}.tmp{os.getpid()}.mp4"
     with warnings.catch_warnings():
         # JAX warns on any fork; imageio's fork is immediately followed by exec of ffmpeg.
         warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
-        with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8, macro_block_size=16,
-                                ffmpeg_log_level="error") as writer:
+        with imageio.get_writer(
+            tmp, fps=fps, codec="libx264", quality=8, macro_block_size=16, ffmpeg_log_level="error"
+        ) as writer:
             for frame in frames:
                 writer.append_data(frame)
     os.replace(tmp, path)
@@ -163,8 +172,11 @@ def flags_to_string(flag_values, module_prefixes: Iterable[str] = ("genreward_ja
         if not any(prefix in name for prefix in module_prefixes) and module != "__main__":
             continue
         lines.append(f"# {module}")
-        lines.extend(flag.serialize() for flag in sorted(module_flags, key=lambda f: f.name)
-                     if flag.serialize())
+        lines.extend(
+            flag.serialize()
+            for flag in sorted(module_flags, key=lambda f: f.name)
+            if flag.serialize()
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -174,8 +186,12 @@ def beside_goal(frames: np.ndarray, goal_frames: np.ndarray) -> np.ndarray:
     from PIL import Image
 
     height, width = frames.shape[1:3]
-    goal = np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR))
-                     for f in goal_frames])
+    goal = np.stack(
+        [
+            np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR))
+            for f in goal_frames
+        ]
+    )
     index = np.minimum(np.arange(len(frames)), len(goal) - 1)
     return np.concatenate([frames, goal[index]], axis=2)
 
@@ -186,9 +202,11 @@ def write_flags(logdir: str, flag_values) -> str:
     return path
 
 
-def plot_learning_curve(logdir: str, keys: Iterable[str] = ("eval/return", "eval/success",
-                                                          "episode/return", "rewards/video"),
-                        filename: str = "learning_curve.png") -> str | None:
+def plot_learning_curve(
+    logdir: str,
+    keys: Iterable[str] = ("eval/return", "eval/success", "episode/return", "rewards/video"),
+    filename: str = "learning_curve.png",
+) -> str | None:
     """One panel per key present in metrics.jsonl, x = env steps. None if nothing to plot."""
     records = read_metrics(logdir)
     series = {key: [(r["step"], r[key]) for r in records if key in r] for key in keys}

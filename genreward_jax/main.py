@@ -21,43 +21,81 @@ from genreward_jax.rewards import plugins
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("logdir", None, "Run directory: checkpoints, metrics, videos, flags. "
-                    "An existing run directory is resumed.")
-flags.DEFINE_integer("steps", 1_000_000, "Total env steps (summed over training envs).",
-                     lower_bound=1)
-flags.DEFINE_float("train_ratio", 32.0, "Replayed steps per env step (batch_size * "
-                   "batch_length steps per update).", lower_bound=1e-6)
+flags.DEFINE_string(
+    "logdir",
+    None,
+    "Run directory: checkpoints, metrics, videos, flags. An existing run directory is resumed.",
+)
+flags.DEFINE_integer(
+    "steps", 1_000_000, "Total env steps (summed over training envs).", lower_bound=1
+)
+flags.DEFINE_float(
+    "train_ratio",
+    32.0,
+    "Replayed steps per env step (batch_size * batch_length steps per update).",
+    lower_bound=1e-6,
+)
 flags.DEFINE_integer("batch_size", 16, "Sequences per update.", lower_bound=1)
-flags.DEFINE_integer("batch_length", 64, "Training steps T per sequence (plus one replay-context "
-                     "step).", lower_bound=1)
-flags.DEFINE_integer("replay_capacity", 5_000_000, "Replay size in steps over all envs.",
-                     lower_bound=1)
+flags.DEFINE_integer(
+    "batch_length",
+    64,
+    "Training steps T per sequence (plus one replay-context step).",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "replay_capacity", 5_000_000, "Replay size in steps over all envs.", lower_bound=1
+)
 flags.DEFINE_bool("replay_online", True, "Train on every fresh sequence at least once.")
-flags.DEFINE_bool("compact_context", True, "Store the replay context (posterior state per step) "
-                  "as float16 deter + uint8 one-hot stoch instead of float32.")
-flags.DEFINE_integer("prefill", 0, "Env steps with uniform random actions. 0 (default) is the "
-                     "official start: the agent acts with its initial policy from the first "
-                     "step, and training starts once replay holds batch_size x batch_length "
-                     "steps (or after the prefill, whichever is later).", lower_bound=0)
-flags.DEFINE_list("obs_keys", ["image"], "Observation keys the agent encodes: image and/or "
-                  "state (the 39-d proprioceptive vector, needs --proprio).")
+flags.DEFINE_bool(
+    "compact_context",
+    True,
+    "Store the replay context (posterior state per step) "
+    "as float16 deter + uint8 one-hot stoch instead of float32.",
+)
+flags.DEFINE_integer(
+    "prefill",
+    0,
+    "Env steps with uniform random actions. 0 (default) is the "
+    "official start: the agent acts with its initial policy from the first "
+    "step, and training starts once replay holds batch_size x batch_length "
+    "steps (or after the prefill, whichever is later).",
+    lower_bound=0,
+)
+flags.DEFINE_list(
+    "obs_keys",
+    ["image"],
+    "Observation keys the agent encodes: image and/or "
+    "state (the 39-d proprioceptive vector, needs --proprio).",
+)
 flags.DEFINE_enum("preset", "12m", PRESETS, "DreamerV3 size preset.")
-flags.DEFINE_enum("compute_dtype", "auto", ["auto", "float32", "bfloat16"],
-                  "Matmul/conv dtype; auto = float32 on CPU (bfloat16 is slower there), "
-                  "bfloat16 on GPU/TPU. Parameters are always float32.")
+flags.DEFINE_enum(
+    "compute_dtype",
+    "auto",
+    ["auto", "float32", "bfloat16"],
+    "Matmul/conv dtype; auto = float32 on CPU (bfloat16 is slower there), "
+    "bfloat16 on GPU/TPU. Parameters are always float32.",
+)
 flags.DEFINE_float("lr", None, "Override the preset's learning rate.", lower_bound=0.0)
-flags.DEFINE_integer("warmup", None, "Override the preset's learning-rate warmup (updates).",
-                     lower_bound=0)
-flags.DEFINE_integer("eval_every", 10_000, "Evaluate every this many env steps (and at the end).",
-                     lower_bound=1)
+flags.DEFINE_integer(
+    "warmup", None, "Override the preset's learning-rate warmup (updates).", lower_bound=0
+)
+flags.DEFINE_integer(
+    "eval_every", 10_000, "Evaluate every this many env steps (and at the end).", lower_bound=1
+)
 flags.DEFINE_integer("eval_episodes", 10, "Episodes per evaluation.", lower_bound=1)
-flags.DEFINE_enum("eval_mode", "mean", ["mean", "sample"], "Eval actions: the policy's mean "
-                  "(deterministic) or samples, as the official agent evaluates.")
-flags.DEFINE_integer("eval_envs", 1, "Parallel eval envs (eval seeds differ from training).",
-                     lower_bound=1)
+flags.DEFINE_enum(
+    "eval_mode",
+    "mean",
+    ["mean", "sample"],
+    "Eval actions: the policy's mean (deterministic) or samples, as the official agent evaluates.",
+)
+flags.DEFINE_integer(
+    "eval_envs", 1, "Parallel eval envs (eval seeds differ from training).", lower_bound=1
+)
 flags.DEFINE_bool("video", True, "Write an mp4 of one eval episode per evaluation.")
-flags.DEFINE_integer("checkpoint_every", 10_000, "Checkpoint every this many env steps.",
-                     lower_bound=1)
+flags.DEFINE_integer(
+    "checkpoint_every", 10_000, "Checkpoint every this many env steps.", lower_bound=1
+)
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept (the latest ones).", lower_bound=1)
 flags.DEFINE_integer("log_every", 1000, "Log metrics every this many env steps.", lower_bound=1)
 
@@ -74,15 +112,26 @@ def trainer_config_from_flags():
     if not FLAGS.logdir:
         raise ValueError("--logdir is required (the run directory; reuse it to resume)")
     return TrainerConfig(
-        logdir=os.path.abspath(FLAGS.logdir), steps=FLAGS.steps, train_ratio=FLAGS.train_ratio,
-        batch_size=FLAGS.batch_size, batch_length=FLAGS.batch_length,
-        replay_capacity=FLAGS.replay_capacity, replay_online=FLAGS.replay_online,
+        logdir=os.path.abspath(FLAGS.logdir),
+        steps=FLAGS.steps,
+        train_ratio=FLAGS.train_ratio,
+        batch_size=FLAGS.batch_size,
+        batch_length=FLAGS.batch_length,
+        replay_capacity=FLAGS.replay_capacity,
+        replay_online=FLAGS.replay_online,
         compact_context=FLAGS.compact_context,
-        prefill=FLAGS.prefill, obs_keys=tuple(FLAGS.obs_keys), eval_every=FLAGS.eval_every,
-        eval_episodes=FLAGS.eval_episodes, eval_mode=FLAGS.eval_mode, eval_envs=FLAGS.eval_envs,
+        prefill=FLAGS.prefill,
+        obs_keys=tuple(FLAGS.obs_keys),
+        eval_every=FLAGS.eval_every,
+        eval_episodes=FLAGS.eval_episodes,
+        eval_mode=FLAGS.eval_mode,
+        eval_envs=FLAGS.eval_envs,
         video=FLAGS.video,
-        checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
-        log_every=FLAGS.log_every, seed=FLAGS.seed)  # --seed: env flags (also seeds the envs)
+        checkpoint_every=FLAGS.checkpoint_every,
+        keep_checkpoints=FLAGS.keep_checkpoints,
+        log_every=FLAGS.log_every,
+        seed=FLAGS.seed,
+    )  # --seed: env flags (also seeds the envs)
 
 
 def agent_config_from_flags():
@@ -117,16 +166,19 @@ def main(argv: list[str]) -> None:
         agent_config = agent_config_from_flags()
         env_configs = env_flags.env_configs_from_flags(stream=TRAIN_STREAM)
         eval_configs = env_flags.env_configs_from_flags(
-            stream=EVAL_STREAM, num_envs=trainer_config.eval_envs)
-        reward_config = plugins.reward_config(FLAGS, agent_config.compute_dtype,
-                                              FLAGS.time_limit)
+            stream=EVAL_STREAM, num_envs=trainer_config.eval_envs
+        )
+        reward_config = plugins.reward_config(FLAGS, agent_config.compute_dtype, FLAGS.time_limit)
     except (ValueError, FileNotFoundError) as error:
         # Same shape as absl's own flag errors; absl's UsageError would print the whole help.
-        sys.exit(f"FATAL Flags error: {error}\nPass --helpshort or --helpfull to see help on "
-                 "flags.")
+        sys.exit(
+            f"FATAL Flags error: {error}\nPass --helpshort or --helpfull to see help on flags."
+        )
     try:
-        setup = plugins.build_reward(reward_config, plugins.BuildContext(
-            FLAGS, agent_config, trainer_config, env_configs, eval_configs))
+        setup = plugins.build_reward(
+            reward_config,
+            plugins.BuildContext(FLAGS, agent_config, trainer_config, env_configs, eval_configs),
+        )
     except (GoalFileError, ValueError) as error:
         sys.exit(f"FATAL goal error: {error}")
     os.makedirs(trainer_config.logdir, exist_ok=True)
@@ -135,15 +187,21 @@ def main(argv: list[str]) -> None:
     def agent_factory(obs_spec, act_dim):
         return Agent(agent_config, obs_spec, act_dim, extra=setup.extra)
 
-    trainer = Trainer(trainer_config, agent_factory, setup.env_configs, setup.eval_configs,
-                      reward_model=setup.model)
+    trainer = Trainer(
+        trainer_config,
+        agent_factory,
+        setup.env_configs,
+        setup.eval_configs,
+        reward_model=setup.model,
+    )
     try:
         result = trainer.run()
     except CheckpointMismatchError as error:
         sys.exit(f"FATAL checkpoint error: {error}")
     if result["status"] != "complete":
-        print(f"stopped early ({result['status']}); rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            f"stopped early ({result['status']}); rerun the same command to resume", file=sys.stderr
+        )
 
 
 def run() -> None:

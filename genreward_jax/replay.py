@@ -113,8 +113,12 @@ def unflatten_tree(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 def step_bytes(spec: Spec) -> int:
     """Bytes one stored step occupies for a {key: (shape, dtype)} spec."""
-    return int(sum(np.prod(shape, dtype=np.int64) * np.dtype(dtype).itemsize
-                   for shape, dtype in spec.values()))
+    return int(
+        sum(
+            np.prod(shape, dtype=np.int64) * np.dtype(dtype).itemsize
+            for shape, dtype in spec.values()
+        )
+    )
 
 
 def memory_bytes(step_spec: Spec, context_spec: Spec, capacity: int) -> int:
@@ -160,10 +164,14 @@ class Replay:
         self._step_spec = flatten_spec(step_spec)
         self._context_spec = flatten_spec(context_spec or {})
         n = config.num_envs
-        self._data = {k: np.zeros((n, self._cap, *shape), dtype)
-                      for k, (shape, dtype) in self._step_spec.items()}
-        self._context = {k: np.zeros((n, self._cap, *shape), dtype)
-                         for k, (shape, dtype) in self._context_spec.items()}
+        self._data = {
+            k: np.zeros((n, self._cap, *shape), dtype)
+            for k, (shape, dtype) in self._step_spec.items()
+        }
+        self._context = {
+            k: np.zeros((n, self._cap, *shape), dtype)
+            for k, (shape, dtype) in self._context_spec.items()
+        }
         self._count = 0
         self._online: collections.deque[tuple[int, int]] = collections.deque()
         self._rng = np.random.default_rng(config.seed)
@@ -182,8 +190,10 @@ class Replay:
         for key, buffer in self._data.items():
             value = np.asarray(step[key])
             if value.shape != buffer.shape[:1] + buffer.shape[2:]:
-                raise ValueError(f"replay key {key!r}: expected shape "
-                                 f"{buffer.shape[:1] + buffer.shape[2:]}, got {value.shape}")
+                raise ValueError(
+                    f"replay key {key!r}: expected shape "
+                    f"{buffer.shape[:1] + buffer.shape[2:]}, got {value.shape}"
+                )
             buffer[:, slot] = value
         flat_step = flatten_tree(step)
         for key, buffer in self._context.items():
@@ -203,21 +213,25 @@ class Replay:
         flat = flatten_tree(context)
         unknown = set(flat) - set(self._context)
         if unknown:
-            raise KeyError(f"context keys {sorted(unknown)} not in the replay context spec "
-                           f"{sorted(self._context)}")
+            raise KeyError(
+                f"context keys {sorted(unknown)} not in the replay context spec "
+                f"{sorted(self._context)}"
+            )
         length = self.config.length
         for key, value in flat.items():
             value = np.asarray(value)
             steps = value.shape[1]
             if steps not in (length, length - 1):
-                raise ValueError(f"context {key!r} has {steps} steps; expected {length} or "
-                                 f"{length - 1}")
+                raise ValueError(
+                    f"context {key!r} has {steps} steps; expected {length} or {length - 1}"
+                )
             offset = length - steps
             absolute = index.start[:, None] + offset + np.arange(steps)[None]  # [B, steps]
             alive = absolute >= self._count - min(self._count, self._cap)
             env = np.broadcast_to(index.env[:, None], absolute.shape)
             self._context[key][env[alive], absolute[alive] % self._cap] = _as_stored(
-                key, value[alive], self._context[key].dtype)
+                key, value[alive], self._context[key].dtype
+            )
 
     # ---------------------------------------------------------------- reading
     def __len__(self) -> int:
@@ -246,8 +260,10 @@ class Replay:
     def sample(self, batch_size: int) -> Sample:
         """Online sequences first (FIFO), then uniform over all valid sequences."""
         if self.num_sequences == 0:
-            raise ValueError(f"replay holds {len(self)} steps, not yet one sequence of "
-                             f"{self.config.length} steps per env; sample later")
+            raise ValueError(
+                f"replay holds {len(self)} steps, not yet one sequence of "
+                f"{self.config.length} steps per env; sample later"
+            )
         first, last = self.valid_starts()
         envs, starts = [], []
         while self._online and len(envs) < batch_size:
@@ -262,10 +278,10 @@ class Replay:
         start = np.concatenate([np.asarray(starts, np.int64), first + flat % per_env])
         slots = (start[:, None] + np.arange(self.config.length)[None]) % self._cap  # [B, L]
         rows = env[:, None]
-        data = annotate(
-            {key: buffer[rows, slots] for key, buffer in self._data.items()})
-        context = unflatten_tree({key: buffer[rows, slots]
-                                  for key, buffer in self._context.items()})
+        data = annotate({key: buffer[rows, slots] for key, buffer in self._data.items()})
+        context = unflatten_tree(
+            {key: buffer[rows, slots] for key, buffer in self._context.items()}
+        )
         return Sample(data, context, SampleIndex(env, start))
 
     # ---------------------------------------------------------------- checkpoints
@@ -287,25 +303,33 @@ class Replay:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         meta = state["meta"]
-        ours = {"per_env_capacity": self._cap, "num_envs": self.config.num_envs,
-                "length": self.config.length}
+        ours = {
+            "per_env_capacity": self._cap,
+            "num_envs": self.config.num_envs,
+            "length": self.config.length,
+        }
         theirs = {k: int(meta[k]) for k in ours}
         if theirs != ours:
-            raise ValueError(f"replay checkpoint was written with {theirs}, this run uses {ours}; "
-                             "resume with the same --replay_capacity/--num_envs/--batch_length")
-        for target, source, name in ((self._data, state["data"], "data"),
-                                     (self._context, state["context"], "context")):
+            raise ValueError(
+                f"replay checkpoint was written with {theirs}, this run uses {ours}; "
+                "resume with the same --replay_capacity/--num_envs/--batch_length"
+            )
+        for target, source, name in (
+            (self._data, state["data"], "data"),
+            (self._context, state["context"], "context"),
+        ):
             if set(target) != set(source):
-                raise ValueError(f"replay checkpoint {name} keys {sorted(source)} differ from "
-                                 f"this run's {sorted(target)}")
+                raise ValueError(
+                    f"replay checkpoint {name} keys {sorted(source)} differ from "
+                    f"this run's {sorted(target)}"
+                )
             for key, buffer in target.items():
                 value = np.asarray(source[key])
                 used = value.shape[1]
                 buffer[:, :used] = value
                 buffer[:, used:] = 0
         self._count = int(meta["count"])
-        self._online = collections.deque(
-            (int(e), int(s)) for e, s in meta["online"])
+        self._online = collections.deque((int(e), int(s)) for e, s in meta["online"])
         self._rng.bit_generator.state = _rng_state_from_json(meta["rng"])
 
 
@@ -316,8 +340,10 @@ def _as_stored(key: str, value: Any, dtype: np.dtype) -> np.ndarray:
     if np.issubdtype(dtype, np.integer) and not np.issubdtype(value.dtype, np.integer):
         rounded = np.rint(value)
         if value.size and np.abs(value - rounded).max() > 1e-3:
-            raise ValueError(f"context {key!r} is stored as {np.dtype(dtype).name} but its "
-                             "values are not integral; store it as a float")
+            raise ValueError(
+                f"context {key!r} is stored as {np.dtype(dtype).name} but its "
+                "values are not integral; store it as a float"
+            )
         value = rounded
     return value.astype(dtype, copy=False)
 
@@ -325,12 +351,18 @@ def _as_stored(key: str, value: Any, dtype: np.dtype) -> np.ndarray:
 def _rng_state_to_json(rng: np.random.Generator) -> dict[str, Any]:
     """PCG64 state holds 128-bit ints; strings keep them exact through any JSON layer."""
     state = rng.bit_generator.state
-    return {"bit_generator": state["bit_generator"],
-            "state": {k: str(v) for k, v in state["state"].items()},
-            "has_uint32": int(state["has_uint32"]), "uinteger": int(state["uinteger"])}
+    return {
+        "bit_generator": state["bit_generator"],
+        "state": {k: str(v) for k, v in state["state"].items()},
+        "has_uint32": int(state["has_uint32"]),
+        "uinteger": int(state["uinteger"]),
+    }
 
 
 def _rng_state_from_json(state: Mapping[str, Any]) -> dict[str, Any]:
-    return {"bit_generator": state["bit_generator"],
-            "state": {k: int(v) for k, v in state["state"].items()},
-            "has_uint32": int(state["has_uint32"]), "uinteger": int(state["uinteger"])}
+    return {
+        "bit_generator": state["bit_generator"],
+        "state": {k: int(v) for k, v in state["state"].items()},
+        "has_uint32": int(state["has_uint32"]),
+        "uinteger": int(state["uinteger"]),
+    }

@@ -52,8 +52,11 @@ def collect(runs: Sequence[Run]) -> tuple[dict, list[str]]:
     for run in runs:
         task, method, _ = group_of(run)
         records = read_metrics(run.logdir) if os.path.isdir(run.logdir) else []
-        curve = [(int(r["step"]), float(r[RETURN_KEY]), float(r.get(SUCCESS_KEY, np.nan)))
-                 for r in records if RETURN_KEY in r]
+        curve = [
+            (int(r["step"]), float(r[RETURN_KEY]), float(r.get(SUCCESS_KEY, np.nan)))
+            for r in records
+            if RETURN_KEY in r
+        ]
         if curve:
             data[task][method].append(curve)
         else:
@@ -76,17 +79,24 @@ def final_table(data: dict) -> list[dict[str, Any]]:
     for task in sorted(data):
         for method in sorted(data[task]):
             finals = np.array([c[-1][1:] for c in data[task][method]])  # [seeds, 2]
-            rows.append({"task": task, "method": method, "seeds": len(finals),
-                         "final_step": min(c[-1][0] for c in data[task][method]),
-                         "return_mean": float(finals[:, 0].mean()),
-                         "return_std": float(finals[:, 0].std()),
-                         "success_mean": float(np.nanmean(finals[:, 1])),
-                         "success_std": float(np.nanstd(finals[:, 1]))})
+            rows.append(
+                {
+                    "task": task,
+                    "method": method,
+                    "seeds": len(finals),
+                    "final_step": min(c[-1][0] for c in data[task][method]),
+                    "return_mean": float(finals[:, 0].mean()),
+                    "return_std": float(finals[:, 0].std()),
+                    "success_mean": float(np.nanmean(finals[:, 1])),
+                    "success_std": float(np.nanstd(finals[:, 1])),
+                }
+            )
     return rows
 
 
-def iqm_scores(data: dict, reps: int = 2000, seed: int = 0) -> dict[str, tuple[float, float,
-                                                                             float]]:
+def iqm_scores(
+    data: dict, reps: int = 2000, seed: int = 0
+) -> dict[str, tuple[float, float, float]]:
     """{method: (IQM, CI low, CI high)} of per-task normalised final returns; only methods with
     a run on every task and tasks with every method, seeds cut to the fewest (rliable needs a
     [runs, tasks] matrix)."""
@@ -98,16 +108,21 @@ def iqm_scores(data: dict, reps: int = 2000, seed: int = 0) -> dict[str, tuple[f
     if not methods:
         return {}
     seeds = min(len(data[t][m]) for t in tasks for m in methods)
-    finals = {m: np.array([[data[t][m][s][-1][1] for t in tasks] for s in range(seeds)])
-              for m in methods}
+    finals = {
+        m: np.array([[data[t][m][s][-1][1] for t in tasks] for s in range(seeds)]) for m in methods
+    }
     best = np.max([f.mean(0) for f in finals.values()], axis=0)  # [tasks]
     scale = np.where(np.abs(best) > 1e-12, best, 1.0)
     scores = {m: f / scale for m, f in finals.items()}
     point, interval = rly.get_interval_estimates(
-        scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps,
-        random_state=np.random.RandomState(seed))
-    return {m: (float(point[m][0]), float(interval[m][0, 0]), float(interval[m][1, 0]))
-            for m in methods}
+        scores,
+        lambda x: np.array([metrics.aggregate_iqm(x)]),
+        reps=reps,
+        random_state=np.random.RandomState(seed),
+    )
+    return {
+        m: (float(point[m][0]), float(interval[m][0, 0]), float(interval[m][1, 0])) for m in methods
+    }
 
 
 def plot_curves(data: dict, path: str, title: str) -> None:
@@ -124,8 +139,7 @@ def plot_curves(data: dict, path: str, title: str) -> None:
         for method in sorted(data[task]):
             steps, returns, _ = _common(data[task][method])
             mean, std = returns.mean(0), returns.std(0)
-            ax.plot(steps, mean, color=colours[method],
-                    label=f"{method} ({len(returns)} seeds)")
+            ax.plot(steps, mean, color=colours[method], label=f"{method} ({len(returns)} seeds)")
             ax.fill_between(steps, mean - std, mean + std, color=colours[method], alpha=0.2)
         ax.set_title(task)
         ax.set_xlabel("env steps")
@@ -139,11 +153,16 @@ def plot_curves(data: dict, path: str, title: str) -> None:
 
 
 def _markdown_final(rows: list[dict]) -> str:
-    lines = ["| task | method | seeds | env steps | final return | final success |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['task']} | {r['method']} | {r['seeds']} | {r['final_step']} | "
-              f"{r['return_mean']:.1f} ± {r['return_std']:.1f} | "
-              f"{r['success_mean']:.2f} ± {r['success_std']:.2f} |" for r in rows]
+    lines = [
+        "| task | method | seeds | env steps | final return | final success |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['task']} | {r['method']} | {r['seeds']} | {r['final_step']} | "
+        f"{r['return_mean']:.1f} ± {r['return_std']:.1f} | "
+        f"{r['success_mean']:.2f} ± {r['success_std']:.2f} |"
+        for r in rows
+    ]
     return "\n".join(lines) + "\n\nMean ± std over seeds of each run's last evaluation.\n"
 
 
@@ -155,26 +174,32 @@ def _csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def write_report(sweep_path: str, out_dir: str | None = None, reps: int = 2000
-                 ) -> dict[str, Any]:
+def write_report(sweep_path: str, out_dir: str | None = None, reps: int = 2000) -> dict[str, Any]:
     name, runs = load_sweep(sweep_path)
     data, missing = collect(runs)
     if not data:
         raise SweepError(f"no run of sweep {name} has an evaluation yet ({len(runs)} runs)")
-    out_dir = out_dir or os.path.join(os.path.commonpath([r.logdir for r in runs])
-                                      if len(runs) > 1 else runs[0].logdir, "report")
+    out_dir = out_dir or os.path.join(
+        os.path.commonpath([r.logdir for r in runs]) if len(runs) > 1 else runs[0].logdir, "report"
+    )
     os.makedirs(out_dir, exist_ok=True)
     rows = final_table(data)
     iqm = iqm_scores(data, reps)
-    plot_curves(data, os.path.join(out_dir, "curves.png"),
-                f"{name}: eval return, mean ± std over seeds")
+    plot_curves(
+        data, os.path.join(out_dir, "curves.png"), f"{name}: eval return, mean ± std over seeds"
+    )
     atomic_write_text(os.path.join(out_dir, "final.md"), _markdown_final(rows))
     atomic_write_text(os.path.join(out_dir, "final.csv"), _csv(rows))
     iqm_lines = ["| method | IQM of normalised final return | 95% CI |", "|---|---|---|"]
     iqm_lines += [f"| {m} | {v[0]:.3f} | [{v[1]:.3f}, {v[2]:.3f}] |" for m, v in iqm.items()]
-    atomic_write_text(os.path.join(out_dir, "iqm.md"), "\n".join(iqm_lines) + (
-        "\n\nFinal dense return normalised per task by the best method's mean on it; "
-        "interquartile mean over runs and tasks; stratified bootstrap (rliable).\n"))
+    atomic_write_text(
+        os.path.join(out_dir, "iqm.md"),
+        "\n".join(iqm_lines)
+        + (
+            "\n\nFinal dense return normalised per task by the best method's mean on it; "
+            "interquartile mean over runs and tasks; stratified bootstrap (rliable).\n"
+        ),
+    )
     return {"out_dir": out_dir, "rows": rows, "iqm": iqm, "missing": missing}
 
 
@@ -190,8 +215,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sys.exit(f"error: {error}")
     print(_markdown_final(report["rows"]))
     if report["missing"]:
-        print(f"{len(report['missing'])} run(s) without an evaluation yet: "
-              + ", ".join(report["missing"]))
+        print(
+            f"{len(report['missing'])} run(s) without an evaluation yet: "
+            + ", ".join(report["missing"])
+        )
     print(f"wrote {report['out_dir']}/{{curves.png,final.md,final.csv,iqm.md}}")
     return report
 

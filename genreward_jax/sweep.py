@@ -85,8 +85,7 @@ def _value_parts(axis: str, key: str, value: Any, where: str) -> tuple[list[str]
 def _axis_values(axis: str, spec: Any, where: str) -> list[tuple[str, list[str], dict]]:
     """[(directory name, flagfiles, flags)] of an axis given as a mapping or a list."""
     if isinstance(spec, Mapping):
-        items = [(str(k), *_value_parts(axis, str(k), v, f"{where}.{k}")) for k, v in
-                 spec.items()]
+        items = [(str(k), *_value_parts(axis, str(k), v, f"{where}.{k}")) for k, v in spec.items()]
     elif isinstance(spec, list):
         items = [(f"{axis}_{v}", *_value_parts(axis, str(v), v, where)) for v in spec]
     else:
@@ -122,13 +121,16 @@ def expand(spec: Mapping[str, Any], source: str = "sweep") -> tuple[str, list[Ru
             raise SweepError(f"{source}: runs get their logdir from the sweep; do not set it")
         name = "/".join(part for part, _, _ in combo)
         logdir = os.path.join(str(spec["logdir"]), *name.split("/"))
-        args = (*(f"--flagfile={f}" for f in files),
-                *(_flag(k, v) for k, v in values.items()), f"--logdir={logdir}")
+        args = (
+            *(f"--flagfile={f}" for f in files),
+            *(_flag(k, v) for k, v in values.items()),
+            f"--logdir={logdir}",
+        )
         steps = values.get("steps")
-        axis_values = tuple((str(axis), part) for axis, (part, _, _) in
-                            zip(spec["axes"], combo, strict=True))
-        runs.append(Run(name, logdir, args, int(steps) if steps is not None else None,
-                        axis_values))
+        axis_values = tuple(
+            (str(axis), part) for axis, (part, _, _) in zip(spec["axes"], combo, strict=True)
+        )
+        runs.append(Run(name, logdir, args, int(steps) if steps is not None else None, axis_values))
     return str(spec["name"]), runs
 
 
@@ -148,16 +150,18 @@ def load_sweep(path: str) -> tuple[str, list[Run]]:
     for run in runs:
         for arg in run.args:
             if arg.startswith("--flagfile=") and not os.path.isfile(arg.split("=", 1)[1]):
-                raise SweepError(f"{path}: run {run.name} names a missing flagfile "
-                                 f"{arg.split('=', 1)[1]}")
+                raise SweepError(
+                    f"{path}: run {run.name} names a missing flagfile {arg.split('=', 1)[1]}"
+                )
     return name, runs
 
 
 def run_state(run: Run) -> str:
     """'complete' (a checkpoint at --steps exists), 'partial' (some checkpoint) or 'new'."""
     directory = os.path.join(run.logdir, "checkpoints")
-    saved = [int(d) for d in os.listdir(directory) if d.isdigit()] if os.path.isdir(
-        directory) else []
+    saved = (
+        [int(d) for d in os.listdir(directory) if d.isdigit()] if os.path.isdir(directory) else []
+    )
     if not saved:
         return "new"
     return "complete" if run.steps is not None and max(saved) >= run.steps else "partial"
@@ -165,8 +169,10 @@ def run_state(run: Run) -> str:
 
 # ------------------------------------------------------------------------------ executors
 
-def launch_local(runs: Sequence[Run], jobs: int, gpus: Sequence[str] = (),
-                 poll_s: float = 2.0) -> dict[str, int]:
+
+def launch_local(
+    runs: Sequence[Run], jobs: int, gpus: Sequence[str] = (), poll_s: float = 2.0
+) -> dict[str, int]:
     """`jobs` runs at a time as subprocesses; slot i gets CUDA_VISIBLE_DEVICES=gpus[i] when
     GPUs are given (else the CPU). Output goes to <logdir>/sweep.log. Returns exit codes."""
     if gpus and len(gpus) < jobs:
@@ -185,10 +191,16 @@ def launch_local(runs: Sequence[Run], jobs: int, gpus: Sequence[str] = (),
             env = dict(os.environ)
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = str(gpus[slot])
-            running[slot] = (subprocess.Popen(run.command(), stdout=log,
-                                              stderr=subprocess.STDOUT, env=env), run, log)
-            print(f"[{(time.perf_counter() - start) / 60:6.1f} min] started {run.name}"
-                  + (f" on GPU {gpus[slot]}" if gpus else ""), flush=True)
+            running[slot] = (
+                subprocess.Popen(run.command(), stdout=log, stderr=subprocess.STDOUT, env=env),
+                run,
+                log,
+            )
+            print(
+                f"[{(time.perf_counter() - start) / 60:6.1f} min] started {run.name}"
+                + (f" on GPU {gpus[slot]}" if gpus else ""),
+                flush=True,
+            )
         time.sleep(poll_s)
         for slot, (proc, run, log) in list(running.items()):
             if proc.poll() is None:
@@ -196,10 +208,14 @@ def launch_local(runs: Sequence[Run], jobs: int, gpus: Sequence[str] = (),
             log.close()
             del running[slot]
             codes[run.name] = proc.returncode
-            status = "done" if proc.returncode == 0 else (
-                f"FAILED ({proc.returncode}), see {run.logdir}/sweep.log")
-            print(f"[{(time.perf_counter() - start) / 60:6.1f} min] {run.name}: {status}",
-                  flush=True)
+            status = (
+                "done"
+                if proc.returncode == 0
+                else (f"FAILED ({proc.returncode}), see {run.logdir}/sweep.log")
+            )
+            print(
+                f"[{(time.perf_counter() - start) / 60:6.1f} min] {run.name}: {status}", flush=True
+            )
     return codes
 
 
@@ -225,8 +241,9 @@ class SubmittedRun:
         return submitit.helpers.DelayedSubmission(SubmittedRun(self.run))
 
 
-def launch_submitit(runs: Sequence[Run], folder: str, cluster: str | None,
-                    parameters: Mapping[str, Any], wait: bool) -> list[Any]:
+def launch_submitit(
+    runs: Sequence[Run], folder: str, cluster: str | None, parameters: Mapping[str, Any], wait: bool
+) -> list[Any]:
     """One submitit job array, one run per task. cluster: 'slurm', 'local' (submitit's local
     executor, for tests) or None (auto: SLURM where sbatch exists)."""
     import submitit
@@ -244,17 +261,20 @@ def launch_submitit(runs: Sequence[Run], folder: str, cluster: str | None,
 
 # ------------------------------------------------------------------------------ CLI
 
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep", help="a sweep YAML file (configs/sweeps/)")
     parser.add_argument("--dry_run", action="store_true", help="print the plan only")
-    parser.add_argument("--executor", default="local", choices=("local", "slurm",
-                                                                "submitit_local"))
+    parser.add_argument("--executor", default="local", choices=("local", "slurm", "submitit_local"))
     parser.add_argument("--jobs", type=int, default=1, help="local: runs at a time")
     parser.add_argument("--gpus", default="", help="local: comma-separated GPU ids, one a slot")
     parser.add_argument("--only", default="", help="run names containing this substring")
-    parser.add_argument("--rerun_complete", action="store_true",
-                        help="also launch runs whose final checkpoint exists (no-ops)")
+    parser.add_argument(
+        "--rerun_complete",
+        action="store_true",
+        help="also launch runs whose final checkpoint exists (no-ops)",
+    )
     slurm = parser.add_argument_group("slurm (submitit)")
     slurm.add_argument("--slurm_partition", default=None)
     slurm.add_argument("--timeout_min", type=int, default=24 * 60)
@@ -278,9 +298,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs = [r for r in runs if args.only in r.name]
     states = {r.name: run_state(r) for r in runs}
     todo = [r for r in runs if args.rerun_complete or states[r.name] != "complete"]
-    print(f"sweep {name}: {len(runs)} runs, {len(todo)} to launch "
-          f"({sum(s == 'complete' for s in states.values())} complete, "
-          f"{sum(s == 'partial' for s in states.values())} to resume)")
+    print(
+        f"sweep {name}: {len(runs)} runs, {len(todo)} to launch "
+        f"({sum(s == 'complete' for s in states.values())} complete, "
+        f"{sum(s == 'partial' for s in states.values())} to resume)"
+    )
     for run in runs:
         print(f"  [{states[run.name]:8s}] {run.name}\n      {' '.join(run.command('python'))}")
     if args.dry_run or not todo:
@@ -292,13 +314,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if failed:
             sys.exit(f"error: {len(failed)} run(s) failed: {', '.join(failed)}")
         return {"name": name, "runs": runs, "codes": codes}
-    folder = os.path.join(os.path.commonpath([r.logdir for r in runs]) if len(runs) > 1
-                          else runs[0].logdir, "submitit")
+    folder = os.path.join(
+        os.path.commonpath([r.logdir for r in runs]) if len(runs) > 1 else runs[0].logdir,
+        "submitit",
+    )
     if args.executor == "slurm":
-        parameters = {"timeout_min": args.timeout_min, "gpus_per_node": args.gpus_per_node,
-                      "cpus_per_task": args.cpus_per_task, "mem_gb": args.mem_gb,
-                      "slurm_array_parallelism": args.array_parallelism,
-                      "name": f"genreward-{name}"}
+        parameters = {
+            "timeout_min": args.timeout_min,
+            "gpus_per_node": args.gpus_per_node,
+            "cpus_per_task": args.cpus_per_task,
+            "mem_gb": args.mem_gb,
+            "slurm_array_parallelism": args.array_parallelism,
+            "name": f"genreward-{name}",
+        }
         if args.slurm_partition:
             parameters["slurm_partition"] = args.slurm_partition
         cluster = "slurm"

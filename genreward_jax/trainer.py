@@ -81,9 +81,18 @@ class TrainerConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        positive = ("steps", "batch_size", "batch_length", "replay_capacity", "eval_every",
-                    "eval_episodes", "eval_envs", "checkpoint_every", "keep_checkpoints",
-                    "log_every")
+        positive = (
+            "steps",
+            "batch_size",
+            "batch_length",
+            "replay_capacity",
+            "eval_every",
+            "eval_episodes",
+            "eval_envs",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "log_every",
+        )
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -116,22 +125,32 @@ class Trainer:
     agent learns, and asks for the frames it needs; without one the agent learns the env reward.
     """
 
-    def __init__(self, config: TrainerConfig, agent_factory: Callable[[dict, int], Any],
-                 env_configs: Sequence[Any], eval_env_configs: Sequence[Any],
-                 make_envs: Callable[[list], Any] | None = None, stdout=None,
-                 reward_model: RewardModel | None = None):
+    def __init__(
+        self,
+        config: TrainerConfig,
+        agent_factory: Callable[[dict, int], Any],
+        env_configs: Sequence[Any],
+        eval_env_configs: Sequence[Any],
+        make_envs: Callable[[list], Any] | None = None,
+        stdout=None,
+        reward_model: RewardModel | None = None,
+    ):
         if not env_configs:
             raise ValueError("need at least one training env")
         self.config = config
         self.agent_factory = agent_factory
         self.reward_model = reward_model
         needs_image = "image" in config.obs_keys or (
-            reward_model is not None and reward_model.needs_frames)
+            reward_model is not None and reward_model.needs_frames
+        )
         extra_size = reward_model.extra_size if reward_model is not None else None
-        self.env_configs = [dataclasses.replace(c, render=needs_image, extra_size=extra_size)
-                            for c in env_configs]
-        self.eval_env_configs = [dataclasses.replace(c, render=needs_image or config.video)
-                                 for c in eval_env_configs[: config.eval_envs]]
+        self.env_configs = [
+            dataclasses.replace(c, render=needs_image, extra_size=extra_size) for c in env_configs
+        ]
+        self.eval_env_configs = [
+            dataclasses.replace(c, render=needs_image or config.video)
+            for c in eval_env_configs[: config.eval_envs]
+        ]
         if not self.eval_env_configs:
             raise ValueError("need at least one eval env")
         self.num_envs = len(self.env_configs)
@@ -145,14 +164,21 @@ class Trainer:
 
     def _replay_spec(self, obs, obs_spec, act_dim, carry) -> tuple[dict, dict]:
         step_spec = dict(obs_spec)
-        step_spec.update(reward=((), np.float32), is_first=((), bool), is_last=((), bool),
-                         is_terminal=((), bool), action=((act_dim,), np.float32))
+        step_spec.update(
+            reward=((), np.float32),
+            is_first=((), bool),
+            is_last=((), bool),
+            is_terminal=((), bool),
+            action=((act_dim,), np.float32),
+        )
         if self.reward_model is not None:
             for key, spec in self.reward_model.replay_entries(obs).items():
                 step_spec.setdefault(key, spec)
         compact = self.config.compact_context
-        dtypes = {"deter": np.float16 if compact else np.float32,
-                  "stoch": np.uint8 if compact else np.float32}
+        dtypes = {
+            "deter": np.float16 if compact else np.float32,
+            "stoch": np.uint8 if compact else np.float32,
+        }
         context_spec = {k: (tuple(np.shape(carry[k])[1:]), dtypes[k]) for k in CONTEXT_KEYS}
         return step_spec, context_spec
 
@@ -165,8 +191,9 @@ class Trainer:
         """Trains until `config.steps`; returns {'status', 'env_steps', 'updates', 'eval'}."""
         cfg = self.config
         os.makedirs(cfg.logdir, exist_ok=True)
-        previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM,
-                                                                      signal.SIGINT)}
+        previous = {
+            s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM, signal.SIGINT)
+        }
         envs = self._make_envs(self.env_configs)
         try:
             return self._run(envs)
@@ -205,8 +232,17 @@ class Trainer:
         carry = agent.initial_carry(self.num_envs)
         step_spec, context_spec = self._replay_spec(obs, obs_spec, act_dim, carry)
         step_keys = self._step_keys(obs)
-        replay = Replay(ReplayConfig(cfg.replay_capacity, self.num_envs, cfg.batch_length + 1,
-                                     cfg.replay_online, cfg.seed), step_spec, context_spec)
+        replay = Replay(
+            ReplayConfig(
+                cfg.replay_capacity,
+                self.num_envs,
+                cfg.batch_length + 1,
+                cfg.replay_online,
+                cfg.seed,
+            ),
+            step_spec,
+            context_spec,
+        )
         checkpointer = Checkpointer(os.path.join(cfg.logdir, "checkpoints"), cfg.keep_checkpoints)
         loop = _LoopState.fresh(self.num_envs, act_dim)
         env_steps = updates = evals = 0
@@ -234,9 +270,14 @@ class Trainer:
             if env_steps in checkpointer.all_steps():
                 return
             replay_state = replay.state_dict()
-            meta = {"env_steps": env_steps, "updates": updates, "evals": evals,
-                    "replay": replay_state.pop("meta"), "loop": loop.meta(),
-                    "seed": cfg.seed}
+            meta = {
+                "env_steps": env_steps,
+                "updates": updates,
+                "evals": evals,
+                "replay": replay_state.pop("meta"),
+                "loop": loop.meta(),
+                "seed": cfg.seed,
+            }
             arrays = {"replay": replay_state, "loop": loop.arrays(obs)}
             if self.reward_model is not None:
                 arrays["reward_model"] = self.reward_model.state_dict()
@@ -245,8 +286,13 @@ class Trainer:
         try:
             while env_steps < cfg.steps:
                 policy_obs = {k: obs[k] for k in (*cfg.obs_keys, "is_first")}
-                action, carry = agent.policy(train_state, carry, policy_obs,
-                                             jax.random.fold_in(policy_key, env_steps), "train")
+                action, carry = agent.policy(
+                    train_state,
+                    carry,
+                    policy_obs,
+                    jax.random.fold_in(policy_key, env_steps),
+                    "train",
+                )
                 action = np.asarray(action, np.float32)
                 if env_steps < cfg.prefill:
                     rng = np.random.default_rng([cfg.seed, env_steps])
@@ -255,8 +301,7 @@ class Trainer:
                 context = {k: np.asarray(carry[k]) for k in CONTEXT_KEYS}
                 self._log_transition_reward(agent, train_state, carry, action, obs)
                 action = np.where(obs["is_last"][:, None], 0.0, action).astype(np.float32)
-                replay.add({**{k: obs[k] for k in step_keys}, "action": action,
-                            **context})
+                replay.add({**{k: obs[k] for k in step_keys}, "action": action, **context})
                 episode_metrics.extend(loop.record(obs))
                 obs = self._step(envs, action, obs)
                 loop.applied(obs, action)
@@ -265,22 +310,26 @@ class Trainer:
                 due = updates_due(cfg, env_steps)
                 while updates < due:
                     sample = replay.sample(cfg.batch_size)
-                    batch = {**sample.data, **{k: sample.context[k].astype(np.float32)
-                                                for k in CONTEXT_KEYS}}
+                    batch = {
+                        **sample.data,
+                        **{k: sample.context[k].astype(np.float32) for k in CONTEXT_KEYS},
+                    }
                     train_state, metrics, new_context = agent.train(
-                        train_state, batch, jax.random.fold_in(train_key, updates))
+                        train_state, batch, jax.random.fold_in(train_key, updates)
+                    )
                     replay.write_context(sample.index, jax.device_get(new_context))
                     train_metrics.append(metrics)
                     updates += 1
 
                 if _crossed(env_steps, self.num_envs, cfg.log_every) or env_steps >= cfg.steps:
-                    self._log(logger, progress, env_steps, updates, replay, train_metrics,
-                              episode_metrics)
+                    self._log(
+                        logger, progress, env_steps, updates, replay, train_metrics, episode_metrics
+                    )
                     train_metrics, episode_metrics = [], []
                 if _crossed(env_steps, self.num_envs, cfg.eval_every) or env_steps >= cfg.steps:
-                    last_eval = self._evaluate(agent, train_state,
-                                               jax.random.fold_in(eval_key, evals), env_steps,
-                                               logger)
+                    last_eval = self._evaluate(
+                        agent, train_state, jax.random.fold_in(eval_key, evals), env_steps, logger
+                    )
                     evals += 1
                 if _crossed(env_steps, self.num_envs, cfg.checkpoint_every):
                     save()
@@ -292,10 +341,17 @@ class Trainer:
             logger.close()
             checkpointer.close()
         curve = logging_utils.plot_learning_curve(cfg.logdir)
-        self._print(f"{status} at env step {env_steps}, {updates} updates"
-                    + (f"; learning curve: {curve}" if curve else ""))
-        return {"status": status, "env_steps": env_steps, "updates": updates, "eval": last_eval,
-                "train_state": train_state}
+        self._print(
+            f"{status} at env step {env_steps}, {updates} updates"
+            + (f"; learning curve: {curve}" if curve else "")
+        )
+        return {
+            "status": status,
+            "env_steps": env_steps,
+            "updates": updates,
+            "eval": last_eval,
+            "train_state": train_state,
+        }
 
     # ------------------------------------------------------------------ pieces
     def _log_transition_reward(self, agent, train_state, carry, action, obs) -> None:
@@ -312,9 +368,11 @@ class Trainer:
     def _restore_envs(self, envs, obs, loop: _LoopState) -> dict[str, np.ndarray]:
         """Rebuilds the simulator state by resetting and replaying actions (module docstring)."""
         if len(set(loop.episodes.tolist())) != 1 or len({len(a) for a in loop.actions}) != 1:
-            _warn("envs were not in lockstep at the checkpoint (episodes "
-                        f"{loop.episodes.tolist()}); continuing from fresh episodes, so this run "
-                        "is not bitwise identical to an uninterrupted one")
+            _warn(
+                "envs were not in lockstep at the checkpoint (episodes "
+                f"{loop.episodes.tolist()}); continuing from fresh episodes, so this run "
+                "is not bitwise identical to an uninterrupted one"
+            )
             loop.restart(self.num_envs)
             return obs
         for _ in range(int(loop.episodes[0]) - 1):
@@ -323,14 +381,17 @@ class Trainer:
             obs = envs.step(np.stack(step_actions))
         mismatched = [k for k, v in loop.obs.items() if k in obs and not np.array_equal(v, obs[k])]
         if mismatched:
-            _warn(f"rebuilt env observation differs from the checkpoint in "
-                        f"{mismatched}; the resumed run is not bitwise identical")
+            _warn(
+                f"rebuilt env observation differs from the checkpoint in "
+                f"{mismatched}; the resumed run is not bitwise identical"
+            )
         # Entries the env does not make (goal-reward features and rewards) come from the
         # checkpoint, like the goal rewards' own window state.
         return {**loop.obs, **obs}
 
-    def _log(self, logger, progress, env_steps, updates, replay, train_metrics,
-             episode_metrics) -> None:
+    def _log(
+        self, logger, progress, env_steps, updates, replay, train_metrics, episode_metrics
+    ) -> None:
         """Means over the updates and episodes since the last log line."""
         rates = progress.rates(env_steps, updates)
         metrics: dict[str, float] = dict(rates)
@@ -345,8 +406,11 @@ class Trainer:
         if self.reward_model is not None:
             metrics.update(self.reward_model.metrics())
         record = logger.write(env_steps, metrics)
-        shown = {k: v for k, v in record.items()
-                 if k in ("episode/return", "episode/success", "train/loss/total")}
+        shown = {
+            k: v
+            for k, v in record.items()
+            if k in ("episode/return", "episode/success", "train/loss/total")
+        }
         if self._stdout is not False:
             progress.print(env_steps, updates, rates, shown)
 
@@ -356,15 +420,24 @@ class Trainer:
         mode = "eval" if cfg.eval_mode == "mean" else "train"  # the agent's names for the two
 
         def policy(obs, carry, step):
-            action, carry = agent.policy(train_state, carry,
-                                         {k: obs[k] for k in eval_policy_obs_keys},
-                                         jax.random.fold_in(key, step), mode)
+            action, carry = agent.policy(
+                train_state,
+                carry,
+                {k: obs[k] for k in eval_policy_obs_keys},
+                jax.random.fold_in(key, step),
+                mode,
+            )
             return np.asarray(action, np.float32), carry
 
         start = time.perf_counter()
-        result = evaluation.evaluate(self._make_envs, self.eval_env_configs, policy,
-                                     agent.initial_carry(len(self.eval_env_configs)),
-                                     cfg.eval_episodes, "image" if cfg.video else None)
+        result = evaluation.evaluate(
+            self._make_envs,
+            self.eval_env_configs,
+            policy,
+            agent.initial_carry(len(self.eval_env_configs)),
+            cfg.eval_episodes,
+            "image" if cfg.video else None,
+        )
         metrics = result.metrics()
         metrics["perf/eval_seconds"] = time.perf_counter() - start
         logger.write(env_steps, metrics)
@@ -375,11 +448,15 @@ class Trainer:
             goal_frames = None if self.reward_model is None else self.reward_model.goal_frames
             if goal_frames is not None:
                 frames = logging_utils.beside_goal(frames, goal_frames)
-            logging_utils.write_video(os.path.join(video_dir, f"eval_{env_steps:09d}.mp4"),
-                                      np.repeat(np.repeat(frames, 2, 1), 2, 2))
-        self._print(f"eval at env step {env_steps}: return {metrics['eval/return']:.1f} "
-                    f"± {metrics['eval/return_std']:.1f}, success {metrics['eval/success']:.2f} "
-                    f"over {len(result.returns)} episodes")
+            logging_utils.write_video(
+                os.path.join(video_dir, f"eval_{env_steps:09d}.mp4"),
+                np.repeat(np.repeat(frames, 2, 1), 2, 2),
+            )
+        self._print(
+            f"eval at env step {env_steps}: return {metrics['eval/return']:.1f} "
+            f"± {metrics['eval/return_std']:.1f}, success {metrics['eval/success']:.2f} "
+            f"over {len(result.returns)} episodes"
+        )
         return metrics
 
     def _print(self, text: str) -> None:
@@ -387,13 +464,16 @@ class Trainer:
             print(text, flush=True)
 
 
-def observation_spec(obs: Mapping[str, np.ndarray], obs_keys: Sequence[str]
-                     ) -> dict[str, tuple[tuple[int, ...], Any]]:
+def observation_spec(
+    obs: Mapping[str, np.ndarray], obs_keys: Sequence[str]
+) -> dict[str, tuple[tuple[int, ...], Any]]:
     """The agent's obs spec {key: (shape, dtype)} from an env batch's observation [N, ...]."""
     missing = [k for k in obs_keys if k not in obs]
     if missing:
-        raise ValueError(f"--obs_keys {missing} are not produced by the env (it gives "
-                         f"{sorted(obs)}); e.g. 'state' needs --proprio")
+        raise ValueError(
+            f"--obs_keys {missing} are not produced by the env (it gives "
+            f"{sorted(obs)}); e.g. 'state' needs --proprio"
+        )
     return {k: (tuple(obs[k].shape[1:]), obs[k].dtype) for k in obs_keys}
 
 
@@ -413,8 +493,9 @@ def updates_due(config: TrainerConfig, env_steps: int) -> int:
     start = train_start(config)
     if env_steps < start:
         return 0
-    return 1 + int((env_steps - start) * config.train_ratio
-                   // (config.batch_size * config.batch_length))
+    return 1 + int(
+        (env_steps - start) * config.train_ratio // (config.batch_size * config.batch_length)
+    )
 
 
 def _warn(text: str) -> None:
@@ -460,9 +541,14 @@ class _LoopState:
 
     @classmethod
     def fresh(cls, num_envs: int, act_dim: int) -> _LoopState:
-        return cls(np.ones(num_envs, np.int64), [[] for _ in range(num_envs)],
-                   np.zeros(num_envs), np.zeros(num_envs, bool), np.zeros(num_envs, np.int64),
-                   act_dim)
+        return cls(
+            np.ones(num_envs, np.int64),
+            [[] for _ in range(num_envs)],
+            np.zeros(num_envs),
+            np.zeros(num_envs, bool),
+            np.zeros(num_envs, np.int64),
+            act_dim,
+        )
 
     def restart(self, num_envs: int) -> None:
         fresh = _LoopState.fresh(num_envs, self.act_dim)
@@ -475,8 +561,13 @@ class _LoopState:
         self.length += ~obs["is_first"]
         ended = []
         for env in np.flatnonzero(obs["is_last"]):
-            ended.append({"return": float(self.ret[env]), "success": float(self.success[env]),
-                          "length": float(self.length[env])})
+            ended.append(
+                {
+                    "return": float(self.ret[env]),
+                    "success": float(self.success[env]),
+                    "length": float(self.length[env]),
+                }
+            )
             self.ret[env], self.success[env], self.length[env] = 0.0, False, 0
         return ended
 
@@ -495,21 +586,34 @@ class _LoopState:
         for env, actions in enumerate(self.actions):
             if actions:
                 padded[env, : len(actions)] = np.stack(actions)
-        return {"actions": padded, "ret": self.ret.astype(np.float64),
-                "success": self.success.copy(), "length": self.length.copy(),
-                "obs": {k: np.asarray(v) for k, v in flatten_tree(obs).items()
-                        if k != "extra_image"}}
+        return {
+            "actions": padded,
+            "ret": self.ret.astype(np.float64),
+            "success": self.success.copy(),
+            "length": self.length.copy(),
+            "obs": {k: np.asarray(v) for k, v in flatten_tree(obs).items() if k != "extra_image"},
+        }
 
     def meta(self) -> dict[str, Any]:
-        return {"episodes": self.episodes.tolist(),
-                "action_counts": [len(a) for a in self.actions], "act_dim": self.act_dim}
+        return {
+            "episodes": self.episodes.tolist(),
+            "action_counts": [len(a) for a in self.actions],
+            "act_dim": self.act_dim,
+        }
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> _LoopState:
         padded = np.asarray(arrays["actions"])
-        actions = [[padded[env, t] for t in range(count)]
-                   for env, count in enumerate(meta["action_counts"])]
-        return cls(np.asarray(meta["episodes"], np.int64), actions,
-                   np.asarray(arrays["ret"]), np.asarray(arrays["success"]),
-                   np.asarray(arrays["length"]), int(meta["act_dim"]),
-                   {k: np.asarray(v) for k, v in arrays["obs"].items()})
+        actions = [
+            [padded[env, t] for t in range(count)]
+            for env, count in enumerate(meta["action_counts"])
+        ]
+        return cls(
+            np.asarray(meta["episodes"], np.int64),
+            actions,
+            np.asarray(arrays["ret"]),
+            np.asarray(arrays["success"]),
+            np.asarray(arrays["length"]),
+            int(meta["act_dim"]),
+            {k: np.asarray(v) for k, v in arrays["obs"].items()},
+        )

@@ -107,9 +107,7 @@ def goal_video(cfg: GoalConfig, prompt: str, vae, start: float) -> sources.GoalV
         placement = None
     else:
         _log(f"rendering the first frame of {cfg.task} at {cfg.first_frame_size}px", start)
-        image, placement = sources.first_frame(
-            cfg.task, cfg.seed, cfg.first_frame_size, cfg.camera
-        )
+        image, placement = sources.first_frame(cfg.task, cfg.seed, cfg.first_frame_size, cfg.camera)
     _log("loading the CogVideoX image-to-video pipeline", start)
     pipe = models.load_pipeline(cfg.models, vae=vae, dtype=getattr(torch, cfg.pipeline_dtype))
     if cfg.models.mode == "pretrained":
@@ -221,8 +219,15 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
         _log(f"RoboCLIP target ({cfg.roboclip_target}) with S3D", start)
         export = os.path.join(spec.tiny_dir if spec.mode == "tiny" else cfg.out_dir, "s3d")
         robo = roboclip_section(
-            s3d[0], s3d[1], cfg.roboclip_target, prompts.task_prompt(cfg.task), video.frames,
-            export, cfg.out_dir, cfg.roboclip_crop, cfg.roboclip_stride,
+            s3d[0],
+            s3d[1],
+            cfg.roboclip_target,
+            prompts.task_prompt(cfg.task),
+            video.frames,
+            export,
+            cfg.out_dir,
+            cfg.roboclip_crop,
+            cfg.roboclip_stride,
         )
     provenance = {
         "schema_version": SCHEMA_VERSION,

@@ -235,9 +235,11 @@ def _hub_clip_folder(spec: ModelSpec) -> str | None:
     loaded from it), or None when the tag has no hub repository or it lacks that layout."""
     import open_clip
 
-    repo = (open_clip.get_pretrained_cfg(spec.clip_model, spec.clip_pretrained) or {}).get(
-        "hf_hub", ""
-    ).strip("/")
+    repo = (
+        (open_clip.get_pretrained_cfg(spec.clip_model, spec.clip_pretrained) or {})
+        .get("hf_hub", "")
+        .strip("/")
+    )
     if not repo:
         return None
     from huggingface_hub import snapshot_download

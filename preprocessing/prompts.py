@@ -64,6 +64,11 @@ def vocabulary() -> list[str]:
     import re
 
     keyframes = [p for ps in TASK_KEYFRAME_PROMPTS.values() for p in ps]
-    texts = [*TASK_PROMPTS.values(), *KEYFRAME_PROMPTS, *VLMRM_BASELINE_PROMPTS, *keyframes,
-             "a robot arm solves the task"]
+    texts = [
+        *TASK_PROMPTS.values(),
+        *KEYFRAME_PROMPTS,
+        *VLMRM_BASELINE_PROMPTS,
+        *keyframes,
+        "a robot arm solves the task",
+    ]
     return sorted({w for t in texts for w in re.findall(r"[\w']+", t.lower())})

@@ -113,8 +113,13 @@ class InceptionBlock(nn.Module):
 class SentenceEmbedding(nn.Module):
     """The text tower; ``words`` is s3d_dict.npy's vocabulary (token i + 1 is words[i])."""
 
-    def __init__(self, words: list[str], num_embeddings: int | None = None, word_dim: int = 300,
-                 hidden: int = 2048):
+    def __init__(
+        self,
+        words: list[str],
+        num_embeddings: int | None = None,
+        word_dim: int = 300,
+        hidden: int = 2048,
+    ):
         super().__init__()
         self.word_embd = nn.Embedding(num_embeddings or len(words) + 1, word_dim)
         self.fc1 = nn.Linear(word_dim, hidden)
@@ -185,10 +190,16 @@ def export_video_tower(model: S3D, folder: str) -> str:
     from safetensors.torch import save_file
 
     os.makedirs(folder, exist_ok=True)
-    tensors = {k: v.detach().contiguous().float() for k, v in model.state_dict().items()
-               if not k.startswith("text_module.") and not k.endswith("num_batches_tracked")}
+    tensors = {
+        k: v.detach().contiguous().float()
+        for k, v in model.state_dict().items()
+        if not k.startswith("text_module.") and not k.endswith("num_batches_tracked")
+    }
     save_file(tensors, os.path.join(folder, VIDEO_WEIGHTS))
     with open(os.path.join(folder, VIDEO_CONFIG), "w") as f:
-        json.dump({"architecture": "s3d-g howto100m mil-nce", "embed_dim": EMBED_DIM,
-                   "bn_eps": 1e-5}, f, indent=1)
+        json.dump(
+            {"architecture": "s3d-g howto100m mil-nce", "embed_dim": EMBED_DIM, "bn_eps": 1e-5},
+            f,
+            indent=1,
+        )
     return os.path.abspath(folder)

@@ -1,4 +1,5 @@
 """Process-wide test settings: offscreen MuJoCo rendering before anything imports OpenGL."""
+
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")

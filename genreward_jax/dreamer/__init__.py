@@ -67,4 +67,4 @@ actor-critic losses are pure functions in world_model.py and actor_critic.py.
 from genreward_jax.dreamer.agent import Agent, ExtraLoss, TrainState
 from genreward_jax.dreamer.config import DreamerConfig, preset
 
-__all__ = ['Agent', 'DreamerConfig', 'ExtraLoss', 'TrainState', 'preset']
+__all__ = ["Agent", "DreamerConfig", "ExtraLoss", "TrainState", "preset"]

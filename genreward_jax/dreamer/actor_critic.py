@@ -20,8 +20,9 @@ f32 = jnp.float32
 sg = jax.lax.stop_gradient
 
 
-def lambda_return(last: jax.Array, term: jax.Array, rew: jax.Array, boot: jax.Array,
-                  disc: float, lam: float) -> jax.Array:
+def lambda_return(
+    last: jax.Array, term: jax.Array, rew: jax.Array, boot: jax.Array, disc: float, lam: float
+) -> jax.Array:
     """TD(lambda) returns [N, T-1] from per-step inputs [N, T].
 
     Step t's return: rew[t+1] + live[t+1] * ((1 - cont) * boot[t+1] + cont * ret[t+1]) with
@@ -38,46 +39,52 @@ def lambda_return(last: jax.Array, term: jax.Array, rew: jax.Array, boot: jax.Ar
 
     def swap(x):
         return jnp.swapaxes(x, 0, 1)
-    _, rets = jax.lax.scan(step, boot[:, -1], (swap(interm), swap(live), swap(cont)),
-                           reverse=True)
+
+    _, rets = jax.lax.scan(step, boot[:, -1], (swap(interm), swap(live), swap(cont)), reverse=True)
     return swap(rets)
 
 
-def shift_to_arrival(transition_reward: jax.Array, valid_next: jax.Array | None = None
-                     ) -> jax.Array:
+def shift_to_arrival(
+    transition_reward: jax.Array, valid_next: jax.Array | None = None
+) -> jax.Array:
     """Reward of transition t ([N, L], indexed by the step it starts from: taking action t at
     state t) moved to the step it arrives at, where returns read rewards: out[:, t + 1] =
     transition_reward[:, t], out[:, 0] = 0. ``valid_next`` [N, L] zeroes arrivals that do not
     come from that transition (a new episode starting at t + 1)."""
-    out = jnp.concatenate([jnp.zeros_like(transition_reward[:, :1]), transition_reward[:, :-1]],
-                          1)
+    out = jnp.concatenate([jnp.zeros_like(transition_reward[:, :1]), transition_reward[:, :-1]], 1)
     return out if valid_next is None else out * valid_next.astype(out.dtype)
 
 
 def retnorm_init() -> dict[str, jax.Array]:
-    return {'lo': jnp.zeros((), f32), 'hi': jnp.zeros((), f32)}
+    return {"lo": jnp.zeros((), f32), "hi": jnp.zeros((), f32)}
 
 
-def retnorm_update(state: dict[str, jax.Array], ret: jax.Array,
-                   config: DreamerConfig) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
+def retnorm_update(
+    state: dict[str, jax.Array], ret: jax.Array, config: DreamerConfig
+) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
     """EMA of the P5/P95 of returns (no debiasing). Returns new state, offset, scale where
     scale = max(limit, hi - lo)."""
     ret = sg(ret.astype(f32))
     rate = config.retnorm_rate
     perc = jnp.percentile(ret, jnp.array([config.retnorm_lo, config.retnorm_hi]))
-    lo = (1 - rate) * state['lo'] + rate * perc[0]
-    hi = (1 - rate) * state['hi'] + rate * perc[1]
-    return {'lo': lo, 'hi': hi}, lo, jnp.maximum(config.retnorm_limit, hi - lo)
+    lo = (1 - rate) * state["lo"] + rate * perc[0]
+    hi = (1 - rate) * state["hi"] + rate * perc[1]
+    return {"lo": lo, "hi": hi}, lo, jnp.maximum(config.retnorm_limit, hi - lo)
 
 
-def imagine(frozen_nets, config: DreamerConfig, start: State, key: jax.Array,
-            ) -> tuple[jax.Array, jax.Array]:
+def imagine(
+    frozen_nets,
+    config: DreamerConfig,
+    start: State,
+    key: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
     """Roll out the policy in the world model from start states [N, ...] with frozen
     (stop-gradient) networks. Returns features [N, H+1, F] and actions [N, H+1, A]."""
 
     def policy(state, noise):
-        mean, std = dists.bounded_normal(*frozen_nets.pol(features(state)),
-                                         config.policy_minstd, config.policy_maxstd)
+        mean, std = dists.bounded_normal(
+            *frozen_nets.pol(features(state)), config.policy_minstd, config.policy_maxstd
+        )
         return mean + std * noise
 
     act_dim = frozen_nets.pol.mean.kernel.shape[-1]
@@ -85,10 +92,18 @@ def imagine(frozen_nets, config: DreamerConfig, start: State, key: jax.Array,
     return sg(features(states)), sg(actions)
 
 
-def imagination_losses(nets, config: DreamerConfig, feat: jax.Array, actions: jax.Array,
-                       rew: jax.Array, con: jax.Array, val_logits: jax.Array,
-                       slow_val: jax.Array, retnorm: dict[str, jax.Array], bins: jax.Array,
-                       ) -> tuple[dict, jax.Array, dict, dict]:
+def imagination_losses(
+    nets,
+    config: DreamerConfig,
+    feat: jax.Array,
+    actions: jax.Array,
+    rew: jax.Array,
+    con: jax.Array,
+    val_logits: jax.Array,
+    slow_val: jax.Array,
+    retnorm: dict[str, jax.Array],
+    bins: jax.Array,
+) -> tuple[dict, jax.Array, dict, dict]:
     """Actor and critic losses on imagined trajectories.
 
     feat [N, H+1, F] and actions [N, H+1, A] from ``imagine``; per-step predictions on them:
@@ -98,31 +113,48 @@ def imagination_losses(nets, config: DreamerConfig, feat: jax.Array, actions: ja
     and metrics."""
     rew, con, slow_val = sg(rew), sg(con), sg(slow_val)
     val = sg(dists.twohot_mean(val_logits, bins))
-    weight = jnp.cumprod(con, 1)                                          # disc folded in con
+    weight = jnp.cumprod(con, 1)  # disc folded in con
     ret = lambda_return(jnp.zeros_like(con), 1.0 - con, rew, val, 1.0, config.lam)
     retnorm, _, scale = retnorm_update(retnorm, ret, config)
     adv = (ret - val[:, :-1]) / scale
 
-    mean, std = dists.bounded_normal(*nets.pol(feat[:, :-1]), config.policy_minstd,
-                                     config.policy_maxstd)
+    mean, std = dists.bounded_normal(
+        *nets.pol(feat[:, :-1]), config.policy_minstd, config.policy_maxstd
+    )
     logpi = dists.normal_logp(mean, std, sg(actions[:, :-1]))
     ent = dists.normal_entropy(std)
     policy = weight[:, :-1] * -(logpi * sg(adv) + config.actent * ent)
 
     value = weight[:, :-1] * (
         dists.twohot_loss(val_logits[:, :-1], bins, sg(ret))
-        + config.slowreg * dists.twohot_loss(val_logits[:, :-1], bins, slow_val[:, :-1]))
+        + config.slowreg * dists.twohot_loss(val_logits[:, :-1], bins, slow_val[:, :-1])
+    )
     metrics = {
-        'adv': adv.mean(), 'adv_mag': jnp.abs(adv).mean(), 'imag_rew': rew.mean(),
-        'imag_con': con.mean(), 'ret': ret.mean(), 'val': val.mean(), 'slowval': slow_val.mean(),
-        'weight': weight.mean(), 'policy_ent': ent.mean(), 'policy_std': std.mean(),
-        'retnorm_scale': scale}
-    return {'policy': policy.mean(1), 'value': value.mean(1)}, ret, retnorm, metrics
+        "adv": adv.mean(),
+        "adv_mag": jnp.abs(adv).mean(),
+        "imag_rew": rew.mean(),
+        "imag_con": con.mean(),
+        "ret": ret.mean(),
+        "val": val.mean(),
+        "slowval": slow_val.mean(),
+        "weight": weight.mean(),
+        "policy_ent": ent.mean(),
+        "policy_std": std.mean(),
+        "retnorm_scale": scale,
+    }
+    return {"policy": policy.mean(1), "value": value.mean(1)}, ret, retnorm, metrics
 
 
-def replay_value_loss(config: DreamerConfig, val_logits: jax.Array, slow_val: jax.Array,
-                      last: jax.Array, term: jax.Array, rew: jax.Array, boot: jax.Array,
-                      bins: jax.Array) -> jax.Array:
+def replay_value_loss(
+    config: DreamerConfig,
+    val_logits: jax.Array,
+    slow_val: jax.Array,
+    last: jax.Array,
+    term: jax.Array,
+    rew: jax.Array,
+    boot: jax.Array,
+    bins: jax.Array,
+) -> jax.Array:
     """Critic on replay posteriors (val_logits [B, T, bins], with gradient into the world
     model through the features) learning lambda-returns of real rewards rew [B, T],
     bootstrapped from imagined returns boot [B, T]; discount 1 - 1/horizon. slow_val [B, T] is
@@ -132,4 +164,5 @@ def replay_value_loss(config: DreamerConfig, val_logits: jax.Array, slow_val: ja
     weight = 1.0 - last.astype(f32)[:, :-1]
     return weight * (
         dists.twohot_loss(val_logits[:, :-1], bins, sg(ret))
-        + config.slowreg * dists.twohot_loss(val_logits[:, :-1], bins, sg(slow_val)[:, :-1]))
+        + config.slowreg * dists.twohot_loss(val_logits[:, :-1], bins, sg(slow_val)[:, :-1])
+    )

@@ -29,7 +29,7 @@ f32 = jnp.float32
 sg = jax.lax.stop_gradient
 Params = dict[str, Any]
 # Replay keys that are never encoder inputs even if they look like vectors.
-_NOT_OBSERVATIONS = ('reward', 'dense_reward', 'is_first', 'is_last', 'is_terminal', 'success')
+_NOT_OBSERVATIONS = ("reward", "dense_reward", "is_first", "is_last", "is_terminal", "success")
 
 
 @flax.struct.dataclass
@@ -78,11 +78,17 @@ class ExtraLoss(Protocol):
 
     def init(self, key: jax.Array) -> tuple[Params, Params]: ...
 
-    def loss(self, params: Params, state: Params, inputs: dict[str, Any], key: jax.Array,
-             ) -> tuple[jax.Array, dict[str, jax.Array], jax.Array | None]: ...
+    def loss(
+        self,
+        params: Params,
+        state: Params,
+        inputs: dict[str, Any],
+        key: jax.Array,
+    ) -> tuple[jax.Array, dict[str, jax.Array], jax.Array | None]: ...
 
-    def post_update(self, old_params: Params, params: Params, state: Params,
-                    metrics: dict[str, jax.Array]) -> tuple[Params, Params]: ...
+    def post_update(
+        self, old_params: Params, params: Params, state: Params, metrics: dict[str, jax.Array]
+    ) -> tuple[Params, Params]: ...
 
 
 def cpu_compiler_options() -> dict[str, Any] | None:
@@ -90,37 +96,83 @@ def cpu_compiler_options() -> dict[str, Any] | None:
     CPU compiler spends most of its time in LLVM, one kernel per fusion; this cuts train-step
     compile time by ~40% at unchanged step time (matmuls run in library kernels, not in
     LLVM-generated code). Other backends keep their defaults."""
-    if jax.default_backend() != 'cpu':
+    if jax.default_backend() != "cpu":
         return None
-    return {'xla_backend_optimization_level': 1, 'xla_llvm_disable_expensive_passes': True}
+    return {"xla_backend_optimization_level": 1, "xla_llvm_disable_expensive_passes": True}
 
 
 class DreamerNets(nnx.Module):
     """All trainable networks: enc, dyn, dec, rew, con, pol, val."""
 
-    def __init__(self, config: DreamerConfig, vector_dims: dict[str, int],
-                 image_shapes: dict[str, tuple[int, ...]], act_dim: int, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        config: DreamerConfig,
+        vector_dims: dict[str, int],
+        image_shapes: dict[str, tuple[int, ...]],
+        act_dim: int,
+        rngs: nnx.Rngs,
+    ):
         c = config
         dtype = jnp.dtype(c.compute_dtype)
         eps = c.norm_eps
-        self.enc = Encoder(vector_dims, image_shapes, units=c.units, layers=c.enc_layers,
-                           depth=c.depth, mults=c.cnn_mults, kernel=c.kernel, rngs=rngs,
-                           dtype=dtype, eps=eps)
-        self.dyn = RSSM(deter=c.deter, hidden=c.hidden, stoch=c.stoch, classes=c.classes,
-                        blocks=c.blocks, act_dim=act_dim, embed_size=self.enc.out_size,
-                        unimix=c.unimix, rngs=rngs, dtype=dtype, eps=eps)
-        self.dec = Decoder(vector_dims, image_shapes, deter=c.deter,
-                           stoch_flat=c.stoch * c.classes, units=c.units, layers=c.dec_layers,
-                           depth=c.depth, mults=c.cnn_mults, kernel=c.kernel, blocks=c.dec_blocks,
-                           rngs=rngs, dtype=dtype, eps=eps)
+        self.enc = Encoder(
+            vector_dims,
+            image_shapes,
+            units=c.units,
+            layers=c.enc_layers,
+            depth=c.depth,
+            mults=c.cnn_mults,
+            kernel=c.kernel,
+            rngs=rngs,
+            dtype=dtype,
+            eps=eps,
+        )
+        self.dyn = RSSM(
+            deter=c.deter,
+            hidden=c.hidden,
+            stoch=c.stoch,
+            classes=c.classes,
+            blocks=c.blocks,
+            act_dim=act_dim,
+            embed_size=self.enc.out_size,
+            unimix=c.unimix,
+            rngs=rngs,
+            dtype=dtype,
+            eps=eps,
+        )
+        self.dec = Decoder(
+            vector_dims,
+            image_shapes,
+            deter=c.deter,
+            stoch_flat=c.stoch * c.classes,
+            units=c.units,
+            layers=c.dec_layers,
+            depth=c.depth,
+            mults=c.cnn_mults,
+            kernel=c.kernel,
+            blocks=c.dec_blocks,
+            rngs=rngs,
+            dtype=dtype,
+            eps=eps,
+        )
         feat = c.feat_size
-        self.rew = Head(feat, c.head_layers, c.units, c.bins, rngs=rngs, dtype=dtype,
-                        outscale=0.0, eps=eps)
+        self.rew = Head(
+            feat, c.head_layers, c.units, c.bins, rngs=rngs, dtype=dtype, outscale=0.0, eps=eps
+        )
         self.con = Head(feat, c.head_layers, c.units, 1, rngs=rngs, dtype=dtype, eps=eps)
-        self.pol = Actor(feat, c.ac_layers, c.units, act_dim, rngs=rngs, dtype=dtype,
-                         outscale=c.policy_outscale, eps=eps)
-        self.val = Head(feat, c.ac_layers, c.units, c.bins, rngs=rngs, dtype=dtype,
-                        outscale=0.0, eps=eps)
+        self.pol = Actor(
+            feat,
+            c.ac_layers,
+            c.units,
+            act_dim,
+            rngs=rngs,
+            dtype=dtype,
+            outscale=c.policy_outscale,
+            eps=eps,
+        )
+        self.val = Head(
+            feat, c.ac_layers, c.units, c.bins, rngs=rngs, dtype=dtype, outscale=0.0, eps=eps
+        )
 
 
 def _split_obs_spec(config: DreamerConfig, obs_spec: dict[str, tuple]):
@@ -129,26 +181,32 @@ def _split_obs_spec(config: DreamerConfig, obs_spec: dict[str, tuple]):
         if key in obs_spec and key not in _NOT_OBSERVATIONS:
             shape, _ = obs_spec[key]
             if len(shape) != 1:
-                raise ValueError(f'vector key {key!r} must have shape [D], got {shape}')
+                raise ValueError(f"vector key {key!r} must have shape [D], got {shape}")
             vector_dims[key] = int(shape[0])
     for key in config.image_keys:
         if key in obs_spec:
             shape, dtype = obs_spec[key]
             if len(shape) != 3 or np.dtype(dtype) != np.uint8:
-                raise ValueError(f'image key {key!r} must be uint8 [H, W, C], got {shape} '
-                                 f'{dtype}')
+                raise ValueError(f"image key {key!r} must be uint8 [H, W, C], got {shape} {dtype}")
             image_shapes[key] = tuple(int(s) for s in shape)
     if not vector_dims and not image_shapes:
-        raise ValueError(f'none of the image keys {config.image_keys} or vector keys '
-                         f'{config.vector_keys} is in obs_spec {sorted(obs_spec)}')
+        raise ValueError(
+            f"none of the image keys {config.image_keys} or vector keys "
+            f"{config.vector_keys} is in obs_spec {sorted(obs_spec)}"
+        )
     return vector_dims, image_shapes
 
 
 class Agent:
     """DreamerV3 agent. ``policy`` and ``train`` are jitted; see the package docstring."""
 
-    def __init__(self, config: DreamerConfig, obs_spec: dict[str, tuple], act_dim: int,
-                 extra: ExtraLoss | None = None):
+    def __init__(
+        self,
+        config: DreamerConfig,
+        obs_spec: dict[str, tuple],
+        act_dim: int,
+        extra: ExtraLoss | None = None,
+    ):
         self.config = config
         self.act_dim = int(act_dim)
         self.extra = extra
@@ -164,26 +222,33 @@ class Agent:
         self.value_graphdef, _ = nnx.split(abstract.val)
         options = cpu_compiler_options()
         # Init runs once: compile it as cheaply as possible (LLVM -O0 on CPU).
-        init_options = ({'xla_backend_optimization_level': 0}
-                        if jax.default_backend() == 'cpu' else None)
+        init_options = (
+            {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
+        )
         self._init = jax.jit(self._init_state, compiler_options=init_options)
-        self.policy = jax.jit(self._policy, static_argnames=('mode',), compiler_options=options)
+        self.policy = jax.jit(self._policy, static_argnames=("mode",), compiler_options=options)
         self.train = jax.jit(self._train, donate_argnums=(0,), compiler_options=options)
-        self.action_aware = extra is not None and getattr(extra, 'action_aware', False)
-        self.extra_input = getattr(extra, 'state_input', 'latent') if extra else 'latent'
-        if self.extra_input not in ('latent', 'decoded'):
-            raise ValueError(f"an extra's state_input must be 'latent' or 'decoded', got "
-                             f'{self.extra_input!r}')
-        if self.extra_input == 'decoded' and not self.vector_dims:
-            raise ValueError("state_input 'decoded' needs vector observations (e.g. 'state') "
-                             'for the decoder to predict')
+        self.action_aware = extra is not None and getattr(extra, "action_aware", False)
+        self.extra_input = getattr(extra, "state_input", "latent") if extra else "latent"
+        if self.extra_input not in ("latent", "decoded"):
+            raise ValueError(
+                f"an extra's state_input must be 'latent' or 'decoded', got {self.extra_input!r}"
+            )
+        if self.extra_input == "decoded" and not self.vector_dims:
+            raise ValueError(
+                "state_input 'decoded' needs vector observations (e.g. 'state') "
+                "for the decoder to predict"
+            )
         self.step_transition_reward = (
             jax.jit(self._step_transition_reward, compiler_options=options)
-            if self.action_aware else None)
+            if self.action_aware
+            else None
+        )
 
     def _build(self, key: jax.Array) -> DreamerNets:
-        return DreamerNets(self.config, self.vector_dims, self.image_shapes, self.act_dim,
-                           nnx.Rngs(params=key))
+        return DreamerNets(
+            self.config, self.vector_dims, self.image_shapes, self.act_dim, nnx.Rngs(params=key)
+        )
 
     # ------------------------------------------------------------------ state
 
@@ -193,24 +258,31 @@ class Agent:
         extra_params, extra_state = self.extra.init(extra_key) if self.extra else ({}, {})
         return self._init(net_key, extra_params, extra_state)
 
-    def _init_state(self, key: jax.Array, extra_params: Params, extra_state: Params,
-                    ) -> TrainState:
+    def _init_state(
+        self,
+        key: jax.Array,
+        extra_params: Params,
+        extra_state: Params,
+    ) -> TrainState:
         params = nnx.to_pure_dict(nnx.split(self._build(key))[1])
         return TrainState(
             params=params,
-            slow_value=jax.tree.map(jnp.copy, params['val']),
+            slow_value=jax.tree.map(jnp.copy, params["val"]),
             opt_state=self.optimizer.init(flatten(self.layout, params)),
             retnorm=ac.retnorm_init(),
             extra_params=extra_params,
             extra_opt_state=self.extra.optimizer.init(extra_params) if self.extra else (),
             extra_state=extra_state,
-            step=jnp.zeros((), jnp.int32))
+            step=jnp.zeros((), jnp.int32),
+        )
 
     def initial_carry(self, num_envs: int) -> dict[str, jax.Array]:
         """Zero RSSM state and previous action for ``num_envs`` environments."""
         c = self.config
-        return {**initial_state(num_envs, c.deter, c.stoch, c.classes),
-                'prev_action': jnp.zeros((num_envs, self.act_dim), f32)}
+        return {
+            **initial_state(num_envs, c.deter, c.stoch, c.classes),
+            "prev_action": jnp.zeros((num_envs, self.act_dim), f32),
+        }
 
     def nets(self, params: Params) -> DreamerNets:
         """Modules bound to a parameter pytree (for tests and tools; jit the caller)."""
@@ -218,31 +290,48 @@ class Agent:
 
     # ------------------------------------------------------------------ policy
 
-    def _policy(self, state: TrainState, carry: dict[str, jax.Array], obs: dict[str, jax.Array],
-                key: jax.Array, mode: str = 'train'):
-        if mode not in ('train', 'eval'):
+    def _policy(
+        self,
+        state: TrainState,
+        carry: dict[str, jax.Array],
+        obs: dict[str, jax.Array],
+        key: jax.Array,
+        mode: str = "train",
+    ):
+        if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
         nets = self.nets(state.params)
         lat_key, act_key = jax.random.split(key)
         embed = nets.enc({k: obs[k] for k in self.obs_keys})
-        rssm_state = {'deter': carry['deter'], 'stoch': carry['stoch']}
-        gumbel = jax.random.gumbel(lat_key, rssm_state['stoch'].shape, f32)
-        rssm_state, _ = nets.dyn.obs_step(rssm_state, carry['prev_action'], embed,
-                                          obs['is_first'].astype(bool), gumbel)
-        mean, std = dists.bounded_normal(*nets.pol(features(rssm_state)),
-                                         self.config.policy_minstd, self.config.policy_maxstd)
-        if mode == 'eval':
+        rssm_state = {"deter": carry["deter"], "stoch": carry["stoch"]}
+        gumbel = jax.random.gumbel(lat_key, rssm_state["stoch"].shape, f32)
+        rssm_state, _ = nets.dyn.obs_step(
+            rssm_state, carry["prev_action"], embed, obs["is_first"].astype(bool), gumbel
+        )
+        mean, std = dists.bounded_normal(
+            *nets.pol(features(rssm_state)), self.config.policy_minstd, self.config.policy_maxstd
+        )
+        if mode == "eval":
             action = mean
         else:
             action = jnp.clip(mean + std * jax.random.normal(act_key, mean.shape, f32), -1, 1)
-        new_carry = {'deter': rssm_state['deter'], 'stoch': sg(rssm_state['stoch']),
-                     'prev_action': action}
+        new_carry = {
+            "deter": rssm_state["deter"],
+            "stoch": sg(rssm_state["stoch"]),
+            "prev_action": action,
+        }
         return action, new_carry
 
     # ------------------------------------------------------------------ training
 
-    def loss(self, params: Params, extra_params: Params, state: TrainState,
-             batch: dict[str, jax.Array], key: jax.Array):
+    def loss(
+        self,
+        params: Params,
+        extra_params: Params,
+        state: TrainState,
+        batch: dict[str, jax.Array],
+        key: jax.Array,
+    ):
         """Total loss of one batch (pure; differentiate w.r.t. params and extra_params).
 
         Returns (loss, (metrics, context, retnorm, extra_metrics))."""
@@ -253,51 +342,61 @@ class Agent:
         frozen = self.nets(sg(params))
         slow_value = nnx.merge(self.value_graphdef, state.slow_value)
 
-        data = {k: v[:, 1:] for k, v in batch.items() if k not in ('deter', 'stoch')}
-        start = {k: batch[k][:, 0] if batch[k].ndim == (3 if k == 'deter' else 4) else batch[k]
-                 for k in ('deter', 'stoch')}
-        prev_actions = batch['action'][:, :-1].astype(f32)
-        is_first = data['is_first'].astype(bool)
+        data = {k: v[:, 1:] for k, v in batch.items() if k not in ("deter", "stoch")}
+        start = {
+            k: batch[k][:, 0] if batch[k].ndim == (3 if k == "deter" else 4) else batch[k]
+            for k in ("deter", "stoch")
+        }
+        prev_actions = batch["action"][:, :-1].astype(f32)
+        is_first = data["is_first"].astype(bool)
         obs = {k: data[k] for k in self.obs_keys}
         observed = wm.observe(nets, obs, prev_actions, is_first, start, obs_key)
 
-        reward = data['reward'].astype(f32)
+        reward = data["reward"].astype(f32)
         losses, metrics = {}, {}
         total = jnp.zeros((), f32)
         extra_metrics = {}
         if self.extra is not None:
-            inputs = {'feat': self.extra_features(frozen, observed.feat), 'embed': observed.embed,
-                      'action': data['action'].astype(f32), 'batch': data}
+            inputs = {
+                "feat": self.extra_features(frozen, observed.feat),
+                "embed": observed.embed,
+                "action": data["action"].astype(f32),
+                "batch": data,
+            }
             extra_loss, extra_metrics, bonus = self.extra.loss(
-                extra_params, state.extra_state, inputs, extra_key)
+                extra_params, state.extra_state, inputs, extra_key
+            )
             total = total + extra_loss
-            metrics.update({f'extra/{k}': v for k, v in extra_metrics.items()
-                            if jnp.ndim(v) == 0})
-            metrics['loss/extra'] = extra_loss
+            metrics.update({f"extra/{k}": v for k, v in extra_metrics.items() if jnp.ndim(v) == 0})
+            metrics["loss/extra"] = extra_loss
             if bonus is not None:
                 reward = reward + sg(bonus.astype(f32))
-                metrics['reward_bonus'] = bonus.mean()
+                metrics["reward_bonus"] = bonus.mean()
 
-        metrics['reward_target'] = reward.mean()
+        metrics["reward_target"] = reward.mean()
         b, t = is_first.shape
         starts = jax.tree.map(lambda x: sg(x.reshape((b * t, *x.shape[2:]))), observed.states)
         img_feat, img_act = ac.imagine(frozen, c, starts, imag_key)
         n, h1 = img_feat.shape[:2]
         replay_extra, img_extra = self.transition_rewards(
-            extra_params, state.extra_state, observed.feat, data, img_feat, img_act, frozen)
+            extra_params, state.extra_state, observed.feat, data, img_feat, img_act, frozen
+        )
         if self.action_aware:
-            metrics['extra_reward/replay'] = replay_extra.mean()
-            metrics['extra_reward/imag'] = img_extra.mean()
+            metrics["extra_reward/replay"] = replay_extra.mean()
+            metrics["extra_reward/imag"] = img_extra.mean()
 
         # The critic and slow critic run once on replay and imagined rows together (one
         # bigger matmul, fewer kernels); both parts need the critic's gradient. The reward
         # and continue heads run frozen on imagined rows, so no backward pass is spent there.
-        rows = jnp.concatenate([observed.feat.reshape((b * t, -1)),
-                                img_feat.reshape((n * h1, -1))], 0)
+        rows = jnp.concatenate(
+            [observed.feat.reshape((b * t, -1)), img_feat.reshape((n * h1, -1))], 0
+        )
 
         def split(x):
-            return (x[:b * t].reshape((b, t, *x.shape[1:])),
-                    x[b * t:].reshape((n, h1, *x.shape[1:])))
+            return (
+                x[: b * t].reshape((b, t, *x.shape[1:])),
+                x[b * t :].reshape((n, h1, *x.shape[1:])),
+            )
 
         val_rep, val_img = split(nets.val(rows))
         slow_rep, slow_img = split(dists.twohot_mean(slow_value(sg(rows)), bins))
@@ -305,106 +404,142 @@ class Agent:
         img_con = jax.nn.sigmoid(frozen.con(img_feat)[..., 0])
 
         wm_losses, wm_metrics = wm.world_model_losses(
-            nets, c, observed, obs, reward, data['is_terminal'], bins)
+            nets, c, observed, obs, reward, data["is_terminal"], bins
+        )
         losses.update(wm_losses)
         metrics.update(wm_metrics)
 
         img_losses, img_ret, retnorm, img_metrics = ac.imagination_losses(
-            nets, c, img_feat, img_act, img_rew, img_con, val_img, slow_img, state.retnorm,
-            bins)
+            nets, c, img_feat, img_act, img_rew, img_con, val_img, slow_img, state.retnorm, bins
+        )
         losses.update(img_losses)
-        metrics.update({f'imag/{k}': v for k, v in img_metrics.items()})
+        metrics.update({f"imag/{k}": v for k, v in img_metrics.items()})
 
         boot = img_ret[:, 0].reshape((b, t))
-        losses['repval'] = ac.replay_value_loss(
-            c, val_rep, slow_rep, data['is_last'], data['is_terminal'], reward + replay_extra,
-            boot, bins)
+        losses["repval"] = ac.replay_value_loss(
+            c,
+            val_rep,
+            slow_rep,
+            data["is_last"],
+            data["is_terminal"],
+            reward + replay_extra,
+            boot,
+            bins,
+        )
 
         for name, value in losses.items():
             mean = value.mean()
-            metrics[f'loss/{name}'] = mean
+            metrics[f"loss/{name}"] = mean
             total = total + wm.loss_scale(c, name) * mean
-        context = {'deter': sg(observed.states['deter']), 'stoch': sg(observed.states['stoch'])}
+        context = {"deter": sg(observed.states["deter"]), "stoch": sg(observed.states["stoch"])}
         return total, (metrics, context, retnorm, extra_metrics)
 
     def extra_features(self, frozen_nets, feat: jax.Array) -> jax.Array:
         """What the extra reads as a state [..., F'] from world-model features [..., F]: the
         features themselves, or (state_input 'decoded') the decoder's prediction of the vector
         observations, concatenated in key order, without gradient."""
-        if self.extra_input == 'latent':
+        if self.extra_input == "latent":
             return feat
         c = self.config
         lead = feat.shape[:-1]
         flat = sg(feat).reshape((-1, feat.shape[-1]))
-        recons = frozen_nets.dec(flat[:, :c.deter],
-                                 flat[:, c.deter:].reshape((-1, c.stoch, c.classes)))
+        recons = frozen_nets.dec(
+            flat[:, : c.deter], flat[:, c.deter :].reshape((-1, c.stoch, c.classes))
+        )
         decoded = jnp.concatenate([recons[k] for k in sorted(self.vector_dims)], -1)
         return sg(decoded).reshape((*lead, -1))
 
-    def transition_rewards(self, extra_params: Params, extra_state: Params, feat: jax.Array,
-                           data: dict[str, jax.Array], img_feat: jax.Array, img_act: jax.Array,
-                           frozen_nets=None) -> tuple[jax.Array, jax.Array]:
+    def transition_rewards(
+        self,
+        extra_params: Params,
+        extra_state: Params,
+        feat: jax.Array,
+        data: dict[str, jax.Array],
+        img_feat: jax.Array,
+        img_act: jax.Array,
+        frozen_nets=None,
+    ) -> tuple[jax.Array, jax.Array]:
         """An action-aware extra's rewards at their arrival steps: on replay [B, T] (for the
         replay value loss; zero where a new episode starts) and on imagined rollouts [N, H+1]
         (each start row keeps its replay step's context). Zeros without such an extra."""
         if not self.action_aware:
             return jnp.zeros((), f32), jnp.zeros((), f32)
-        b, t = data['is_first'].shape
+        b, t = data["is_first"].shape
         n, h1 = img_feat.shape[:2]
-        if self.extra_input != 'latent':
+        if self.extra_input != "latent":
             if frozen_nets is None:
                 raise ValueError("state_input 'decoded' needs the agent's networks")
             feat = self.extra_features(frozen_nets, feat)
             img_feat = self.extra_features(frozen_nets, img_feat)
         context = self.extra.transition_context(data)
         replay_tr, _ = self.extra.transition_reward(
-            extra_params, extra_state, sg(feat), data['action'].astype(f32), context)
-        replay = ac.shift_to_arrival(replay_tr.astype(f32), ~data['is_first'].astype(bool))
-        img_context = jnp.broadcast_to(context.reshape((b * t, 1, *context.shape[2:])),
-                                       (n, h1, *context.shape[2:]))
-        img_tr, _ = self.extra.transition_reward(extra_params, extra_state, img_feat, img_act,
-                                                 img_context)
+            extra_params, extra_state, sg(feat), data["action"].astype(f32), context
+        )
+        replay = ac.shift_to_arrival(replay_tr.astype(f32), ~data["is_first"].astype(bool))
+        img_context = jnp.broadcast_to(
+            context.reshape((b * t, 1, *context.shape[2:])), (n, h1, *context.shape[2:])
+        )
+        img_tr, _ = self.extra.transition_reward(
+            extra_params, extra_state, img_feat, img_act, img_context
+        )
         return replay, ac.shift_to_arrival(img_tr.astype(f32))
 
-    def _step_transition_reward(self, state: TrainState, carry: dict[str, jax.Array],
-                                action: jax.Array, context: jax.Array) -> jax.Array:
+    def _step_transition_reward(
+        self, state: TrainState, carry: dict[str, jax.Array], action: jax.Array, context: jax.Array
+    ) -> jax.Array:
         """The action-aware extra's reward [N] of taking ``action`` [N, A] in the posterior
         state of ``carry`` (as ``policy`` returns it): what the agent's objective gives this
         env step, for logging alongside the env's rewards."""
-        feat = self.extra_features(self.nets(state.params),
-                                   features({'deter': carry['deter'], 'stoch': carry['stoch']}))
-        reward, _ = self.extra.transition_reward(state.extra_params, state.extra_state, feat,
-                                                 action, context)
+        feat = self.extra_features(
+            self.nets(state.params), features({"deter": carry["deter"], "stoch": carry["stoch"]})
+        )
+        reward, _ = self.extra.transition_reward(
+            state.extra_params, state.extra_state, feat, action, context
+        )
         return reward
 
     def _train(self, state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
         grad_fn = jax.value_and_grad(
-            lambda trainable: self.loss(*trainable, state, batch, key), has_aux=True)
+            lambda trainable: self.loss(*trainable, state, batch, key), has_aux=True
+        )
         trainable = (state.params, state.extra_params)
         (total, (metrics, context, retnorm, extra_metrics)), (grads, extra_grads) = grad_fn(
-            trainable)
+            trainable
+        )
         flat = flatten(self.layout, state.params)
         flat_grads = flatten(self.layout, grads)
         updates, opt_state = self.optimizer.update(flat_grads, state.opt_state, flat)
         params = unflatten(self.layout, flat + updates)
         extra_params, extra_opt_state, extra_state = (
-            state.extra_params, state.extra_opt_state, state.extra_state)
+            state.extra_params,
+            state.extra_opt_state,
+            state.extra_state,
+        )
         if self.extra is not None:
             extra_updates, extra_opt_state = self.extra.optimizer.update(
-                extra_grads, state.extra_opt_state, state.extra_params)
+                extra_grads, state.extra_opt_state, state.extra_params
+            )
             extra_params = optax.apply_updates(state.extra_params, extra_updates)
             extra_params, extra_state = self.extra.post_update(
-                state.extra_params, extra_params, state.extra_state, extra_metrics)
+                state.extra_params, extra_params, state.extra_state, extra_metrics
+            )
         rate = self.config.slow_rate
-        slow_value = jax.tree.map(lambda s, p: (1 - rate) * s + rate * p, state.slow_value,
-                                  params['val'])
+        slow_value = jax.tree.map(
+            lambda s, p: (1 - rate) * s + rate * p, state.slow_value, params["val"]
+        )
         metrics = dict(metrics)
-        metrics['loss/total'] = total
+        metrics["loss/total"] = total
         count = sum(math.prod(shape) for shape in self.layout.shapes)
-        metrics['grad_norm'] = jnp.sqrt(jnp.square(flat_grads).sum())
-        metrics['update_rms'] = jnp.sqrt(jnp.square(updates).sum() / count)
-        new_state = TrainState(params=params, slow_value=slow_value, opt_state=opt_state,
-                               retnorm=retnorm, extra_params=extra_params,
-                               extra_opt_state=extra_opt_state, extra_state=extra_state,
-                               step=state.step + 1)
+        metrics["grad_norm"] = jnp.sqrt(jnp.square(flat_grads).sum())
+        metrics["update_rms"] = jnp.sqrt(jnp.square(updates).sum() / count)
+        new_state = TrainState(
+            params=params,
+            slow_value=slow_value,
+            opt_state=opt_state,
+            retnorm=retnorm,
+            extra_params=extra_params,
+            extra_opt_state=extra_opt_state,
+            extra_state=extra_state,
+            step=state.step + 1,
+        )
         return new_state, metrics, context

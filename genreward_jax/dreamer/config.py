@@ -11,16 +11,16 @@ import dataclasses
 
 # name -> (deter, hidden, classes, cnn depth, units); blocks 8 and stoch 32 are fixed.
 _SIZES = {
-    '1m': (512, 64, 4, 4, 64),
-    '12m': (2048, 256, 16, 16, 256),
-    '25m': (3072, 384, 24, 24, 384),
-    '50m': (4096, 512, 32, 32, 512),
-    '100m': (6144, 768, 48, 48, 768),
-    '200m': (8192, 1024, 64, 64, 1024),
-    '400m': (12288, 1536, 96, 96, 1536),
+    "1m": (512, 64, 4, 4, 64),
+    "12m": (2048, 256, 16, 16, 256),
+    "25m": (3072, 384, 24, 24, 384),
+    "50m": (4096, 512, 32, 32, 512),
+    "100m": (6144, 768, 48, 48, 768),
+    "200m": (8192, 1024, 64, 64, 1024),
+    "400m": (12288, 1536, 96, 96, 1536),
 }
-PRESETS = (*_SIZES, 'tiny')
-COMPUTE_DTYPES = ('float32', 'bfloat16')
+PRESETS = (*_SIZES, "tiny")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,11 +44,11 @@ class DreamerConfig:
     ac_layers: int = 3  # actor and critic
     bins: int = 255
     # Numerics: parameters are always float32; matmuls/convs run in compute_dtype.
-    compute_dtype: str = 'bfloat16'
+    compute_dtype: str = "bfloat16"
     norm_eps: float = 1e-4
     # Observation keys used by the encoder/decoder when present in obs_spec.
-    image_keys: tuple[str, ...] = ('image',)
-    vector_keys: tuple[str, ...] = ('state',)
+    image_keys: tuple[str, ...] = ("image",)
+    vector_keys: tuple[str, ...] = ("state",)
     # RSSM.
     unimix: float = 0.01
     free_nats: float = 1.0
@@ -86,14 +86,16 @@ class DreamerConfig:
 
     def __post_init__(self) -> None:
         if self.compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f'compute_dtype must be one of {COMPUTE_DTYPES}, got '
-                             f'{self.compute_dtype!r}')
-        for name in ('blocks', 'dec_blocks'):
+            raise ValueError(
+                f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}"
+            )
+        for name in ("blocks", "dec_blocks"):
             if self.deter % getattr(self, name):
-                raise ValueError(f'deter ({self.deter}) must be divisible by {name} '
-                                 f'({getattr(self, name)})')
+                raise ValueError(
+                    f"deter ({self.deter}) must be divisible by {name} ({getattr(self, name)})"
+                )
         if self.bins % 2 == 0:
-            raise ValueError(f'bins must be odd so that zero is a bin, got {self.bins}')
+            raise ValueError(f"bins must be odd so that zero is a bin, got {self.bins}")
 
     @property
     def feat_size(self) -> int:
@@ -103,14 +105,27 @@ class DreamerConfig:
 
 def preset(name: str, **overrides) -> DreamerConfig:
     """Config for a size preset ('1m' ... '400m', or 'tiny' for tests) with field overrides."""
-    if name == 'tiny':
-        base = dict(deter=32, hidden=16, stoch=4, classes=4, blocks=4, dec_blocks=4, depth=2,
-                    units=16, bins=15, enc_layers=1, dec_layers=1, ac_layers=2, warmup=0,
-                    compute_dtype='float32')
+    if name == "tiny":
+        base = dict(
+            deter=32,
+            hidden=16,
+            stoch=4,
+            classes=4,
+            blocks=4,
+            dec_blocks=4,
+            depth=2,
+            units=16,
+            bins=15,
+            enc_layers=1,
+            dec_layers=1,
+            ac_layers=2,
+            warmup=0,
+            compute_dtype="float32",
+        )
     elif name in _SIZES:
         deter, hidden, classes, depth, units = _SIZES[name]
         base = dict(deter=deter, hidden=hidden, classes=classes, depth=depth, units=units)
     else:
-        raise ValueError(f'unknown preset {name!r}; choose one of {PRESETS}')
+        raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
     base.update(overrides)
     return DreamerConfig(**base)

@@ -26,12 +26,13 @@ def symexp_bins(num: int) -> np.ndarray:
     """Bins symexp(linspace(-20, 20, num)) built from one half so they are exactly symmetric
     (the prediction at uniform probabilities must be exactly zero). Raw reward/value space."""
     if num % 2 == 0:
-        raise ValueError(f'num bins must be odd, got {num}')
+        raise ValueError(f"num bins must be odd, got {num}")
     half = symexp(np.linspace(-20.0, 0.0, (num - 1) // 2 + 1, dtype=np.float32))
     return np.concatenate([half, -half[:-1][::-1]]).astype(np.float32)
 
 
 # ---------------------------------------------------------------- two-hot over symexp bins
+
 
 def twohot_mean(logits: jax.Array, bins: jax.Array) -> jax.Array:
     """Expected value [...] of logits [..., K]; summed from the middle outwards so that
@@ -40,7 +41,7 @@ def twohot_mean(logits: jax.Array, bins: jax.Array) -> jax.Array:
     m = (logits.shape[-1] - 1) // 2
     weighted = probs * bins
     left = weighted[..., :m][..., ::-1]
-    right = weighted[..., m + 1:]
+    right = weighted[..., m + 1 :]
     return weighted[..., m] + (left + right).sum(-1)
 
 
@@ -55,8 +56,10 @@ def twohot_encode(target: jax.Array, bins: jax.Array) -> jax.Array:
     dist_below = jnp.where(equal, 1.0, jnp.abs(bins[below] - target))
     dist_above = jnp.where(equal, 1.0, jnp.abs(bins[above] - target))
     total = dist_below + dist_above
-    return (jax.nn.one_hot(below, k) * (dist_above / total)[..., None]
-            + jax.nn.one_hot(above, k) * (dist_below / total)[..., None])
+    return (
+        jax.nn.one_hot(below, k) * (dist_above / total)[..., None]
+        + jax.nn.one_hot(above, k) * (dist_below / total)[..., None]
+    )
 
 
 def twohot_loss(logits: jax.Array, bins: jax.Array, target: jax.Array) -> jax.Array:
@@ -66,6 +69,7 @@ def twohot_loss(logits: jax.Array, bins: jax.Array, target: jax.Array) -> jax.Ar
 
 
 # ---------------------------------------------------------------- categorical latents
+
 
 def unimix_logits(logits: jax.Array, unimix: float) -> jax.Array:
     """Log-probabilities of (1 - unimix) softmax(logits) + unimix uniform, over the last axis."""
@@ -104,6 +108,7 @@ def categorical_entropy(logits: jax.Array) -> jax.Array:
 
 # ---------------------------------------------------------------- binary (continue head)
 
+
 def binary_logp(logit: jax.Array, target: jax.Array) -> jax.Array:
     """log p(target) for a Bernoulli with soft target in [0, 1]."""
     logit, target = f32(logit), f32(target)
@@ -112,8 +117,10 @@ def binary_logp(logit: jax.Array, target: jax.Array) -> jax.Array:
 
 # ---------------------------------------------------------------- bounded normal actor
 
-def bounded_normal(mean_raw: jax.Array, std_raw: jax.Array, minstd: float,
-                   maxstd: float) -> tuple[jax.Array, jax.Array]:
+
+def bounded_normal(
+    mean_raw: jax.Array, std_raw: jax.Array, minstd: float, maxstd: float
+) -> tuple[jax.Array, jax.Array]:
     """Actor distribution parameters: mean tanh(m), std (max - min) sigmoid(s + 2) + min."""
     mean = jnp.tanh(f32(mean_raw))
     std = (maxstd - minstd) * jax.nn.sigmoid(f32(std_raw) + 2.0) + minstd

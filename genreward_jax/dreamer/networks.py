@@ -22,8 +22,9 @@ from genreward_jax.dreamer.distributions import symlog
 f32 = jnp.float32
 
 
-def trunc_normal_fan_in(key: jax.Array, shape: Sequence[int], fan_in: int,
-                        scale: float = 1.0) -> jax.Array:
+def trunc_normal_fan_in(
+    key: jax.Array, shape: Sequence[int], fan_in: int, scale: float = 1.0
+) -> jax.Array:
     """Truncated-normal init with variance scale^2 / fan_in (the 1.1368 undoes truncation)."""
     x = jax.random.truncated_normal(key, -2.0, 2.0, tuple(shape), f32)
     return x * (1.1368 * np.sqrt(1.0 / fan_in) * scale)
@@ -48,7 +49,7 @@ class BlockLinear(nnx.Module):
 
     def __init__(self, din: int, dout: int, blocks: int, *, rngs: nnx.Rngs, dtype=f32):
         if din % blocks or dout % blocks:
-            raise ValueError(f'din {din} and dout {dout} must be divisible by blocks {blocks}')
+            raise ValueError(f"din {din} and dout {dout} must be divisible by blocks {blocks}")
         shape = (blocks, din // blocks, dout // blocks)
         self.kernel = nnx.Param(trunc_normal_fan_in(rngs.params(), shape, din))
         self.bias = nnx.Param(jnp.zeros((dout,), f32))
@@ -58,7 +59,7 @@ class BlockLinear(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         g = self.blocks
         x = x.astype(self.dtype).reshape((*x.shape[:-1], g, x.shape[-1] // g))
-        x = jnp.einsum('...gi,gio->...go', x, self.kernel[...].astype(self.dtype))
+        x = jnp.einsum("...gi,gio->...go", x, self.kernel[...].astype(self.dtype))
         return x.reshape((*x.shape[:-2], -1)) + self.bias[...].astype(self.dtype)
 
 
@@ -73,8 +74,12 @@ class Conv2D(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = jax.lax.conv_general_dilated(
-            x.astype(self.dtype), self.kernel[...].astype(self.dtype), (1, 1), 'SAME',
-            dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+            x.astype(self.dtype),
+            self.kernel[...].astype(self.dtype),
+            (1, 1),
+            "SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
         return x + self.bias[...].astype(self.dtype)
 
 
@@ -106,31 +111,45 @@ class NormAct(nnx.Module):
 class MLP(nnx.Module):
     """``layers`` NormAct layers of width ``units`` (layer0, layer1, ... keep string keys)."""
 
-    def __init__(self, din: int, layers: int, units: int, *, rngs: nnx.Rngs, dtype=f32,
-                 eps: float = 1e-4):
+    def __init__(
+        self, din: int, layers: int, units: int, *, rngs: nnx.Rngs, dtype=f32, eps: float = 1e-4
+    ):
         self.layers = layers
         for i in range(layers):
-            setattr(self, f'layer{i}', NormAct(din if i == 0 else units, units, rngs=rngs,
-                                               dtype=dtype, eps=eps))
+            setattr(
+                self,
+                f"layer{i}",
+                NormAct(din if i == 0 else units, units, rngs=rngs, dtype=dtype, eps=eps),
+            )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for i in range(self.layers):
-            x = getattr(self, f'layer{i}')(x)
+            x = getattr(self, f"layer{i}")(x)
         return x
 
 
 def _concat_vectors(obs: dict[str, jax.Array], keys: Sequence[str]) -> jax.Array:
-    return jnp.concatenate([obs[k].astype(f32).reshape((*obs[k].shape[:-1], -1)) for k in keys],
-                           -1)
+    return jnp.concatenate([obs[k].astype(f32).reshape((*obs[k].shape[:-1], -1)) for k in keys], -1)
 
 
 class Encoder(nnx.Module):
     """Observations -> embedding [N, E]. Vectors: symlog then an MLP; images [N, 64, 64, C]
     uint8: x/255 - 0.5, then per stage 5x5 conv -> 2x2 max-pool -> norm -> SiLU down to 4x4."""
 
-    def __init__(self, vector_dims: dict[str, int], image_shapes: dict[str, tuple[int, ...]],
-                 *, units: int, layers: int, depth: int, mults: Sequence[int], kernel: int,
-                 rngs: nnx.Rngs, dtype=f32, eps: float = 1e-4):
+    def __init__(
+        self,
+        vector_dims: dict[str, int],
+        image_shapes: dict[str, tuple[int, ...]],
+        *,
+        units: int,
+        layers: int,
+        depth: int,
+        mults: Sequence[int],
+        kernel: int,
+        rngs: nnx.Rngs,
+        dtype=f32,
+        eps: float = 1e-4,
+    ):
         self.vector_keys = tuple(sorted(vector_dims))
         self.image_keys = tuple(sorted(image_shapes))
         self.dtype = dtype
@@ -146,12 +165,11 @@ class Encoder(nnx.Module):
             self.stages = len(mults)
             for i, mult in enumerate(mults):
                 din = channels if i == 0 else depth * mults[i - 1]
-                setattr(self, f'conv{i}', Conv2D(din, depth * mult, kernel, rngs=rngs,
-                                                 dtype=dtype))
-                setattr(self, f'norm{i}', RMSNorm(depth * mult, eps))
+                setattr(self, f"conv{i}", Conv2D(din, depth * mult, kernel, rngs=rngs, dtype=dtype))
+                setattr(self, f"norm{i}", RMSNorm(depth * mult, eps))
             factor = 2 ** len(mults)
             if height % factor or width % factor:
-                raise ValueError(f'image size {height}x{width} must be divisible by {factor}')
+                raise ValueError(f"image size {height}x{width} must be divisible by {factor}")
             self.out_size += (height // factor) * (width // factor) * depth * mults[-1]
 
     def __call__(self, obs: dict[str, jax.Array]) -> jax.Array:
@@ -163,10 +181,10 @@ class Encoder(nnx.Module):
             x = jnp.concatenate([obs[k] for k in self.image_keys], -1)
             x = x.astype(self.dtype) / 255 - 0.5
             for i in range(self.stages):
-                x = getattr(self, f'conv{i}')(x)
+                x = getattr(self, f"conv{i}")(x)
                 n, h, w, c = x.shape
                 x = x.reshape((n, h // 2, 2, w // 2, 2, c)).max((2, 4))
-                x = jax.nn.silu(getattr(self, f'norm{i}')(x))
+                x = jax.nn.silu(getattr(self, f"norm{i}")(x))
             outs.append(x.reshape((x.shape[0], -1)))
         return jnp.concatenate([o.astype(self.dtype) for o in outs], -1)
 
@@ -176,10 +194,23 @@ class Decoder(nnx.Module):
     (symlog MSE target). Images: block-linear from deter plus an MLP from stoch to a 4x4 map,
     then (nearest x2 upsample -> 5x5 conv -> norm -> SiLU) stages and a sigmoid output."""
 
-    def __init__(self, vector_dims: dict[str, int], image_shapes: dict[str, tuple[int, ...]],
-                 *, deter: int, stoch_flat: int, units: int, layers: int, depth: int,
-                 mults: Sequence[int], kernel: int, blocks: int, rngs: nnx.Rngs, dtype=f32,
-                 eps: float = 1e-4):
+    def __init__(
+        self,
+        vector_dims: dict[str, int],
+        image_shapes: dict[str, tuple[int, ...]],
+        *,
+        deter: int,
+        stoch_flat: int,
+        units: int,
+        layers: int,
+        depth: int,
+        mults: Sequence[int],
+        kernel: int,
+        blocks: int,
+        rngs: nnx.Rngs,
+        dtype=f32,
+        eps: float = 1e-4,
+    ):
         self.vector_dims = {k: vector_dims[k] for k in sorted(vector_dims)}
         self.image_keys = tuple(sorted(image_shapes))
         self.dtype = dtype
@@ -201,11 +232,15 @@ class Decoder(nnx.Module):
             self.space_norm = RMSNorm(depths[-1], eps)
             self.stages = len(mults) - 1
             for j, i in enumerate(reversed(range(self.stages))):
-                setattr(self, f'conv{j}', Conv2D(depths[i + 1], depths[i], kernel, rngs=rngs,
-                                                 dtype=dtype))
-                setattr(self, f'norm{j}', RMSNorm(depths[i], eps))
-            self.img_out = Conv2D(depths[0], sum(self.image_channels), kernel, rngs=rngs,
-                                  dtype=dtype)
+                setattr(
+                    self,
+                    f"conv{j}",
+                    Conv2D(depths[i + 1], depths[i], kernel, rngs=rngs, dtype=dtype),
+                )
+                setattr(self, f"norm{j}", RMSNorm(depths[i], eps))
+            self.img_out = Conv2D(
+                depths[0], sum(self.image_channels), kernel, rngs=rngs, dtype=dtype
+            )
 
     def __call__(self, deter: jax.Array, stoch: jax.Array) -> dict[str, jax.Array]:
         """deter [N, D], stoch [N, S, K] -> {key: float32 prediction [N, ...]}. Vector
@@ -228,7 +263,7 @@ class Decoder(nnx.Module):
             x = jax.nn.silu(self.space_norm(x0 + x1))
             for j in range(self.stages):
                 x = x.repeat(2, 1).repeat(2, 2)
-                x = jax.nn.silu(getattr(self, f'norm{j}')(getattr(self, f'conv{j}')(x)))
+                x = jax.nn.silu(getattr(self, f"norm{j}")(getattr(self, f"conv{j}")(x)))
             x = x.repeat(2, 1).repeat(2, 2)
             x = jax.nn.sigmoid(self.img_out(x).astype(f32))
             splits = np.cumsum(self.image_channels)[:-1]
@@ -240,11 +275,20 @@ class Decoder(nnx.Module):
 class Head(nnx.Module):
     """MLP followed by a linear output of ``dout`` units (outscale 0 = zero-initialised)."""
 
-    def __init__(self, din: int, layers: int, units: int, dout: int, *, rngs: nnx.Rngs,
-                 dtype=f32, outscale: float = 1.0, eps: float = 1e-4):
+    def __init__(
+        self,
+        din: int,
+        layers: int,
+        units: int,
+        dout: int,
+        *,
+        rngs: nnx.Rngs,
+        dtype=f32,
+        outscale: float = 1.0,
+        eps: float = 1e-4,
+    ):
         self.mlp = MLP(din, layers, units, rngs=rngs, dtype=dtype, eps=eps)
-        self.out = Linear(units if layers else din, dout, rngs=rngs, dtype=dtype,
-                          outscale=outscale)
+        self.out = Linear(units if layers else din, dout, rngs=rngs, dtype=dtype, outscale=outscale)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """[..., din] -> float32 [..., dout]."""
@@ -254,8 +298,18 @@ class Head(nnx.Module):
 class Actor(nnx.Module):
     """Bounded-normal policy head: MLP then separate mean and std outputs (outscale 0.01)."""
 
-    def __init__(self, din: int, layers: int, units: int, act_dim: int, *, rngs: nnx.Rngs,
-                 dtype=f32, outscale: float = 0.01, eps: float = 1e-4):
+    def __init__(
+        self,
+        din: int,
+        layers: int,
+        units: int,
+        act_dim: int,
+        *,
+        rngs: nnx.Rngs,
+        dtype=f32,
+        outscale: float = 0.01,
+        eps: float = 1e-4,
+    ):
         self.mlp = MLP(din, layers, units, rngs=rngs, dtype=dtype, eps=eps)
         self.mean = Linear(units, act_dim, rngs=rngs, dtype=dtype, outscale=outscale)
         self.std = Linear(units, act_dim, rngs=rngs, dtype=dtype, outscale=outscale)

@@ -63,6 +63,7 @@ def learning_rate(config: DreamerConfig) -> optax.Schedule:
 
 # ---------------------------------------------------------------- flat layout
 
+
 class FlatLayout(NamedTuple):
     """Static layout that packs a pytree of float arrays into one [rows, width] matrix.
 
@@ -98,8 +99,9 @@ def make_layout(tree: Any, width: int = 128) -> FlatLayout:
 def flatten(layout: FlatLayout, tree: Any) -> jax.Array:
     """Pytree -> f32 [rows, width] (leaves padded with zeros to whole rows)."""
     parts = []
-    for leaf, start, stop in zip(jax.tree.leaves(tree), layout.row_offsets[:-1],
-                                 layout.row_offsets[1:], strict=True):
+    for leaf, start, stop in zip(
+        jax.tree.leaves(tree), layout.row_offsets[:-1], layout.row_offsets[1:], strict=True
+    ):
         flat = leaf.reshape(-1).astype(f32)
         parts.append(jnp.pad(flat, (0, (stop - start) * layout.width - flat.size)))
     return jnp.concatenate(parts).reshape((layout.rows, layout.width))
@@ -108,8 +110,10 @@ def flatten(layout: FlatLayout, tree: Any) -> jax.Array:
 def unflatten(layout: FlatLayout, matrix: jax.Array) -> Any:
     """Inverse of ``flatten``."""
     flat = matrix.reshape(-1)
-    leaves = [flat[start * layout.width:start * layout.width + math.prod(shape)].reshape(shape)
-              for shape, start in zip(layout.shapes, layout.row_offsets[:-1], strict=False)]
+    leaves = [
+        flat[start * layout.width : start * layout.width + math.prod(shape)].reshape(shape)
+        for shape, start in zip(layout.shapes, layout.row_offsets[:-1], strict=False)
+    ]
     return jax.tree.unflatten(layout.treedef, leaves)
 
 
@@ -120,8 +124,9 @@ def _row_leaf_ids(layout: FlatLayout) -> jax.Array:
     return (rows[:, None] >= starts[None, :]).sum(-1, dtype=jnp.int32)
 
 
-def clip_by_agc_flat(layout: FlatLayout, clip: float = 0.3,
-                     pmin: float = 1e-3) -> optax.GradientTransformation:
+def clip_by_agc_flat(
+    layout: FlatLayout, clip: float = 0.3, pmin: float = 1e-3
+) -> optax.GradientTransformation:
     """Adaptive gradient clipping on a ``flatten``-ed matrix: each leaf's gradient scaled so that
     ||g|| <= clip * max(pmin, ||p||), with per-leaf norms from row sums (the per-tensor chain it
     equals is the reference in tests/dreamer/test_losses.py)."""
@@ -132,13 +137,12 @@ def clip_by_agc_flat(layout: FlatLayout, clip: float = 0.3,
 
     def update_fn(updates, state, params=None):
         if params is None:
-            raise ValueError('clip_by_agc_flat needs params')
+            raise ValueError("clip_by_agc_flat needs params")
         ids = _row_leaf_ids(layout)
 
         def leaf_norms(x):
             rows = jnp.square(x).sum(-1)
-            return jnp.sqrt(jax.ops.segment_sum(rows, ids, layout.leaves,
-                                                indices_are_sorted=True))
+            return jnp.sqrt(jax.ops.segment_sum(rows, ids, layout.leaves, indices_are_sorted=True))
 
         upper = clip * jnp.maximum(pmin, leaf_norms(params))
         factor = 1.0 / jnp.maximum(1.0, leaf_norms(updates) / upper)
@@ -147,8 +151,7 @@ def clip_by_agc_flat(layout: FlatLayout, clip: float = 0.3,
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def make_flat_optimizer(config: DreamerConfig,
-                        layout: FlatLayout) -> optax.GradientTransformation:
+def make_flat_optimizer(config: DreamerConfig, layout: FlatLayout) -> optax.GradientTransformation:
     """The LaProp chain for parameters packed with ``flatten(layout, ...)``."""
     return optax.chain(
         clip_by_agc_flat(layout, config.agc, config.agc_pmin),

@@ -23,16 +23,30 @@ sg = jax.lax.stop_gradient
 State = dict[str, jax.Array]
 
 
-
 def initial_state(batch: int, deter: int, stoch: int, classes: int) -> State:
     """The zero state every sequence starts from: deter [N, D], stoch [N, S, K]."""
-    return {'deter': jnp.zeros((batch, deter), f32),
-            'stoch': jnp.zeros((batch, stoch, classes), f32)}
+    return {
+        "deter": jnp.zeros((batch, deter), f32),
+        "stoch": jnp.zeros((batch, stoch, classes), f32),
+    }
+
 
 class RSSM(nnx.Module):
-    def __init__(self, *, deter: int, hidden: int, stoch: int, classes: int, blocks: int,
-                 act_dim: int, embed_size: int, unimix: float, rngs: nnx.Rngs, dtype=f32,
-                 eps: float = 1e-4):
+    def __init__(
+        self,
+        *,
+        deter: int,
+        hidden: int,
+        stoch: int,
+        classes: int,
+        blocks: int,
+        act_dim: int,
+        embed_size: int,
+        unimix: float,
+        rngs: nnx.Rngs,
+        dtype=f32,
+        eps: float = 1e-4,
+    ):
         self.deter, self.hidden, self.stoch, self.classes = deter, hidden, stoch, classes
         self.blocks, self.unimix, self.dtype = blocks, unimix, dtype
         kw = dict(rngs=rngs, dtype=dtype, eps=eps)
@@ -40,8 +54,9 @@ class RSSM(nnx.Module):
         self.dynin_stoch = NormAct(stoch * classes, hidden, **kw)
         self.dynin_action = NormAct(act_dim, hidden, **kw)
         # Each block sees its deter slice plus all three projections.
-        self.dynhid = BlockLinear(deter + blocks * 3 * hidden, deter, blocks, rngs=rngs,
-                                  dtype=dtype)
+        self.dynhid = BlockLinear(
+            deter + blocks * 3 * hidden, deter, blocks, rngs=rngs, dtype=dtype
+        )
         self.dynhid_norm = RMSNorm(deter, eps)
         self.dyngru = BlockLinear(deter, 3 * deter, blocks, rngs=rngs, dtype=dtype)
         self.prior0 = NormAct(deter, hidden, **kw)
@@ -59,32 +74,37 @@ class RSSM(nnx.Module):
         """Block GRU step: deter [N, D], stoch [N, S, K], action [N, A] -> deter [N, D]."""
         n, g = deter.shape[0], self.blocks
         action = action / sg(jnp.maximum(1.0, jnp.abs(action)))
-        x = jnp.concatenate([
-            self.dynin_deter(deter),
-            self.dynin_stoch(stoch.reshape((n, -1))),
-            self.dynin_action(action)], -1)                          # [N, 3H]
+        x = jnp.concatenate(
+            [
+                self.dynin_deter(deter),
+                self.dynin_stoch(stoch.reshape((n, -1))),
+                self.dynin_action(action),
+            ],
+            -1,
+        )  # [N, 3H]
         # Each block sees concat(its deter slice [D/G], x [3H]) through its kernel
         # [D/G + 3H, D/G]. Computed without materialising x once per block: the deter rows act
         # block-diagonally, the shared rows form one dense [3H, D] matmul.
-        kernel = self.dynhid.kernel[...].astype(self.dtype)          # [G, D/G + 3H, D/G]
+        kernel = self.dynhid.kernel[...].astype(self.dtype)  # [G, D/G + 3H, D/G]
         dg = self.deter // g
         shared = kernel[:, dg:].transpose((1, 0, 2)).reshape((x.shape[-1], self.deter))
-        own = jnp.einsum('ngi,gio->ngo', deter.astype(self.dtype).reshape((n, g, dg)),
-                         kernel[:, :dg])
+        own = jnp.einsum(
+            "ngi,gio->ngo", deter.astype(self.dtype).reshape((n, g, dg)), kernel[:, :dg]
+        )
         x = own.reshape((n, -1)) + x.astype(self.dtype) @ shared
         x = x + self.dynhid.bias[...].astype(self.dtype)
         x = jax.nn.silu(self.dynhid_norm(x))
         # Block-linear to per-block (reset, cand, update), computed group-major [G, N, ...]
         # which XLA's CPU batched matmul runs ~1.6x faster than [N, G, ...].
-        gru_kernel = self.dyngru.kernel[...].astype(self.dtype)     # [G, D/G, 3 D/G]
-        x = jnp.einsum('ngi,gio->gno', x.reshape((n, g, dg)), gru_kernel)
+        gru_kernel = self.dyngru.kernel[...].astype(self.dtype)  # [G, D/G, 3 D/G]
+        x = jnp.einsum("ngi,gio->gno", x.reshape((n, g, dg)), gru_kernel)
         x = x + self.dyngru.bias[...].astype(self.dtype).reshape((g, 1, -1))
         x = x.astype(f32).reshape((g, n, 3, dg))
         reset = jax.nn.sigmoid(x[:, :, 0])
         cand = jnp.tanh(reset * x[:, :, 1])
         update = jax.nn.sigmoid(x[:, :, 2] - 1.0)
         old = deter.astype(f32).reshape((n, g, dg)).transpose((1, 0, 2))
-        new = update * cand + (1 - update) * old                     # [G, N, D/G]
+        new = update * cand + (1 - update) * old  # [G, N, D/G]
         return new.transpose((1, 0, 2)).reshape((n, self.deter))
 
     def _logits(self, raw: jax.Array) -> jax.Array:
@@ -101,24 +121,36 @@ class RSSM(nnx.Module):
         x = jnp.concatenate([deter.astype(self.dtype), embed.astype(self.dtype)], -1)
         return self._logits(self.post_logit(self.post0(x)))
 
-    def obs_step(self, state: State, prev_action: jax.Array, embed: jax.Array,
-                 is_first: jax.Array, gumbel: jax.Array) -> tuple[State, jax.Array]:
+    def obs_step(
+        self,
+        state: State,
+        prev_action: jax.Array,
+        embed: jax.Array,
+        is_first: jax.Array,
+        gumbel: jax.Array,
+    ) -> tuple[State, jax.Array]:
         """One filtering step; resets state and prev action to zero where is_first [N].
         gumbel [N, S, K] is the sampling noise (``jax.random.gumbel``). Returns the new
         posterior state and its log-probs [N, S, K]."""
         keep = (~is_first).astype(f32)[:, None]
-        deter = state['deter'] * keep
-        stoch = state['stoch'] * keep[:, :, None]
+        deter = state["deter"] * keep
+        stoch = state["stoch"] * keep[:, :, None]
         prev_action = prev_action * keep
         deter = self.core(deter, stoch, prev_action)
         logits = self.posterior(deter, embed)
         stoch = dists.onehot_sample_gumbel(gumbel, logits)
-        return {'deter': deter, 'stoch': stoch}, logits
+        return {"deter": deter, "stoch": stoch}, logits
 
     # ------------------------------------------------------------------ sequences
 
-    def observe(self, state: State, prev_actions: jax.Array, embeds: jax.Array,
-                is_first: jax.Array, key: jax.Array) -> tuple[State, jax.Array]:
+    def observe(
+        self,
+        state: State,
+        prev_actions: jax.Array,
+        embeds: jax.Array,
+        is_first: jax.Array,
+        key: jax.Array,
+    ) -> tuple[State, jax.Array]:
         """Filter a sequence as a scan over time.
 
         state: initial {deter [B, D], stoch [B, S, K]}; prev_actions [B, T, A];
@@ -137,18 +169,26 @@ class RSSM(nnx.Module):
 
         def swap(x):
             return jnp.swapaxes(x, 0, 1)
+
         _, (states, logits) = jax.lax.scan(
-            step, state, (swap(prev_actions), swap(embeds), swap(is_first), gumbel))
+            step, state, (swap(prev_actions), swap(embeds), swap(is_first), gumbel)
+        )
         return jax.tree.map(swap, states), swap(logits)
 
-    def imagine(self, state: State, policy: Callable[[State, jax.Array], jax.Array],
-                horizon: int, key: jax.Array, act_dim: int) -> tuple[State, jax.Array]:
+    def imagine(
+        self,
+        state: State,
+        policy: Callable[[State, jax.Array], jax.Array],
+        horizon: int,
+        key: jax.Array,
+        act_dim: int,
+    ) -> tuple[State, jax.Array]:
         """Roll the prior forward with actions from policy(state, noise [N, A]) -> [N, A],
         where noise is standard normal. Not differentiable (use stop-gradient inputs).
 
         Returns states {deter [N, H+1, D], stoch [N, H+1, S, K]} including the start state at
         index 0, and actions [N, H+1, A] where action t is taken from state t."""
-        n = state['deter'].shape[0]
+        n = state["deter"].shape[0]
         lat_key, act_key = jax.random.split(key)
         gumbel = jax.random.gumbel(lat_key, (horizon, n, self.stoch, self.classes), f32)
         act_noise = jax.random.normal(act_key, (horizon + 1, n, act_dim), f32)
@@ -156,21 +196,24 @@ class RSSM(nnx.Module):
         def step(carry, noise):
             lat_noise, a_noise = noise
             action = policy(carry, a_noise)
-            deter = self.core(carry['deter'], carry['stoch'], action)
+            deter = self.core(carry["deter"], carry["stoch"], action)
             stoch = dists.onehot_sample_gumbel(lat_noise, self.prior(deter))
-            return {'deter': deter, 'stoch': stoch}, (carry, action)
+            return {"deter": deter, "stoch": stoch}, (carry, action)
 
         last, (states, actions) = jax.lax.scan(step, state, (gumbel, act_noise[:-1]))
         last_action = policy(last, act_noise[-1])
         states = jax.tree.map(lambda xs, x: jnp.concatenate([xs, x[None]], 0), states, last)
         actions = jnp.concatenate([actions, last_action[None]], 0)
+
         def swap(x):
             return jnp.swapaxes(x, 0, 1)
+
         return jax.tree.map(swap, states), swap(actions)
 
 
 def features(state: State) -> jax.Array:
     """concat(deter, flat stoch) [..., D + S*K], the input of every head."""
-    stoch = state['stoch']
-    return jnp.concatenate([state['deter'].astype(f32),
-                            stoch.reshape((*stoch.shape[:-2], -1)).astype(f32)], -1)
+    stoch = state["stoch"]
+    return jnp.concatenate(
+        [state["deter"].astype(f32), stoch.reshape((*stoch.shape[:-2], -1)).astype(f32)], -1
+    )

@@ -5,6 +5,7 @@ Load with `load_vae_encoder(folder)` / `load_dinov3(folder)` / `load_clip_vision
 `weights` for the API); each returns `LoadedEncoder(module, params, config)` whose
 `apply(params, x)` is pure and jittable.
 """
+
 from genreward_jax.encoders.cogvideox_vae import (
     CogVideoXVAEEncoder,
     VAEEncoderConfig,

@@ -14,6 +14,7 @@ Parameter names mirror the open_clip state dict without its ``visual.`` prefix
 ``visual.transformer.resblocks.3.attn.in_proj_weight``); the attention's packed in-projection
 keeps PyTorch's [3W, W] layout, so the weights load without reshuffling.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,9 +28,17 @@ import numpy as np
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 _UNSUPPORTED = {  # open_clip vision_cfg key -> the value our port implements
-    'attentional_pool': False, 'timm_model_name': None, 'pos_embed_type': 'learnable',
-    'block_type': None, 'qk_norm': False, 'scaled_cosine_attn': False, 'scale_heads': False,
-    'scale_attn_inner': False, 'scale_attn': False, 'scale_fc': False, 'act_kwargs': None,
+    "attentional_pool": False,
+    "timm_model_name": None,
+    "pos_embed_type": "learnable",
+    "block_type": None,
+    "qk_norm": False,
+    "scaled_cosine_attn": False,
+    "scale_heads": False,
+    "scale_attn_inner": False,
+    "scale_attn": False,
+    "scale_fc": False,
+    "act_kwargs": None,
 }
 
 
@@ -48,7 +57,7 @@ class CLIPVisionConfig:
     output_dim: int = 512  # the model's embed_dim
     ls_init_value: float | None = None  # LayerScale present when set
     no_ln_pre: bool = False
-    pool_type: str = 'tok'
+    pool_type: str = "tok"
     final_ln_after_pool: bool = False
     quick_gelu: bool = False  # OpenAI's own checkpoints were trained with QuickGELU
     layer_norm_eps: float = 1e-5
@@ -57,11 +66,12 @@ class CLIPVisionConfig:
 
     def __post_init__(self) -> None:
         if self.width % self.head_width:
-            raise ValueError(f'width {self.width} not divisible by head_width {self.head_width}')
+            raise ValueError(f"width {self.width} not divisible by head_width {self.head_width}")
         if self.image_size % self.patch_size:
-            raise ValueError(f'image_size {self.image_size} not divisible by patch_size '
-                             f'{self.patch_size}')
-        if self.pool_type not in ('tok', 'avg'):
+            raise ValueError(
+                f"image_size {self.image_size} not divisible by patch_size {self.patch_size}"
+            )
+        if self.pool_type not in ("tok", "avg"):
             raise ValueError(f"pool_type must be 'tok' or 'avg', got {self.pool_type!r}")
 
     @property
@@ -73,38 +83,45 @@ class CLIPVisionConfig:
         return self.image_size // self.patch_size
 
     @classmethod
-    def from_open_clip(cls, model_cfg: dict[str, Any],
-                       preprocess_cfg: dict[str, Any] | None = None) -> CLIPVisionConfig:
+    def from_open_clip(
+        cls, model_cfg: dict[str, Any], preprocess_cfg: dict[str, Any] | None = None
+    ) -> CLIPVisionConfig:
         """From an open_clip model config (``model_configs/<name>.json``, or ``model_cfg`` of a
         hub ``open_clip_config.json``) and optionally its ``preprocess_cfg``."""
-        vision = dict(model_cfg.get('vision_cfg', {}))
-        if isinstance(vision.get('layers'), list | tuple):
-            raise ValueError('ResNet image towers (vision_cfg.layers as a list) are not supported')
+        vision = dict(model_cfg.get("vision_cfg", {}))
+        if isinstance(vision.get("layers"), list | tuple):
+            raise ValueError("ResNet image towers (vision_cfg.layers as a list) are not supported")
         for key, supported in _UNSUPPORTED.items():
-            if vision.get(key, supported) not in (supported, '', {}):
-                raise ValueError(f'open_clip vision_cfg.{key}={vision[key]!r} is not supported '
-                                 f'by the Flax port (only {supported!r})')
-        size = vision.get('image_size', 224)
-        patch = vision.get('patch_size', 16)
+            if vision.get(key, supported) not in (supported, "", {}):
+                raise ValueError(
+                    f"open_clip vision_cfg.{key}={vision[key]!r} is not supported "
+                    f"by the Flax port (only {supported!r})"
+                )
+        size = vision.get("image_size", 224)
+        patch = vision.get("patch_size", 16)
         if isinstance(size, list | tuple) or isinstance(patch, list | tuple):
             if len({*np.atleast_1d(size)}) != 1 or len({*np.atleast_1d(patch)}) != 1:
-                raise ValueError(f'non-square images or patches are not supported: {size}, '
-                                 f'{patch}')
+                raise ValueError(f"non-square images or patches are not supported: {size}, {patch}")
             size, patch = int(np.atleast_1d(size)[0]), int(np.atleast_1d(patch)[0])
-        norm = vision.get('norm_kwargs') or {}
+        norm = vision.get("norm_kwargs") or {}
         pre = preprocess_cfg or {}
         return cls(
-            image_size=int(size), patch_size=int(patch), width=int(vision.get('width', 768)),
-            layers=int(vision.get('layers', 12)), head_width=int(vision.get('head_width', 64)),
-            mlp_ratio=float(vision.get('mlp_ratio', 4.0)),
-            output_dim=int(model_cfg.get('embed_dim', 512)),
-            ls_init_value=vision.get('ls_init_value'),
-            no_ln_pre=bool(vision.get('no_ln_pre', False)),
-            pool_type=vision.get('pool_type', 'tok'),
-            final_ln_after_pool=bool(vision.get('final_ln_after_pool', False)),
-            quick_gelu=bool(model_cfg.get('quick_gelu', False)),
-            layer_norm_eps=float(norm.get('eps', 1e-5)),
-            mean=tuple(pre.get('mean', OPENAI_MEAN)), std=tuple(pre.get('std', OPENAI_STD)))
+            image_size=int(size),
+            patch_size=int(patch),
+            width=int(vision.get("width", 768)),
+            layers=int(vision.get("layers", 12)),
+            head_width=int(vision.get("head_width", 64)),
+            mlp_ratio=float(vision.get("mlp_ratio", 4.0)),
+            output_dim=int(model_cfg.get("embed_dim", 512)),
+            ls_init_value=vision.get("ls_init_value"),
+            no_ln_pre=bool(vision.get("no_ln_pre", False)),
+            pool_type=vision.get("pool_type", "tok"),
+            final_ln_after_pool=bool(vision.get("final_ln_after_pool", False)),
+            quick_gelu=bool(model_cfg.get("quick_gelu", False)),
+            layer_norm_eps=float(norm.get("eps", 1e-5)),
+            mean=tuple(pre.get("mean", OPENAI_MEAN)),
+            std=tuple(pre.get("std", OPENAI_STD)),
+        )
 
 
 def _layer_norm(config: CLIPVisionConfig, name: str) -> nn.LayerNorm:
@@ -122,15 +139,15 @@ class MultiheadAttention(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         cfg = self.config
         w = cfg.width
-        weight = self.param('in_proj_weight', nn.initializers.lecun_normal(), (3 * w, w))
-        bias = self.param('in_proj_bias', nn.initializers.zeros, (3 * w,))
-        qkv = jnp.einsum('bnw,ow->bno', x.astype(self.dtype), weight.astype(self.dtype)) + bias
+        weight = self.param("in_proj_weight", nn.initializers.lecun_normal(), (3 * w, w))
+        bias = self.param("in_proj_bias", nn.initializers.zeros, (3 * w,))
+        qkv = jnp.einsum("bnw,ow->bno", x.astype(self.dtype), weight.astype(self.dtype)) + bias
         b, n, _ = x.shape
         q, k, v = (t.reshape(b, n, cfg.heads, cfg.head_width) for t in jnp.split(qkv, 3, -1))
-        logits = jnp.einsum('bqhd,bkhd->bhqk', q, k) / np.sqrt(cfg.head_width)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(cfg.head_width)
         probs = jax.nn.softmax(logits.astype(jnp.float32), -1).astype(self.dtype)
-        out = jnp.einsum('bhqk,bkhd->bqhd', probs, v).reshape(b, n, w)
-        return nn.Dense(w, dtype=self.dtype, name='out_proj')(out)
+        out = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, n, w)
+        return nn.Dense(w, dtype=self.dtype, name="out_proj")(out)
 
 
 class MLP(nn.Module):
@@ -142,9 +159,9 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         cfg = self.config
-        h = nn.Dense(int(cfg.width * cfg.mlp_ratio), dtype=self.dtype, name='c_fc')(x)
+        h = nn.Dense(int(cfg.width * cfg.mlp_ratio), dtype=self.dtype, name="c_fc")(x)
         h = h * jax.nn.sigmoid(1.702 * h) if cfg.quick_gelu else jax.nn.gelu(h, approximate=False)
-        return nn.Dense(cfg.width, dtype=self.dtype, name='c_proj')(h)
+        return nn.Dense(cfg.width, dtype=self.dtype, name="c_proj")(h)
 
 
 class LayerScale(nn.Module):
@@ -153,7 +170,7 @@ class LayerScale(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return x * self.param('gamma', nn.initializers.constant(self.init_value), (self.width,))
+        return x * self.param("gamma", nn.initializers.constant(self.init_value), (self.width,))
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -169,10 +186,10 @@ class ResidualAttentionBlock(nn.Module):
                 return y
             return LayerScale(cfg.width, cfg.ls_init_value, name=name)(y)
 
-        attn = MultiheadAttention(cfg, self.dtype, name='attn')(_layer_norm(cfg, 'ln_1')(x))
-        x = x + scaled(attn, 'ls_1')
-        h = MLP(cfg, self.dtype, name='mlp')(_layer_norm(cfg, 'ln_2')(x))
-        return x + scaled(h, 'ls_2')
+        attn = MultiheadAttention(cfg, self.dtype, name="attn")(_layer_norm(cfg, "ln_1")(x))
+        x = x + scaled(attn, "ls_1")
+        h = MLP(cfg, self.dtype, name="mlp")(_layer_norm(cfg, "ln_2")(x))
+        return x + scaled(h, "ls_2")
 
 
 class Transformer(nn.Module):
@@ -182,7 +199,7 @@ class Transformer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for i in range(self.config.layers):
-            x = ResidualAttentionBlock(self.config, self.dtype, name=f'resblocks_{i}')(x)
+            x = ResidualAttentionBlock(self.config, self.dtype, name=f"resblocks_{i}")(x)
         return x
 
 
@@ -197,27 +214,37 @@ class CLIPVisionTower(nn.Module):
     def __call__(self, pixels: jax.Array) -> jax.Array:
         cfg = self.config
         p = cfg.patch_size
-        x = nn.Conv(cfg.width, (p, p), strides=(p, p), padding='VALID', use_bias=False,
-                    dtype=self.dtype, name='conv1')(pixels.astype(self.dtype))
+        x = nn.Conv(
+            cfg.width,
+            (p, p),
+            strides=(p, p),
+            padding="VALID",
+            use_bias=False,
+            dtype=self.dtype,
+            name="conv1",
+        )(pixels.astype(self.dtype))
         b = x.shape[0]
         x = x.reshape(b, -1, cfg.width)
-        cls = self.param('class_embedding', nn.initializers.normal(cfg.width ** -0.5),
-                         (cfg.width,))
-        pos = self.param('positional_embedding', nn.initializers.normal(cfg.width ** -0.5),
-                         (cfg.grid ** 2 + 1, cfg.width))
+        cls = self.param("class_embedding", nn.initializers.normal(cfg.width**-0.5), (cfg.width,))
+        pos = self.param(
+            "positional_embedding",
+            nn.initializers.normal(cfg.width**-0.5),
+            (cfg.grid**2 + 1, cfg.width),
+        )
         x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (b, 1, cfg.width)), x], 1)
         x = x + pos.astype(x.dtype)
         if not cfg.no_ln_pre:
-            x = _layer_norm(cfg, 'ln_pre')(x)
-        x = Transformer(cfg, self.dtype, name='transformer')(x)
+            x = _layer_norm(cfg, "ln_pre")(x)
+        x = Transformer(cfg, self.dtype, name="transformer")(x)
         if not cfg.final_ln_after_pool:
-            x = _layer_norm(cfg, 'ln_post')(x)
-        pooled = x[:, 0] if cfg.pool_type == 'tok' else x[:, 1:].mean(1)
+            x = _layer_norm(cfg, "ln_post")(x)
+        pooled = x[:, 0] if cfg.pool_type == "tok" else x[:, 1:].mean(1)
         if cfg.final_ln_after_pool:
-            pooled = _layer_norm(cfg, 'ln_post')(pooled)
-        proj = self.param('proj', nn.initializers.normal(cfg.width ** -0.5),
-                          (cfg.width, cfg.output_dim))
-        return (pooled.astype(jnp.float32) @ proj.astype(jnp.float32))
+            pooled = _layer_norm(cfg, "ln_post")(pooled)
+        proj = self.param(
+            "proj", nn.initializers.normal(cfg.width**-0.5), (cfg.width, cfg.output_dim)
+        )
+        return pooled.astype(jnp.float32) @ proj.astype(jnp.float32)
 
 
 def preprocess_images(frames: jax.Array, config: CLIPVisionConfig) -> jax.Array:
@@ -228,7 +255,7 @@ def preprocess_images(frames: jax.Array, config: CLIPVisionConfig) -> jax.Array:
     size = config.image_size
     x = frames.astype(jnp.float32) / 255.0
     if x.shape[1:3] != (size, size):
-        x = jax.image.resize(x, (x.shape[0], size, size, 3), 'bicubic', antialias=True)
+        x = jax.image.resize(x, (x.shape[0], size, size, 3), "bicubic", antialias=True)
     x = jnp.clip(x, 0.0, 1.0)
     return (x - jnp.asarray(config.mean)) / jnp.asarray(config.std)
 
@@ -237,5 +264,7 @@ def init_shapes(config: CLIPVisionConfig) -> Any:
     """Abstract parameter tree (shapes only) for weight loading."""
     size = config.image_size
     return jax.eval_shape(
-        lambda: CLIPVisionTower(config).init(jax.random.key(0),
-                                             jnp.zeros((1, size, size, 3)))['params'])
+        lambda: CLIPVisionTower(config).init(jax.random.key(0), jnp.zeros((1, size, size, 3)))[
+            "params"
+        ]
+    )

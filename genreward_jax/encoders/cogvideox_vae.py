@@ -21,6 +21,7 @@ incrementally.
 Parameter names mirror the diffusers state dict (`encoder.down_blocks_0.resnets_1.conv1.conv.kernel`
 for `encoder.down_blocks.0.resnets.1.conv1.conv.weight`); see `genreward_jax.encoders.weights`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -241,19 +242,28 @@ class TimeConv(nn.Module):
         out_frames = frames - TIME_KERNEL + 1
         if resolve_conv_impl(self.conv_impl) == "conv3d":
             y = jax.lax.conv_general_dilated(
-                x, kernel, (1, 1, 1), ((0, 0), (1, 1), (1, 1)),
+                x,
+                kernel,
+                (1, 1, 1),
+                ((0, 0), (1, 1), (1, 1)),
                 dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
             )
         else:  # the three taps are summed in float32, as one convolution would accumulate them
-            y = sum(
-                jax.lax.conv_general_dilated(
-                    x[:, tap : tap + out_frames].reshape(-1, height, width, channels),
-                    kernel[tap], (1, 1), ((1, 1), (1, 1)),
-                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                    preferred_element_type=jnp.float32,
+            y = (
+                sum(
+                    jax.lax.conv_general_dilated(
+                        x[:, tap : tap + out_frames].reshape(-1, height, width, channels),
+                        kernel[tap],
+                        (1, 1),
+                        ((1, 1), (1, 1)),
+                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                        preferred_element_type=jnp.float32,
+                    )
+                    for tap in range(TIME_KERNEL)
                 )
-                for tap in range(TIME_KERNEL)
-            ).reshape(batch, out_frames, height, width, self.features).astype(self.dtype)
+                .reshape(batch, out_frames, height, width, self.features)
+                .astype(self.dtype)
+            )
         return y + bias.astype(self.dtype)
 
 
@@ -297,8 +307,13 @@ class ResnetBlock3D(nn.Module):
         conv2 = CausalConv3d(self.out_channels, self.conv_impl, self.dtype, name="conv2")
         h, cache2 = conv2(h, cache.get("conv2"))
         if x.shape[-1] != self.out_channels:
-            shortcut = nn.Conv(self.out_channels, (1, 1, 1), padding="VALID", dtype=self.dtype,
-                               name="conv_shortcut")
+            shortcut = nn.Conv(
+                self.out_channels,
+                (1, 1, 1),
+                padding="VALID",
+                dtype=self.dtype,
+                name="conv_shortcut",
+            )
             x = shortcut(x)
         return h + x.astype(h.dtype), {"conv1": cache1, "conv2": cache2}
 
@@ -317,8 +332,9 @@ class Downsample3D(nn.Module):
             x = (x[:, first] + x[:, second]) * 0.5
             segments = compressed_segments(segments)
         x = jnp.pad(x, ((0, 0), (0, 0), (0, 1), (0, 1), (0, 0)))
-        conv = nn.Conv(self.features, (3, 3), strides=(2, 2), padding="VALID", dtype=self.dtype,
-                       name="conv")
+        conv = nn.Conv(
+            self.features, (3, 3), strides=(2, 2), padding="VALID", dtype=self.dtype, name="conv"
+        )
         return conv(x), segments
 
 
@@ -335,8 +351,9 @@ class DownBlock3D(nn.Module):
 
     def setup(self) -> None:
         self.resnets = [
-            ResnetBlock3D(self.out_channels, self.groups, self.eps, self.act_fn, self.conv_impl,
-                          self.dtype)
+            ResnetBlock3D(
+                self.out_channels, self.groups, self.eps, self.act_fn, self.conv_impl, self.dtype
+            )
             for _ in range(self.num_layers)
         ]
         if self.add_downsample:
@@ -364,8 +381,9 @@ class MidBlock3D(nn.Module):
 
     def setup(self) -> None:
         self.resnets = [
-            ResnetBlock3D(self.channels, self.groups, self.eps, self.act_fn, self.conv_impl,
-                          self.dtype)
+            ResnetBlock3D(
+                self.channels, self.groups, self.eps, self.act_fn, self.conv_impl, self.dtype
+            )
             for _ in range(2)
         ]
 

@@ -8,6 +8,7 @@ Eval mode only: RoPE coordinates are never jittered, dropout and drop-path are o
 Parameter names mirror the transformers state dict (`model.layer_3.attention.q_proj.kernel` for
 `model.layer.3.attention.q_proj.weight`); see `genreward_jax.encoders.weights`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -76,8 +77,14 @@ class DINOv3Config:
                 raise ValueError(f"non-square patches are not supported, got {patch}")
             patch = patch[0]
         base = cls(
-            patch_size=16, hidden_size=384, intermediate_size=1536, num_hidden_layers=12,
-            num_attention_heads=6, hidden_act="gelu", use_gated_mlp=False, num_register_tokens=0,
+            patch_size=16,
+            hidden_size=384,
+            intermediate_size=1536,
+            num_hidden_layers=12,
+            num_attention_heads=6,
+            hidden_act="gelu",
+            use_gated_mlp=False,
+            num_register_tokens=0,
         )  # transformers' DINOv3ViTConfig defaults, for keys the file leaves out
         fields = {
             f.name: config.get(f.name, getattr(base, f.name)) for f in dataclasses.fields(cls)
@@ -96,13 +103,15 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
-def rope_tables(num_patches_h: int, num_patches_w: int, config: DINOv3Config) -> tuple[np.ndarray,
-                                                                                        np.ndarray]:
+def rope_tables(
+    num_patches_h: int, num_patches_w: int, config: DINOv3Config
+) -> tuple[np.ndarray, np.ndarray]:
     """cos, sin [h*w, head_dim] in float32, computed as transformers does (patch centres in [-1, 1],
     y frequencies then x frequencies, tiled twice)."""
     head_dim = config.head_dim
-    inv_freq = (1.0 / np.float32(config.rope_theta) ** np.arange(0, 1, 4 / head_dim,
-                                                                  dtype=np.float32))
+    inv_freq = 1.0 / np.float32(config.rope_theta) ** np.arange(
+        0, 1, 4 / head_dim, dtype=np.float32
+    )
     coords_h = np.arange(0.5, num_patches_h, dtype=np.float32) / np.float32(num_patches_h)
     coords_w = np.arange(0.5, num_patches_w, dtype=np.float32) / np.float32(num_patches_w)
     coords = np.stack(np.meshgrid(coords_h, coords_w, indexing="ij"), axis=-1).reshape(-1, 2)
@@ -131,8 +140,11 @@ class Embeddings(nn.Module):
             "register_tokens", nn.initializers.normal(0.02), (1, cfg.num_register_tokens, hidden)
         )
         self.patch_embeddings = nn.Conv(
-            hidden, (cfg.patch_size, cfg.patch_size), strides=(cfg.patch_size, cfg.patch_size),
-            padding="VALID", dtype=self.dtype,
+            hidden,
+            (cfg.patch_size, cfg.patch_size),
+            strides=(cfg.patch_size, cfg.patch_size),
+            padding="VALID",
+            dtype=self.dtype,
         )
 
     def __call__(self, pixels: jax.Array) -> jax.Array:
@@ -303,8 +315,9 @@ def pooled_feature_fn(dino: Any) -> Callable[[jax.Array], jax.Array]:
 
 def init_shapes(config: DINOv3Config) -> Any:
     """Abstract parameter tree ({name: ShapeDtypeStruct}) of `DINOv3ViT(config)`."""
-    dummy = jax.ShapeDtypeStruct((1, config.patch_size, config.patch_size, config.num_channels),
-                                 jnp.float32)
+    dummy = jax.ShapeDtypeStruct(
+        (1, config.patch_size, config.patch_size, config.num_channels), jnp.float32
+    )
     module = DINOv3ViT(config)
     return jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), dummy)["params"]
 

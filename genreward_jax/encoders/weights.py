@@ -27,6 +27,7 @@ transformers `DINOv3ViTModel` folder (`config.json` + `model.safetensors`, keys 
 `layer.N.*` as on the hub or `model.layer.N.*` as a transformers 5 `state_dict()`). A sharded
 checkpoint (`<weights>.index.json` plus shards) also loads.
 """
+
 from __future__ import annotations
 
 import functools
@@ -139,15 +140,19 @@ def load_clip_vision(
     if "model_cfg" not in raw:
         raise CheckpointError(f"{path} has no 'model_cfg' (not an open_clip hub config)")
     try:
-        config = clip_vit.CLIPVisionConfig.from_open_clip(raw["model_cfg"],
-                                                          raw.get("preprocess_cfg"))
+        config = clip_vit.CLIPVisionConfig.from_open_clip(
+            raw["model_cfg"], raw.get("preprocess_cfg")
+        )
     except ValueError as err:
         raise CheckpointError(f"{path}: {err}") from err
-    if not _weight_files(folder, CLIP_WEIGHTS, False) and (
-            folder / "open_clip_pytorch_model.bin").is_file():
+    if (
+        not _weight_files(folder, CLIP_WEIGHTS, False)
+        and (folder / "open_clip_pytorch_model.bin").is_file()
+    ):
         raise CheckpointError(
             f"missing file: {folder / CLIP_WEIGHTS} (the folder has only the torch pickle "
-            f"open_clip_pytorch_model.bin; the hub repository also serves the safetensors file)")
+            f"open_clip_pytorch_model.bin; the hub repository also serves the safetensors file)"
+        )
 
     def rename(key: str) -> str | None:
         return key.removeprefix("visual.") if key.startswith("visual.") else None
@@ -355,5 +360,11 @@ def _listing(items: list[str]) -> str:
     return shown + (f" (+{more} more)" if more > 0 else "")
 
 
-__all__ = ("CheckpointError", "LoadedEncoder", "load_clip_vision", "load_dinov3",
-           "load_vae_encoder", "weights_hash")
+__all__ = (
+    "CheckpointError",
+    "LoadedEncoder",
+    "load_clip_vision",
+    "load_dinov3",
+    "load_vae_encoder",
+    "weights_hash",
+)

@@ -74,7 +74,9 @@ class EnvBatch:
         for index, config in enumerate(configs):
             parent_conn, child_conn = context.Pipe()
             process = context.Process(
-                target=_worker, args=(child_conn, config), daemon=True,
+                target=_worker,
+                args=(child_conn, config),
+                daemon=True,
                 name=f"env-{index}-{config.task}-seed{config.seed}",
             )
             process.start()

@@ -66,8 +66,9 @@ class EnvConfig:
             )
         placements = tuple(tuple(float(v) for v in p) for p in self.placements)
         if len({len(p) for p in placements}) > 1 or any(not p for p in placements):
-            raise ValueError("placements must be non-empty vectors of one length, got "
-                             f"{self.placements!r}.")
+            raise ValueError(
+                f"placements must be non-empty vectors of one length, got {self.placements!r}."
+            )
         object.__setattr__(self, "placements", placements)
         if not self.render and self.extra_size is not None:
             raise ValueError("extra_size needs render=True (the extra frame is a second render).")

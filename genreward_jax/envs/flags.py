@@ -18,51 +18,73 @@ def define_env_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Define the environment flags (with validators) on `flag_values`."""
     fv = flag_values
     flags.DEFINE_string(
-        "task", "pick-place", "Meta-World v3 task, e.g. pick-place (the -v3 suffix is optional).",
+        "task",
+        "pick-place",
+        "Meta-World v3 task, e.g. pick-place (the -v3 suffix is optional).",
         flag_values=fv,
     )
     flags.DEFINE_integer(
-        "seed", 0, "Base seed; each env derives its own from it.", lower_bound=0,
-        upper_bound=MAX_SEED, flag_values=fv,
+        "seed",
+        0,
+        "Base seed; each env derives its own from it.",
+        lower_bound=0,
+        upper_bound=MAX_SEED,
+        flag_values=fv,
     )
     flags.DEFINE_enum("camera", "corner", CAMERAS, "Camera of the policy frames.", flag_values=fv)
     flags.DEFINE_integer(
-        "image_size", 64, "Side of the square policy frames in pixels.", lower_bound=1,
+        "image_size",
+        64,
+        "Side of the square policy frames in pixels.",
+        lower_bound=1,
         flag_values=fv,
     )
     flags.DEFINE_integer(
-        "action_repeat", 1, "Physics steps per agent step (rewards summed).", lower_bound=1,
+        "action_repeat",
+        1,
+        "Physics steps per agent step (rewards summed).",
+        lower_bound=1,
         flag_values=fv,
     )
     flags.DEFINE_integer(
-        "time_limit", 256, "Agent steps per episode (counted after action repeat).",
-        lower_bound=1, flag_values=fv,
+        "time_limit",
+        256,
+        "Agent steps per episode (counted after action repeat).",
+        lower_bound=1,
+        flag_values=fv,
     )
     flags.DEFINE_enum(
-        "reward_mode", "dense", REWARD_MODES,
+        "reward_mode",
+        "dense",
+        REWARD_MODES,
         "dense: the environment reward every step; sparse: only at steps closing each "
         "--sparse_interval window.",
         flag_values=fv,
     )
     flags.DEFINE_integer(
-        "sparse_interval", 64, "Window length of the sparse reward, in agent steps.",
-        lower_bound=1, flag_values=fv,
+        "sparse_interval",
+        64,
+        "Window length of the sparse reward, in agent steps.",
+        lower_bound=1,
+        flag_values=fv,
     )
     flags.DEFINE_integer(
-        "num_envs", 1, "Environments stepped in parallel (one subprocess each).", lower_bound=1,
+        "num_envs",
+        1,
+        "Environments stepped in parallel (one subprocess each).",
+        lower_bound=1,
         flag_values=fv,
     )
     flags.DEFINE_bool(
-        "full_quality_render", False,
+        "full_quality_render",
+        False,
         "Keep multisampling, shadows and reflections (several times slower on CPU).",
         flag_values=fv,
     )
     flags.DEFINE_bool(
         "proprio", True, "Include the 39-d Meta-World state in observations.", flag_values=fv
     )
-    flags.register_validator(
-        "task", _is_valid_task, message=_task_error_message(), flag_values=fv
-    )
+    flags.register_validator("task", _is_valid_task, message=_task_error_message(), flag_values=fv)
 
 
 def derive_seed(seed: int, index: int, stream: int = 0) -> int:

@@ -106,8 +106,10 @@ class MetaWorldEnv:
                 self._placement_index = int(self._placement_rng.integers(len(placements)))
             vector = np.asarray(placements[self._placement_index], np.float64)
             if vector.shape != self._sim._random_reset_space.shape:
-                raise ValueError(f"placement has {vector.size} values, {self.config.task} needs "
-                                 f"{self._sim._random_reset_space.shape[0]}")
+                raise ValueError(
+                    f"placement has {vector.size} values, {self.config.task} needs "
+                    f"{self._sim._random_reset_space.shape[0]}"
+                )
             self._sim._last_rand_vec = vector
             self._sim._freeze_rand_vec = True
         state, _ = self._sim.reset()
@@ -117,7 +119,12 @@ class MetaWorldEnv:
         self._step_count = 0
         self._needs_reset = False
         return self._observation(
-            state, reward=0.0, dense=0.0, is_first=True, is_last=False, success=False,
+            state,
+            reward=0.0,
+            dense=0.0,
+            is_first=True,
+            is_last=False,
+            success=False,
             render_extra=render_extra,
         )
 
@@ -141,8 +148,13 @@ class MetaWorldEnv:
         is_last = self._step_count >= self.config.time_limit
         self._needs_reset = is_last
         return self._observation(
-            state, reward=self._scheduled_reward(dense), dense=dense, is_first=False,
-            is_last=is_last, success=success, render_extra=render_extra,
+            state,
+            reward=self._scheduled_reward(dense),
+            dense=dense,
+            is_first=False,
+            is_last=is_last,
+            success=success,
+            render_extra=render_extra,
         )
 
     def render(self) -> np.ndarray:
@@ -175,8 +187,15 @@ class MetaWorldEnv:
         return dense if self._step_count % self.config.sparse_interval == 0 else 0.0
 
     def _observation(
-        self, state: np.ndarray, *, reward: float, dense: float, is_first: bool, is_last: bool,
-        success: bool, render_extra: bool,
+        self,
+        state: np.ndarray,
+        *,
+        reward: float,
+        dense: float,
+        is_first: bool,
+        is_last: bool,
+        success: bool,
+        render_extra: bool,
     ) -> dict[str, Any]:
         obs: dict[str, Any] = {}
         if self._renderer is not None:
@@ -241,5 +260,3 @@ def _checked_action(action: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(action)):
         raise ValueError(f"Action must be finite, got {action}.")
     return np.clip(action, -1.0, 1.0)
-
-

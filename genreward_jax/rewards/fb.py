@@ -37,33 +37,36 @@ class FBConfig:
     tau: float = 0.01
     ortho_coef: float = 1.0
     goal_mix_prob: float = 0.5
-    target_reduce: str = 'min'
+    target_reduce: str = "min"
     layernorm_eps: float = 1e-5
     standardise_goal_inputs: bool = True  # B's inputs as per-dimension z-scores over replay
 
     def __post_init__(self):
-        if self.target_reduce not in ('min', 'mean'):
+        if self.target_reduce not in ("min", "mean"):
             raise ValueError(f"target_reduce must be 'min' or 'mean', got {self.target_reduce!r}")
         if self.z_dim < 1 or self.hidden < 1 or self.f_heads < 1:
-            raise ValueError('z_dim, hidden and f_heads must be positive')
+            raise ValueError("z_dim, hidden and f_heads must be positive")
         if not 0.0 <= self.discount < 1.0:
-            raise ValueError(f'discount must be in [0, 1), got {self.discount}')
+            raise ValueError(f"discount must be in [0, 1), got {self.discount}")
         if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f'tau must be in (0, 1], got {self.tau}')
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
 
 
 # ---------------------------------------------------------------------------- layers
 
+
 def _dense_init(key: jax.Array, heads: int, din: int, dout: int) -> Params:
     """Head-stacked dense layer [heads, din, dout] with LeCun-uniform-style fan-in scaling."""
     bound = 1.0 / jnp.sqrt(din)
-    return {'w': jax.random.uniform(key, (heads, din, dout), jnp.float32, -bound, bound),
-            'b': jnp.zeros((heads, 1, dout), jnp.float32)}
+    return {
+        "w": jax.random.uniform(key, (heads, din, dout), jnp.float32, -bound, bound),
+        "b": jnp.zeros((heads, 1, dout), jnp.float32),
+    }
 
 
 def _dense(p: Params, x: jax.Array) -> jax.Array:
     """x [H, N, din] -> [H, N, dout] (one weight matrix per head)."""
-    return jnp.einsum('hni,hio->hno', x, p['w']) + p['b']
+    return jnp.einsum("hni,hio->hno", x, p["w"]) + p["b"]
 
 
 def _layernorm(x: jax.Array, eps: float) -> jax.Array:
@@ -74,12 +77,12 @@ def _layernorm(x: jax.Array, eps: float) -> jax.Array:
 
 def _embed_init(key: jax.Array, heads: int, din: int, hidden: int) -> Params:
     k1, k2 = jax.random.split(key)
-    return {'l1': _dense_init(k1, heads, din, hidden), 'l2': _dense_init(k2, heads, hidden, hidden)}
+    return {"l1": _dense_init(k1, heads, din, hidden), "l2": _dense_init(k2, heads, hidden, hidden)}
 
 
 def _embed(p: Params, x: jax.Array, eps: float) -> jax.Array:
     """The usual FB input block: Linear → LayerNorm → tanh → Linear → ReLU."""
-    return jax.nn.relu(_dense(p['l2'], jnp.tanh(_layernorm(_dense(p['l1'], x), eps))))
+    return jax.nn.relu(_dense(p["l2"], jnp.tanh(_layernorm(_dense(p["l1"], x), eps))))
 
 
 def project_to_sphere(x: jax.Array) -> jax.Array:
@@ -90,8 +93,10 @@ def project_to_sphere(x: jax.Array) -> jax.Array:
 
 # ---------------------------------------------------------------------------- networks
 
-def init_fb(key: jax.Array, config: FBConfig, state_dim: int, action_dim: int,
-            goal_dim: int) -> Params:
+
+def init_fb(
+    key: jax.Array, config: FBConfig, state_dim: int, action_dim: int, goal_dim: int
+) -> Params:
     """Parameters of F (``f_heads`` independent heads) and B.
 
     F sees the agent's state (e.g. DreamerV3's features) and the action; B sees goal-space
@@ -100,41 +105,49 @@ def init_fb(key: jax.Array, config: FBConfig, state_dim: int, action_dim: int,
     keys = jax.random.split(key, 7)
     h = c.f_heads
     return {
-        'F': {'sa': _embed_init(keys[0], h, state_dim + action_dim, c.hidden),
-              'sz': _embed_init(keys[1], h, state_dim + c.z_dim, c.hidden),
-              'out1': _dense_init(keys[2], h, 2 * c.hidden, c.hidden),
-              'out2': _dense_init(keys[3], h, c.hidden, c.z_dim)},
-        'B': {'l1': _dense_init(keys[4], 1, goal_dim, c.hidden),
-              'l2': _dense_init(keys[5], 1, c.hidden, c.hidden),
-              'out': _dense_init(keys[6], 1, c.hidden, c.z_dim)},
+        "F": {
+            "sa": _embed_init(keys[0], h, state_dim + action_dim, c.hidden),
+            "sz": _embed_init(keys[1], h, state_dim + c.z_dim, c.hidden),
+            "out1": _dense_init(keys[2], h, 2 * c.hidden, c.hidden),
+            "out2": _dense_init(keys[3], h, c.hidden, c.z_dim),
+        },
+        "B": {
+            "l1": _dense_init(keys[4], 1, goal_dim, c.hidden),
+            "l2": _dense_init(keys[5], 1, c.hidden, c.hidden),
+            "out": _dense_init(keys[6], 1, c.hidden, c.z_dim),
+        },
     }
 
 
-def forward(params: Params, config: FBConfig, state: jax.Array, action: jax.Array,
-            z: jax.Array) -> jax.Array:
+def forward(
+    params: Params, config: FBConfig, state: jax.Array, action: jax.Array, z: jax.Array
+) -> jax.Array:
     """F(s, a, z): state [N, S], action [N, A], z [N, Z] -> [heads, N, Z]."""
-    f = params['F']
+    f = params["F"]
     h = config.f_heads
     sa = jnp.concatenate([state, action], -1)
     sz = jnp.concatenate([state, z], -1)
     sa, sz = (jnp.broadcast_to(x, (h, *x.shape)) for x in (sa, sz))
-    x = jnp.concatenate([_embed(f['sa'], sa, config.layernorm_eps),
-                         _embed(f['sz'], sz, config.layernorm_eps)], -1)
-    return _dense(f['out2'], jax.nn.relu(_dense(f['out1'], x)))
+    x = jnp.concatenate(
+        [_embed(f["sa"], sa, config.layernorm_eps), _embed(f["sz"], sz, config.layernorm_eps)], -1
+    )
+    return _dense(f["out2"], jax.nn.relu(_dense(f["out1"], x)))
 
 
 def backward(params: Params, config: FBConfig, goal_feat: jax.Array) -> jax.Array:
     """B(g): goal-space features [N, G] -> [N, Z] on the sphere of radius sqrt(Z)."""
-    b = params['B']
-    x = jnp.tanh(_layernorm(_dense(b['l1'], goal_feat[None]), config.layernorm_eps))
-    x = jax.nn.relu(_dense(b['l2'], x))
-    return project_to_sphere(_dense(b['out'], x)[0])
+    b = params["B"]
+    x = jnp.tanh(_layernorm(_dense(b["l1"], goal_feat[None]), config.layernorm_eps))
+    x = jax.nn.relu(_dense(b["l2"], x))
+    return project_to_sphere(_dense(b["out"], x)[0])
 
 
 # ---------------------------------------------------------------------------- training
 
-def sample_z(key: jax.Array, config: FBConfig, next_goal_feat: jax.Array,
-             params: Params) -> jax.Array:
+
+def sample_z(
+    key: jax.Array, config: FBConfig, next_goal_feat: jax.Array, params: Params
+) -> jax.Array:
     """One z per row [N, Z]: a normalised Gaussian or, with probability ``goal_mix_prob``,
     B of another replay state (so F is trained on the z's that goal rewards will query)."""
     n = next_goal_feat.shape[0]
@@ -153,8 +166,9 @@ def _offdiag_mean(x: jax.Array, weight: jax.Array) -> jax.Array:
     return (x * w).sum((-2, -1)) / jnp.maximum(w.sum(), 1.0)
 
 
-def fb_loss(params: Params, target: Params, config: FBConfig, batch: dict[str, jax.Array],
-            z: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+def fb_loss(
+    params: Params, target: Params, config: FBConfig, batch: dict[str, jax.Array], z: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """FB temporal-difference loss plus B's orthonormality penalty.
 
     batch (all [N, ...], one transition a row):
@@ -168,28 +182,28 @@ def fb_loss(params: Params, target: Params, config: FBConfig, batch: dict[str, j
     loss = ½ mean_{i≠j} (M_ij − M̄_ij)² − mean_i M_ii, summed over F heads, with the target
     reduced over heads by ``target_reduce``."""
     c = config
-    mask = batch['mask'].astype(jnp.float32)
+    mask = batch["mask"].astype(jnp.float32)
     pair = mask[:, None] * mask[None, :]
-    b_next = backward(params, c, batch['next_goal_feat'])                       # [N, Z]
-    f = forward(params, c, batch['state'], batch['action'], z)                  # [H, N, Z]
-    m = jnp.einsum('hiz,jz->hij', f, b_next)                                    # [H, N, N]
+    b_next = backward(params, c, batch["next_goal_feat"])  # [N, Z]
+    f = forward(params, c, batch["state"], batch["action"], z)  # [H, N, Z]
+    m = jnp.einsum("hiz,jz->hij", f, b_next)  # [H, N, N]
 
-    target_f = forward(target, c, batch['next_state'], batch['next_action'], z)
-    target_b = backward(target, c, batch['next_goal_feat'])
-    target_m = jnp.einsum('hiz,jz->hij', target_f, target_b)
-    target_m = target_m.min(0) if c.target_reduce == 'min' else target_m.mean(0)
-    target_m = jax.lax.stop_gradient(batch['discount'][:, None] * target_m)     # [N, N]
+    target_f = forward(target, c, batch["next_state"], batch["next_action"], z)
+    target_b = backward(target, c, batch["next_goal_feat"])
+    target_m = jnp.einsum("hiz,jz->hij", target_f, target_b)
+    target_m = target_m.min(0) if c.target_reduce == "min" else target_m.mean(0)
+    target_m = jax.lax.stop_gradient(batch["discount"][:, None] * target_m)  # [N, N]
 
-    offdiag = 0.5 * _offdiag_mean(jnp.square(m - target_m[None]), pair)         # [H]
+    offdiag = 0.5 * _offdiag_mean(jnp.square(m - target_m[None]), pair)  # [H]
     diag = (jnp.diagonal(m, axis1=-2, axis2=-1) * mask).sum(-1) / jnp.maximum(mask.sum(), 1.0)
     td = (offdiag - diag).sum()
 
-    cov = b_next @ b_next.T                                                     # [N, N]
+    cov = b_next @ b_next.T  # [N, N]
     ortho = _offdiag_mean(jnp.square(cov), pair) - 2.0 * (
-        jnp.diagonal(cov) * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+        jnp.diagonal(cov) * mask
+    ).sum() / jnp.maximum(mask.sum(), 1.0)
     loss = td + c.ortho_coef * ortho
-    metrics = {'fb_td': td, 'fb_ortho': ortho, 'fb_diag': diag.mean(),
-               'fb_offdiag': offdiag.mean()}
+    metrics = {"fb_td": td, "fb_ortho": ortho, "fb_diag": diag.mean(), "fb_offdiag": offdiag.mean()}
     return loss, metrics
 
 
@@ -198,16 +212,20 @@ def soft_update(target: Params, online: Params, tau: float) -> Params:
     return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
 
 
-def train_step(params: Params, target: Params, opt_state: Any,
-               optimizer: optax.GradientTransformation, config: FBConfig,
-               batch: dict[str, jax.Array], key: jax.Array
-               ) -> tuple[Params, Params, Any, jax.Array]:
+def train_step(
+    params: Params,
+    target: Params,
+    opt_state: Any,
+    optimizer: optax.GradientTransformation,
+    config: FBConfig,
+    batch: dict[str, jax.Array],
+    key: jax.Array,
+) -> tuple[Params, Params, Any, jax.Array]:
     """One optimizer step of FB on its own (offline: benchmarks and tests; inside DreamerV3 FB
     shares the agent's gradient instead, see fb_agent.py): z drawn by ``sample_z``, the FB loss,
     then the soft target update. Returns (params, target, opt_state, loss)."""
-    z = sample_z(key, config, batch['next_goal_feat'], params)
-    (loss, _), grads = jax.value_and_grad(fb_loss, has_aux=True)(params, target, config, batch,
-                                                                 z)
+    z = sample_z(key, config, batch["next_goal_feat"], params)
+    (loss, _), grads = jax.value_and_grad(fb_loss, has_aux=True)(params, target, config, batch, z)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     return params, soft_update(target, params, config.tau), opt_state, loss
@@ -215,28 +233,34 @@ def train_step(params: Params, target: Params, opt_state: Any,
 
 # ---------------------------------------------------------------------------- reward
 
+
 def goal_z(params: Params, config: FBConfig, goal_feat: jax.Array) -> jax.Array:
     """z_g = B(goal) for one goal feature [G] -> [Z]."""
     return backward(params, config, goal_feat[None])[0]
 
 
-def fb_q(params: Params, config: FBConfig, state: jax.Array, action: jax.Array,
-         z_goal: jax.Array) -> jax.Array:
+def fb_q(
+    params: Params, config: FBConfig, state: jax.Array, action: jax.Array, z_goal: jax.Array
+) -> jax.Array:
     """Unnormalised goal reward F(s, a, z_g)ᵀ z_g, averaged over F heads: [N, S] -> [N].
     z_goal is one goal [Z] or one per row [N, Z] (each row's own goal, e.g. a goal bank)."""
     z = jnp.broadcast_to(z_goal, (state.shape[0], z_goal.shape[-1]))
-    return jnp.einsum('hnz,nz->n', forward(params, config, state, action, z), z) / config.f_heads
+    return jnp.einsum("hnz,nz->n", forward(params, config, state, action, z), z) / config.f_heads
 
 
 def normaliser_init(shape: tuple[int, ...] = ()) -> dict[str, jax.Array]:
     """Running mean and variance of a quantity of this shape: () for the raw FB reward, (G,) per
     dimension of B's inputs (count 0 means 'no data yet'; mean 0, var 1 is the identity)."""
-    return {'mean': jnp.zeros(shape, jnp.float32), 'var': jnp.ones(shape, jnp.float32),
-            'count': jnp.zeros((), jnp.float32)}
+    return {
+        "mean": jnp.zeros(shape, jnp.float32),
+        "var": jnp.ones(shape, jnp.float32),
+        "count": jnp.zeros((), jnp.float32),
+    }
 
 
-def normaliser_update(stats: dict[str, jax.Array], values: jax.Array, weight: jax.Array,
-                      rate: float = 0.01) -> dict[str, jax.Array]:
+def normaliser_update(
+    stats: dict[str, jax.Array], values: jax.Array, weight: jax.Array, rate: float = 0.01
+) -> dict[str, jax.Array]:
     """Running mean and variance over batches of weighted rows: values [N, ...], weight [N].
     An EMA at ``rate``, but never slower than the plain average of the batches so far (rate
     1/count: the first batch is taken as is, and ``rate=0`` keeps the average over all batches).
@@ -253,12 +277,14 @@ def normaliser_update(stats: dict[str, jax.Array], values: jax.Array, weight: ja
     total = jnp.maximum(w.sum(), 1.0)
     mean = (values * w).sum(0) / total
     var = (jnp.square(values - mean) * w).sum(0) / total
-    r = jnp.maximum(rate, 1.0 / (stats['count'] + 1.0))
-    return {'mean': (1 - r) * stats['mean'] + r * mean,
-            'var': (1 - r) * stats['var'] + r * var,
-            'count': stats['count'] + 1.0}
+    r = jnp.maximum(rate, 1.0 / (stats["count"] + 1.0))
+    return {
+        "mean": (1 - r) * stats["mean"] + r * mean,
+        "var": (1 - r) * stats["var"] + r * var,
+        "count": stats["count"] + 1.0,
+    }
 
 
 def normalise(stats: dict[str, jax.Array], values: jax.Array) -> jax.Array:
     """(x − mean) / std with the running statistics (per dimension for vector statistics)."""
-    return (values - stats['mean']) * jax.lax.rsqrt(stats['var'] + 1e-8)
+    return (values - stats["mean"]) * jax.lax.rsqrt(stats["var"] + 1e-8)

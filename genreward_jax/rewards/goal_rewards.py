@@ -84,71 +84,91 @@ class RewardConfig:
     video_reward: bool = True
     env_reward: bool = True
     video_interval: int = 128
-    encoder_dtype: str = 'float32'
-    video_variant: str = 'paper'
-    reward_scaling: str = 'paper'
+    encoder_dtype: str = "float32"
+    video_variant: str = "paper"
+    reward_scaling: str = "paper"
     episode_length: int = 256  # env steps per episode (the progress variants need it)
     video_goal_steps: int | None = None  # progress variants: env steps the goal spans
     # (None: the goal's recorded duration, else the episode length)
-    goal_space: str = 'dino'  # FB's goal space: 'dino' (the paper) or 'state' (oracle control)
-    goal_frame: str = 'keyframe'  # FB's goal: the keyframe (Eq. 6) or the goal video's last frame
+    goal_space: str = "dino"  # FB's goal space: 'dino' (the paper) or 'state' (oracle control)
+    goal_frame: str = "keyframe"  # FB's goal: the keyframe (Eq. 6) or the goal video's last frame
 
     def __post_init__(self):
         if self.video_variant not in VIDEO_VARIANTS:
-            raise ValueError(f'--video_variant must be one of {VIDEO_VARIANTS}, got '
-                             f'{self.video_variant!r}')
-        if self.goal_frame not in ('keyframe', 'last'):
+            raise ValueError(
+                f"--video_variant must be one of {VIDEO_VARIANTS}, got {self.video_variant!r}"
+            )
+        if self.goal_frame not in ("keyframe", "last"):
             raise ValueError(f"--goal_frame must be 'keyframe' or 'last', got {self.goal_frame!r}")
         if self.goal_space not in GOAL_SPACES:
-            raise ValueError(f'--goal_space must be one of {GOAL_SPACES}, got '
-                             f'{self.goal_space!r}')
+            raise ValueError(f"--goal_space must be one of {GOAL_SPACES}, got {self.goal_space!r}")
         if self.reward_scaling not in SCALINGS:
-            raise ValueError(f'--reward_scaling must be one of {SCALINGS}, got '
-                             f'{self.reward_scaling!r}')
+            raise ValueError(
+                f"--reward_scaling must be one of {SCALINGS}, got {self.reward_scaling!r}"
+            )
         if self.video_interval < 1:
-            raise ValueError(f'--video_interval must be positive, got {self.video_interval}')
-        if self.encoder_dtype not in ('float32', 'bfloat16'):
-            raise ValueError(f"--encoder_dtype must be 'float32' or 'bfloat16', "
-                             f'got {self.encoder_dtype!r}')
+            raise ValueError(f"--video_interval must be positive, got {self.video_interval}")
+        if self.encoder_dtype not in ("float32", "bfloat16"):
+            raise ValueError(
+                f"--encoder_dtype must be 'float32' or 'bfloat16', got {self.encoder_dtype!r}"
+            )
         if not os.path.isfile(self.goal_file):
-            raise FileNotFoundError(f'--goal_file {self.goal_file!r} does not exist; make one '
-                                    'with preprocessing/make_goals.py')
+            raise FileNotFoundError(
+                f"--goal_file {self.goal_file!r} does not exist; make one "
+                "with preprocessing/make_goals.py"
+            )
 
 
 def _check_close(name: str, ours: np.ndarray, stored: np.ndarray, atol: float) -> None:
     if ours.shape != stored.shape:
-        raise GoalMismatchError(f'{name}: our encoder gives shape {ours.shape}, the goal stores '
-                                f'{stored.shape}')
+        raise GoalMismatchError(
+            f"{name}: our encoder gives shape {ours.shape}, the goal stores {stored.shape}"
+        )
     err = float(np.max(np.abs(ours - stored)))
     if not err <= atol:
-        raise GoalMismatchError(f'{name}: re-encoding the goal differs from the stored values by '
-                                f'{err:.3g} (tolerance {atol}); the goal was made with other '
-                                'weights, resolution or preprocessing')
+        raise GoalMismatchError(
+            f"{name}: re-encoding the goal differs from the stored values by "
+            f"{err:.3g} (tolerance {atol}); the goal was made with other "
+            "weights, resolution or preprocessing"
+        )
 
 
 def load_goals(path: str) -> list[tuple[str, GoalFile]]:
     """[(path, goal)] of a goal .npz, or of every goal in a bank.json (paths relative to it)."""
-    if not path.endswith('.json'):
+    if not path.endswith(".json"):
         return [(path, load_goal(path))]
     try:
         with open(path) as f:
             bank = json.load(f)
-        names = list(bank['goals'])
+        names = list(bank["goals"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise GoalFileError(f'{path}: not a goal bank written by make_goals.py --placements '
-                            f'({type(error).__name__}: {error})') from error
+        raise GoalFileError(
+            f"{path}: not a goal bank written by make_goals.py --placements "
+            f"({type(error).__name__}: {error})"
+        ) from error
     if not names:
-        raise GoalFileError(f'{path}: the goal bank lists no goals')
+        raise GoalFileError(f"{path}: the goal bank lists no goals")
     folder = os.path.dirname(os.path.abspath(path))
     goals = [(os.path.join(folder, n), load_goal(os.path.join(folder, n))) for n in names]
     first = goals[0][1]
     for goal_path, goal in goals[1:]:
-        if (goal.task, goal.frames.shape[1:], goal.latent_mean.shape,
-                goal.provenance['vae']['hash'], goal.provenance['dinov3']['hash']) != (
-                first.task, first.frames.shape[1:], first.latent_mean.shape,
-                first.provenance['vae']['hash'], first.provenance['dinov3']['hash']):
-            raise GoalFileError(f'{goal_path}: differs from {goals[0][0]} in task, size or '
-                                'encoders; a bank needs goals made alike')
+        if (
+            goal.task,
+            goal.frames.shape[1:],
+            goal.latent_mean.shape,
+            goal.provenance["vae"]["hash"],
+            goal.provenance["dinov3"]["hash"],
+        ) != (
+            first.task,
+            first.frames.shape[1:],
+            first.latent_mean.shape,
+            first.provenance["vae"]["hash"],
+            first.provenance["dinov3"]["hash"],
+        ):
+            raise GoalFileError(
+                f"{goal_path}: differs from {goals[0][0]} in task, size or "
+                "encoders; a bank needs goals made alike"
+            )
     return goals
 
 
@@ -165,10 +185,9 @@ class GoalRewards:
         self.goals = load_goals(config.goal_file)
         goal_path, self.goal = self.goals[0]
         goal = self.goal
-        vae_dir = encoder_folder(goal_path, goal, 'vae')
-        dino_dir = encoder_folder(goal_path, goal, 'dinov3')
-        check_goal_matches(goal, vae_hash=weights_hash(vae_dir),
-                           dinov3_hash=weights_hash(dino_dir))
+        vae_dir = encoder_folder(goal_path, goal, "vae")
+        dino_dir = encoder_folder(goal_path, goal, "dinov3")
+        check_goal_matches(goal, vae_hash=weights_hash(vae_dir), dinov3_hash=weights_hash(dino_dir))
         vae, dino = load_vae_encoder(vae_dir), load_dinov3(dino_dir)
         verify_latent, verify_feature = jax.jit(latent_mean_fn(vae)), pooled_feature_fn(dino)
         for _, each in self.goals:  # compiled once for the whole bank
@@ -182,34 +201,52 @@ class GoalRewards:
         self.windows_per_episode = max(config.episode_length // config.video_interval, 1)
         self.video_reward_fn: VideoReward | None = None
         if config.video_reward:  # the progress variants encode goal segments: only if used
-            targets = [video_targets(encode_mean, g.frames, g.latent_mean, config.video_variant,
-                                     config.video_interval, config.episode_length,
-                                     g.num_sampled_frames,
-                                     config.video_goal_steps or g.duration_steps)
-                       for _, g in self.goals]
-            self.video_reward_fn = VideoReward(encode_mean, np.concatenate(targets),
-                                               centred=config.video_variant.endswith('centred'))
+            targets = [
+                video_targets(
+                    encode_mean,
+                    g.frames,
+                    g.latent_mean,
+                    config.video_variant,
+                    config.video_interval,
+                    config.episode_length,
+                    g.num_sampled_frames,
+                    config.video_goal_steps or g.duration_steps,
+                )
+                for _, g in self.goals
+            ]
+            self.video_reward_fn = VideoReward(
+                encode_mean,
+                np.concatenate(targets),
+                centred=config.video_variant.endswith("centred"),
+            )
         self._dino = pooled_feature_fn(dino)
-        if config.goal_space == 'state':
+        if config.goal_space == "state":
             no_states = [p for p, g in self.goals if g.states is None]
             if no_states:
-                raise GoalFileError(f'{no_states[0]}: --goal_space=state needs a scripted goal '
-                                    '(it stores the expert\'s states); make one with '
-                                    '--goal_source=scripted')
-            self.goal_features = np.stack([g.states[self._goal_frame_index(g)]
-                                           for _, g in self.goals])
+                raise GoalFileError(
+                    f"{no_states[0]}: --goal_space=state needs a scripted goal "
+                    "(it stores the expert's states); make one with "
+                    "--goal_source=scripted"
+                )
+            self.goal_features = np.stack(
+                [g.states[self._goal_frame_index(g)] for _, g in self.goals]
+            )
         else:
-            self.goal_features = np.stack([
-                self._policy_size_feature(g.frames[self._goal_frame_index(g)], image_size)
-                for _, g in self.goals])
+            self.goal_features = np.stack(
+                [
+                    self._policy_size_feature(g.frames[self._goal_frame_index(g)], image_size)
+                    for _, g in self.goals
+                ]
+            )
         self.goal_feature = self.goal_features[0]
-        self.windows = VideoWindows(num_envs, config.video_interval, goal.num_sampled_frames,
-                                    goal.resolution)
+        self.windows = VideoWindows(
+            num_envs, config.video_interval, goal.num_sampled_frames, goal.resolution
+        )
         self.episode_step = np.zeros(num_envs, np.int64)
         self.goal_index = np.zeros(num_envs, np.int64)
         self.needs_extra_render = config.video_reward and goal.resolution != image_size
         self.video_stats, self.env_stats = RunningStats(), RunningStats()
-        self.episode_sums = np.zeros((num_envs, 3), np.float64)   # columns _ENV, _VIDEO, _FB
+        self.episode_sums = np.zeros((num_envs, 3), np.float64)  # columns _ENV, _VIDEO, _FB
         self._finished: list[np.ndarray] = []
         self._video_rewards: list[float] = []
         self._video_scaled: list[float] = []
@@ -218,7 +255,7 @@ class GoalRewards:
     def needs_frames(self) -> bool:
         """Whether the env must render for these rewards (the video reward or DINOv3 features);
         a state-space FB control without the video reward needs none."""
-        return self.config.video_reward or self.config.goal_space == 'dino'
+        return self.config.video_reward or self.config.goal_space == "dino"
 
     @property
     def goal_key(self) -> str:
@@ -239,10 +276,13 @@ class GoalRewards:
         key = self.goal_key
         if key not in obs:
             raise ValueError(f"--goal_space={key} needs obs[{key!r}]; 'state' needs --proprio")
-        entries = {'r_env': ((), np.float32), 'r_video': ((), np.float32),
-                   key: (tuple(obs[key].shape[1:]), np.float32)}
+        entries = {
+            "r_env": ((), np.float32),
+            "r_video": ((), np.float32),
+            key: (tuple(obs[key].shape[1:]), np.float32),
+        }
         if self.num_goals > 1:
-            entries['placement'] = ((), np.int32)  # which goal each step's episode uses
+            entries["placement"] = ((), np.int32)  # which goal each step's episode uses
         return entries
 
     @property
@@ -250,21 +290,24 @@ class GoalRewards:
         """Each goal's recorded placement, in bank order (for EnvConfig.placements)."""
         missing = [p for p, g in self.goals if g.placement is None]
         if missing:
-            raise GoalFileError(f'{missing[0]} records no object/goal placement (a file goal, a '
-                                'foreign condition image, or made before placements were '
-                                'recorded): use --placement=random, or remake it with '
-                                'preprocessing/make_goals.py')
+            raise GoalFileError(
+                f"{missing[0]} records no object/goal placement (a file goal, a "
+                "foreign condition image, or made before placements were "
+                "recorded): use --placement=random, or remake it with "
+                "preprocessing/make_goals.py"
+            )
         return tuple(tuple(g.placement.tolist()) for _, g in self.goals)
 
     def _goal_frame_index(self, goal: GoalFile) -> int:
         """Which goal frame FB aims at: the keyframe (Eq. 6), or the last frame (a scripted
         goal's solved scene; for runs whose keyframe was picked by random-weight CLIP)."""
-        return goal.keyframe_index if self.config.goal_frame == 'keyframe' else len(goal.frames) - 1
+        return goal.keyframe_index if self.config.goal_frame == "keyframe" else len(goal.frames) - 1
 
     def _policy_size_feature(self, frame: np.ndarray, image_size: int) -> np.ndarray:
         """DINOv3 of a goal frame at the policy's image size (B sees replay frames there)."""
-        frame = jax.image.resize(jnp.asarray(frame, jnp.float32),
-                                 (image_size, image_size, 3), 'linear', antialias=True)
+        frame = jax.image.resize(
+            jnp.asarray(frame, jnp.float32), (image_size, image_size, 3), "linear", antialias=True
+        )
         return np.asarray(self._dino(jnp.round(frame)[None])[0])
 
     @property
@@ -276,12 +319,15 @@ class GoalRewards:
     def _verify_encoders(self, latent: Callable, feature: Callable, goal: GoalFile) -> None:
         """Re-encodes the goal in float32 at highest precision (``latent``, ``feature``: the
         jitted float32 encoders) and compares with the file."""
-        with jax.default_matmul_precision('highest'):
+        with jax.default_matmul_precision("highest"):
             clip = goal.frames[goal.frame_indices][None]
-            _check_close('VAE latent', np.asarray(latent(clip)[0]), goal.latent_mean,
-                         LATENT_ATOL)
-            _check_close('DINOv3 keyframe feature', np.asarray(feature(goal.keyframe[None])[0]),
-                         goal.keyframe_feature, FEATURE_ATOL)
+            _check_close("VAE latent", np.asarray(latent(clip)[0]), goal.latent_mean, LATENT_ATOL)
+            _check_close(
+                "DINOv3 keyframe feature",
+                np.asarray(feature(goal.keyframe[None])[0]),
+                goal.keyframe_feature,
+                FEATURE_ATOL,
+            )
 
     def render_mask(self, next_is_first: np.ndarray | None = None) -> np.ndarray:
         """Which envs must render the large frame on the coming step [N] (step index + 1, or 0
@@ -294,39 +340,48 @@ class GoalRewards:
     def process(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Adds dino, r_env, r_video and the combined reward to a batch of observations."""
         cfg = self.config
-        first = np.asarray(obs['is_first'], bool)
+        first = np.asarray(obs["is_first"], bool)
         self.episode_step = np.where(first, 0, self.episode_step + 1)
-        if 'placement' in obs and self.num_goals > 1:
-            self.goal_index = np.where(first, np.asarray(obs['placement']), self.goal_index)
-        r_env = np.asarray(obs['reward'], np.float32)
+        if "placement" in obs and self.num_goals > 1:
+            self.goal_index = np.where(first, np.asarray(obs["placement"]), self.goal_index)
+        r_env = np.asarray(obs["reward"], np.float32)
         r_video = np.zeros_like(r_env)
         video_term = np.zeros_like(r_env)
         if cfg.video_reward:
-            frames = obs.get('extra_image') if self.needs_extra_render else obs['image']
+            frames = obs.get("extra_image") if self.needs_extra_render else obs["image"]
             if frames is None:
                 needed = self.windows.needs_frame(self.episode_step)
                 if needed.any():
-                    raise RuntimeError('the video reward needs the env to render extra_image at '
-                                       f'{self.extra_size}px on the sampled steps')
+                    raise RuntimeError(
+                        "the video reward needs the env to render extra_image at "
+                        f"{self.extra_size}px on the sampled steps"
+                    )
                 frames = np.zeros((len(r_env), *self.windows.clips.shape[2:]), np.uint8)
             closed, clips = self.windows.add(self.episode_step, frames)
             if len(closed):
-                window = np.minimum(self.windows.window_index(self.episode_step[closed]) - 1,
-                                    self.windows_per_episode - 1)
+                window = np.minimum(
+                    self.windows.window_index(self.episode_step[closed]) - 1,
+                    self.windows_per_episode - 1,
+                )
                 target = self.goal_index[closed] * self.windows_per_episode + window
-                r_video[closed] = np.asarray(self.video_reward_fn(
-                    clips, target, self.windows.first_frames[closed]))
+                r_video[closed] = np.asarray(
+                    self.video_reward_fn(clips, target, self.windows.first_frames[closed])
+                )
                 video_term[closed] = self._video_term(r_video[closed])
                 self._video_rewards.extend(r_video[closed].tolist())
                 self._video_scaled.extend(video_term[closed].tolist())
         env_term = r_env if cfg.env_reward else np.zeros_like(r_env)
         self.env_stats.update(r_env[~first])
         reward = env_term + video_term
-        self._track_episodes(first, np.asarray(obs['is_last'], bool) if 'is_last' in obs
-                             else np.zeros_like(first), env_term, video_term)
-        out = {**obs, 'r_env': r_env, 'r_video': r_video, 'reward': reward}
-        if cfg.goal_space == 'dino':
-            out['dino'] = np.asarray(self._dino(obs['image']), np.float32)
+        self._track_episodes(
+            first,
+            np.asarray(obs["is_last"], bool) if "is_last" in obs else np.zeros_like(first),
+            env_term,
+            video_term,
+        )
+        out = {**obs, "r_env": r_env, "r_video": r_video, "reward": reward}
+        if cfg.goal_space == "dino":
+            out["dino"] = np.asarray(self._dino(obs["image"]), np.float32)
         return out
 
     def env_spread(self) -> float:
@@ -340,7 +395,7 @@ class GoalRewards:
     def _video_term(self, raw: np.ndarray) -> np.ndarray:
         """The video reward as it enters the total reward (module docstring)."""
         cfg = self.config
-        if cfg.reward_scaling == 'paper':
+        if cfg.reward_scaling == "paper":
             return (cfg.alpha * raw).astype(np.float32)
         self.video_stats.update(raw)
         z = self.video_stats.standardise(raw.astype(np.float64))
@@ -367,40 +422,48 @@ class GoalRewards:
         out = {}
         if self._video_rewards:
             raw = np.asarray(self._video_rewards)
-            out.update({'rewards/video': float(raw.mean()), 'rewards/video_std': float(raw.std()),
-                        'rewards/video_scaled': float(np.mean(self._video_scaled)),
-                        'rewards/video_scaled_std': float(np.std(self._video_scaled)),
-                        'rewards/video_step_spread_vs_env': float(
-                            np.std(self._video_scaled) / self.config.video_interval
-                            / self.env_spread()),
-                        'rewards/video_windows': float(len(raw))})
+            out.update(
+                {
+                    "rewards/video": float(raw.mean()),
+                    "rewards/video_std": float(raw.std()),
+                    "rewards/video_scaled": float(np.mean(self._video_scaled)),
+                    "rewards/video_scaled_std": float(np.std(self._video_scaled)),
+                    "rewards/video_step_spread_vs_env": float(
+                        np.std(self._video_scaled) / self.config.video_interval / self.env_spread()
+                    ),
+                    "rewards/video_windows": float(len(raw)),
+                }
+            )
         if len(self._finished) >= 2:
             var = np.stack(self._finished).var(0)
             total = max(var.sum(), 1e-12)
-            for name, column in (('env', _ENV), ('video', _VIDEO), ('fb', _FB)):
-                out[f'rewards/share_{name}'] = float(var[column] / total)
-                if name != 'env' and var[_ENV] > 0:
-                    out[f'rewards/spread_{name}_vs_env'] = float(np.sqrt(var[column] /
-                                                                         var[_ENV]))
-            out['rewards/episodes'] = float(len(self._finished))
+            for name, column in (("env", _ENV), ("video", _VIDEO), ("fb", _FB)):
+                out[f"rewards/share_{name}"] = float(var[column] / total)
+                if name != "env" and var[_ENV] > 0:
+                    out[f"rewards/spread_{name}_vs_env"] = float(np.sqrt(var[column] / var[_ENV]))
+            out["rewards/episodes"] = float(len(self._finished))
             self._finished = []
-        out['rewards/env_scale'] = float(self.env_stats.std)
-        out['rewards/video_scale'] = float(self.video_scale())
-        out['rewards/env_spread'] = float(self.env_spread())
+        out["rewards/env_scale"] = float(self.env_stats.std)
+        out["rewards/video_scale"] = float(self.video_scale())
+        out["rewards/env_spread"] = float(self.env_spread())
         self._video_rewards, self._video_scaled = [], []
         return out
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {**self.windows.state_dict(), 'episode_step': self.episode_step.copy(),
-                'goal_index': self.goal_index.copy(), 'video_stats': self.video_stats.array(),
-                'env_stats': self.env_stats.array(), 'episode_sums': self.episode_sums.copy()}
+        return {
+            **self.windows.state_dict(),
+            "episode_step": self.episode_step.copy(),
+            "goal_index": self.goal_index.copy(),
+            "video_stats": self.video_stats.array(),
+            "env_stats": self.env_stats.array(),
+            "episode_sums": self.episode_sums.copy(),
+        }
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self.windows.load_state_dict({k: state[k] for k in ('clips', 'first_frames')
-                                      if k in state})
-        self.episode_step = np.asarray(state['episode_step'], np.int64).copy()
-        if 'goal_index' in state:
-            self.goal_index = np.asarray(state['goal_index'], np.int64).copy()
-            self.video_stats.load(state['video_stats'])
-            self.env_stats.load(state['env_stats'])
-            self.episode_sums = np.asarray(state['episode_sums'], np.float64).copy()
+        self.windows.load_state_dict({k: state[k] for k in ("clips", "first_frames") if k in state})
+        self.episode_step = np.asarray(state["episode_step"], np.int64).copy()
+        if "goal_index" in state:
+            self.goal_index = np.asarray(state["goal_index"], np.int64).copy()
+            self.video_stats.load(state["video_stats"])
+            self.env_stats.load(state["env_stats"])
+            self.episode_sums = np.asarray(state["episode_sums"], np.float64).copy()

@@ -57,24 +57,30 @@ def with_goal_placements(model, env_configs, eval_configs, placement: str) -> tu
     and evaluation alike: the goal only describes those scenes), unchanged for random."""
     if model is None:
         return list(env_configs), list(eval_configs)
-    if placement == 'random':
+    if placement == "random":
         if model.num_goals > 1:
-            raise ValueError('a goal bank pairs episodes with placements: it needs '
-                             '--placement=goal')
+            raise ValueError(
+                "a goal bank pairs episodes with placements: it needs --placement=goal"
+            )
         return list(env_configs), list(eval_configs)
     placements = model.placements
-    return ([dataclasses.replace(c, placements=placements) for c in env_configs],
-            [dataclasses.replace(c, placements=placements) for c in eval_configs])
+    return (
+        [dataclasses.replace(c, placements=placements) for c in env_configs],
+        [dataclasses.replace(c, placements=placements) for c in eval_configs],
+    )
 
 
 def _warn_other_task(goal_task: str, task: str) -> None:
     """Allowed (the paper's cross-domain ablation uses goals of other robots), but said."""
     if goal_task != task:
-        print(f'warning: the goal is for {goal_task!r} but the agent trains on {task!r}',
-              file=sys.stderr)
+        print(
+            f"warning: the goal is for {goal_task!r} but the agent trains on {task!r}",
+            file=sys.stderr,
+        )
 
 
 # ------------------------------------------------------------------ GenReward
+
 
 def _genreward_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int):
     from genreward_jax.rewards import flags as reward_flags
@@ -87,8 +93,8 @@ def fb_state_input(choice: str, obs_keys: Sequence[str]) -> str:
     state vector, else 'latent'. Measured (bench/learn_rewards.py, README): on the latent,
     Q's correlation with closeness to the goal turns negative as the world model's features
     drift; on the decoded state it stays positive and the FB arms learn more."""
-    if choice == 'auto':
-        return 'decoded' if 'state' in obs_keys else 'latent'
+    if choice == "auto":
+        return "decoded" if "state" in obs_keys else "latent"
     return choice
 
 
@@ -101,13 +107,19 @@ def make_fb_extra(goal_rewards, fv: flags.FlagValues, agent_config, trainer_conf
     from genreward_jax.trainer import updates_due
 
     state_input = fb_state_input(fv.fb_state_input, trainer_config.obs_keys)
-    state_dim = STATE_DIM if state_input == 'decoded' else agent_config.feat_size
-    spec = FBRewardSpec(state_dim=state_dim, action_dim=ACT_DIM,
-                        goal_feature=goal_rewards.goal_features, beta=fv.beta,
-                        freeze_after_updates=updates_due(trainer_config, fv.fb_train_steps),
-                        target=fv.fb_reward_target, scaling=fv.reward_scaling,
-                        env_reward=fv.env_reward, goal_space=fv.goal_space,
-                        state_input=state_input)
+    state_dim = STATE_DIM if state_input == "decoded" else agent_config.feat_size
+    spec = FBRewardSpec(
+        state_dim=state_dim,
+        action_dim=ACT_DIM,
+        goal_feature=goal_rewards.goal_features,
+        beta=fv.beta,
+        freeze_after_updates=updates_due(trainer_config, fv.fb_train_steps),
+        target=fv.fb_reward_target,
+        scaling=fv.reward_scaling,
+        env_reward=fv.env_reward,
+        goal_space=fv.goal_space,
+        state_input=state_input,
+    )
     return FBExtraLoss(reward_flags.fb_config_from_flags(fv), spec)
 
 
@@ -117,28 +129,38 @@ def _genreward_build(config, ctx: BuildContext) -> RewardSetup:
     fv = ctx.flag_values
     model = GoalRewards(config, len(ctx.env_configs), ctx.env_configs[0].size)
     _warn_other_task(model.goal.task, ctx.env_configs[0].task)
-    print(f'goal {config.goal_file}: {model.num_goals} goal(s), {model.goal.frames.shape[0]} '
-          f'frames at {model.goal.resolution}px, encoders verified; video reward '
-          f"'{config.video_variant}', {config.reward_scaling} scaling", flush=True)
+    print(
+        f"goal {config.goal_file}: {model.num_goals} goal(s), {model.goal.frames.shape[0]} "
+        f"frames at {model.goal.resolution}px, encoders verified; video reward "
+        f"'{config.video_variant}', {config.reward_scaling} scaling",
+        flush=True,
+    )
     train, evals = with_goal_placements(model, ctx.env_configs, ctx.eval_configs, fv.placement)
-    extra = (make_fb_extra(model, fv, ctx.agent_config, ctx.trainer_config) if fv.fb_reward
-             else None)
+    extra = make_fb_extra(model, fv, ctx.agent_config, ctx.trainer_config) if fv.fb_reward else None
     return RewardSetup(model, extra, train, evals)
 
 
 # ------------------------------------------------------------------ VLM-RM
+
 
 def _vlmrm_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int):
     from genreward_jax.rewards.vlmrm_rewards import VLMRMConfig
 
     del episode_length
     if not fv.goal_file:
-        raise ValueError('--reward_model=vlmrm needs --goal_file (a goal from '
-                         'preprocessing/make_goals.py holds its prompt embeddings)')
-    dtype = compute_dtype if fv.encoder_dtype == 'auto' else fv.encoder_dtype
-    return VLMRMConfig(goal_file=fv.goal_file, weight=fv.vlmrm_weight, lam=fv.vlmrm_lambda,
-                       env_reward=fv.env_reward, reward_scaling=fv.reward_scaling,
-                       encoder_dtype=dtype)
+        raise ValueError(
+            "--reward_model=vlmrm needs --goal_file (a goal from "
+            "preprocessing/make_goals.py holds its prompt embeddings)"
+        )
+    dtype = compute_dtype if fv.encoder_dtype == "auto" else fv.encoder_dtype
+    return VLMRMConfig(
+        goal_file=fv.goal_file,
+        weight=fv.vlmrm_weight,
+        lam=fv.vlmrm_lambda,
+        env_reward=fv.env_reward,
+        reward_scaling=fv.reward_scaling,
+        encoder_dtype=dtype,
+    )
 
 
 def _vlmrm_build(config, ctx: BuildContext) -> RewardSetup:
@@ -146,28 +168,40 @@ def _vlmrm_build(config, ctx: BuildContext) -> RewardSetup:
 
     model = VLMRMRewards(config, len(ctx.env_configs), ctx.env_configs[0].size)
     _warn_other_task(model.goal.task, ctx.env_configs[0].task)
-    clip = model.goal.provenance['clip']
-    print(f"VLM-RM: {clip['model']} at {model.clip_size}px, goal prompts "
-          f"{clip['vlmrm_goal_prompts']}, baseline {clip['vlmrm_baseline_prompts']}, "
-          f'λ = {config.lam}, {config.reward_scaling} scaling', flush=True)
-    train, evals = with_goal_placements(model, ctx.env_configs, ctx.eval_configs,
-                                        ctx.flag_values.placement)
+    clip = model.goal.provenance["clip"]
+    print(
+        f"VLM-RM: {clip['model']} at {model.clip_size}px, goal prompts "
+        f"{clip['vlmrm_goal_prompts']}, baseline {clip['vlmrm_baseline_prompts']}, "
+        f"λ = {config.lam}, {config.reward_scaling} scaling",
+        flush=True,
+    )
+    train, evals = with_goal_placements(
+        model, ctx.env_configs, ctx.eval_configs, ctx.flag_values.placement
+    )
     return RewardSetup(model, None, train, evals)
 
 
 # ------------------------------------------------------------------ RoboCLIP
 
+
 def _roboclip_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int):
     from genreward_jax.rewards.roboclip_rewards import RoboCLIPConfig
 
     if not fv.goal_file:
-        raise ValueError('--reward_model=roboclip needs --goal_file (a goal from '
-                         'preprocessing/make_goals.py holds its S3D target)')
-    dtype = compute_dtype if fv.encoder_dtype == 'auto' else fv.encoder_dtype
-    return RoboCLIPConfig(goal_file=fv.goal_file, weight=fv.roboclip_weight,
-                          env_reward=fv.env_reward, reward_scaling=fv.reward_scaling,
-                          render_size=fv.roboclip_render_size, episode_length=episode_length,
-                          encoder_dtype=dtype)
+        raise ValueError(
+            "--reward_model=roboclip needs --goal_file (a goal from "
+            "preprocessing/make_goals.py holds its S3D target)"
+        )
+    dtype = compute_dtype if fv.encoder_dtype == "auto" else fv.encoder_dtype
+    return RoboCLIPConfig(
+        goal_file=fv.goal_file,
+        weight=fv.roboclip_weight,
+        env_reward=fv.env_reward,
+        reward_scaling=fv.reward_scaling,
+        render_size=fv.roboclip_render_size,
+        episode_length=episode_length,
+        encoder_dtype=dtype,
+    )
 
 
 def _roboclip_build(config, ctx: BuildContext) -> RewardSetup:
@@ -175,16 +209,21 @@ def _roboclip_build(config, ctx: BuildContext) -> RewardSetup:
 
     model = RoboCLIPRewards(config, len(ctx.env_configs), ctx.env_configs[0].size)
     _warn_other_task(model.goal.task, ctx.env_configs[0].task)
-    entry = model.goal.provenance['roboclip']
-    target = repr(entry['prompt']) if entry['target'] == 'text' else 'the goal video'
-    print(f"RoboCLIP: {entry['id']}, target {target}, {model.crop}px crops of every "
-          f"{model.stride}th frame, {config.reward_scaling} scaling", flush=True)
-    train, evals = with_goal_placements(model, ctx.env_configs, ctx.eval_configs,
-                                        ctx.flag_values.placement)
+    entry = model.goal.provenance["roboclip"]
+    target = repr(entry["prompt"]) if entry["target"] == "text" else "the goal video"
+    print(
+        f"RoboCLIP: {entry['id']}, target {target}, {model.crop}px crops of every "
+        f"{model.stride}th frame, {config.reward_scaling} scaling",
+        flush=True,
+    )
+    train, evals = with_goal_placements(
+        model, ctx.env_configs, ctx.eval_configs, ctx.flag_values.placement
+    )
     return RewardSetup(model, None, train, evals)
 
 
 # ------------------------------------------------------------------ none
+
 
 def _none_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int):
     del compute_dtype, episode_length
@@ -197,10 +236,10 @@ def _none_build(goal_file, ctx: BuildContext) -> RewardSetup:
     from genreward_jax.rewards.goal_rewards import load_goals
 
     train, evals = list(ctx.env_configs), list(ctx.eval_configs)
-    if goal_file and ctx.flag_values.placement == 'goal':
+    if goal_file and ctx.flag_values.placement == "goal":
         goals = load_goals(goal_file)
         if any(g.placement is None for _, g in goals):
-            raise ValueError(f'{goal_file} records no placement: use --placement=random')
+            raise ValueError(f"{goal_file} records no placement: use --placement=random")
         placements = tuple(tuple(g.placement.tolist()) for _, g in goals)
         train = [dataclasses.replace(c, placements=placements) for c in train]
         evals = [dataclasses.replace(c, placements=placements) for c in evals]
@@ -225,12 +264,15 @@ def _roboclip_quality_terms(goal_file: str, goal, options) -> list:
     return roboclip_terms(goal_file, goal, options)
 
 
-PLUGINS = {p.name: p for p in (
-    RewardPlugin('genreward', _genreward_config, _genreward_build, _genreward_quality_terms),
-    RewardPlugin('vlmrm', _vlmrm_config, _vlmrm_build, _vlmrm_quality_terms),
-    RewardPlugin('roboclip', _roboclip_config, _roboclip_build, _roboclip_quality_terms),
-    RewardPlugin('none', _none_config, _none_build),
-)}
+PLUGINS = {
+    p.name: p
+    for p in (
+        RewardPlugin("genreward", _genreward_config, _genreward_build, _genreward_quality_terms),
+        RewardPlugin("vlmrm", _vlmrm_config, _vlmrm_build, _vlmrm_quality_terms),
+        RewardPlugin("roboclip", _roboclip_config, _roboclip_build, _roboclip_quality_terms),
+        RewardPlugin("none", _none_config, _none_build),
+    )
+}
 
 
 def reward_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int) -> Any | None:

@@ -36,16 +36,32 @@ from genreward_jax.rewards.video import VideoReward, VideoWindows, video_targets
 class VideoTerm:
     """r_video of one variant: reward at each window-closing step, zero elsewhere."""
 
-    def __init__(self, encode_mean: Callable, goal: GoalFile, variant: str, interval: int,
-                 episode_length: int, goal_steps: int | None = None):
-        self.name = f'video/{variant}' + (f' D={goal_steps}' if goal_steps and
-                                          variant.startswith('progress') else '')
+    def __init__(
+        self,
+        encode_mean: Callable,
+        goal: GoalFile,
+        variant: str,
+        interval: int,
+        episode_length: int,
+        goal_steps: int | None = None,
+    ):
+        self.name = f"video/{variant}" + (
+            f" D={goal_steps}" if goal_steps and variant.startswith("progress") else ""
+        )
         self.interval = interval
         self.num_samples = goal.num_sampled_frames
         self.resolution = goal.resolution
-        targets = video_targets(encode_mean, goal.frames, goal.latent_mean, variant, interval,
-                                episode_length, goal.num_sampled_frames, goal_steps)
-        self.reward = VideoReward(encode_mean, targets, centred=variant.endswith('centred'))
+        targets = video_targets(
+            encode_mean,
+            goal.frames,
+            goal.latent_mean,
+            variant,
+            interval,
+            episode_length,
+            goal.num_sampled_frames,
+            goal_steps,
+        )
+        self.reward = VideoReward(encode_mean, targets, centred=variant.endswith("centred"))
         self.num_windows = len(targets)
 
     def episode_rewards(self, rollouts: Sequence[Rollout]) -> list[np.ndarray]:
@@ -56,8 +72,9 @@ class VideoTerm:
             for step, frame in enumerate(rollout.frames):
                 closed, clips = windows.add(np.array([step]), frame[None])
                 if len(closed):
-                    index = np.minimum(windows.window_index(np.array([step])) - 1,
-                                       self.num_windows - 1)
+                    index = np.minimum(
+                        windows.window_index(np.array([step])) - 1, self.num_windows - 1
+                    )
                     rewards[step - 1] = float(self.reward(clips, index, windows.first_frames)[0])
             out.append(rewards)
         return out
@@ -70,15 +87,23 @@ class FBTerm:
     39-d env state (an oracle control that bypasses the image encoder, not the paper's method).
     The reward of transition t is stored at index t (it belongs to (s_t, a_t))."""
 
-    def __init__(self, goal_space: str, goal_feature: np.ndarray, config: fb.FBConfig,
-                 features: Callable[[np.ndarray], np.ndarray] | None = None,
-                 steps: int = 2000, batch_size: int = 512, lr: float = 1e-3, seed: int = 0,
-                 standardise: bool = True):
-        if goal_space not in ('dino', 'state'):
+    def __init__(
+        self,
+        goal_space: str,
+        goal_feature: np.ndarray,
+        config: fb.FBConfig,
+        features: Callable[[np.ndarray], np.ndarray] | None = None,
+        steps: int = 2000,
+        batch_size: int = 512,
+        lr: float = 1e-3,
+        seed: int = 0,
+        standardise: bool = True,
+    ):
+        if goal_space not in ("dino", "state"):
             raise ValueError(f"goal_space must be 'dino' or 'state', got {goal_space!r}")
-        if goal_space == 'dino' and features is None:
+        if goal_space == "dino" and features is None:
             raise ValueError("goal_space 'dino' needs the DINOv3 feature function")
-        self.name = f'fb/{goal_space}' + ('' if standardise else ' (raw inputs)')
+        self.name = f"fb/{goal_space}" + ("" if standardise else " (raw inputs)")
         self.standardise = standardise
         self.shift, self.scale = 0.0, 1.0
         self.goal_space = goal_space
@@ -94,12 +119,15 @@ class FBTerm:
         """Goal-space features of every observation of a rollout [L+1, G] (cached)."""
         key = id(rollout)
         if key not in self._cache:
-            if self.goal_space == 'state':
+            if self.goal_space == "state":
                 self._cache[key] = rollout.states
             else:
                 self._cache[key] = np.concatenate(
-                    [self.features(rollout.frames[i:i + 64])
-                     for i in range(0, len(rollout.frames), 64)])
+                    [
+                        self.features(rollout.frames[i : i + 64])
+                        for i in range(0, len(rollout.frames), 64)
+                    ]
+                )
         return self._cache[key]
 
     def fit(self, rollouts: Sequence[Rollout]) -> None:
@@ -115,33 +143,53 @@ class FBTerm:
         nxt = np.concatenate([p[1:] for p in phis])
         action = np.concatenate([r.actions for r in rollouts])
         next_action = np.concatenate(
-            [np.concatenate([r.actions[1:], np.zeros_like(r.actions[:1])]) for r in rollouts])
+            [np.concatenate([r.actions[1:], np.zeros_like(r.actions[:1])]) for r in rollouts]
+        )
         last = np.concatenate([np.arange(len(r.actions)) == len(r.actions) - 1 for r in rollouts])
-        data = {'state': state, 'action': action, 'next_state': nxt, 'next_action': next_action,
-                'next_goal_feat': nxt,
-                'discount': np.where(last, 0.0, self.config.discount).astype(np.float32),
-                'mask': np.ones(len(state), np.float32)}
+        data = {
+            "state": state,
+            "action": action,
+            "next_state": nxt,
+            "next_action": next_action,
+            "next_goal_feat": nxt,
+            "discount": np.where(last, 0.0, self.config.discount).astype(np.float32),
+            "mask": np.ones(len(state), np.float32),
+        }
         data = {k: jnp.asarray(v, jnp.float32) for k, v in data.items()}
-        self.params, self.losses = _train_fb(self.config, data, self.steps, self.batch_size,
-                                             self.lr, jax.random.key(self.seed))
+        self.params, self.losses = _train_fb(
+            self.config, data, self.steps, self.batch_size, self.lr, jax.random.key(self.seed)
+        )
 
     def episode_rewards(self, rollouts: Sequence[Rollout]) -> list[np.ndarray]:
         if self.params is None:
-            raise RuntimeError('FBTerm.fit must run before episode_rewards')
+            raise RuntimeError("FBTerm.fit must run before episode_rewards")
         goal = (self.goal_feature - self.shift) / self.scale
         z = fb.goal_z(self.params, self.config, jnp.asarray(goal, jnp.float32))
         q = jax.jit(lambda s, a: fb.fb_q(self.params, self.config, s, a, z))
-        return [np.asarray(q(jnp.asarray((self._phi(r)[:-1] - self.shift) / self.scale,
-                                         jnp.float32), jnp.asarray(r.actions)))
-                for r in rollouts]
+        return [
+            np.asarray(
+                q(
+                    jnp.asarray((self._phi(r)[:-1] - self.shift) / self.scale, jnp.float32),
+                    jnp.asarray(r.actions),
+                )
+            )
+            for r in rollouts
+        ]
 
 
-def _train_fb(config: fb.FBConfig, data: dict[str, jax.Array], steps: int, batch_size: int,
-              lr: float, key: jax.Array) -> tuple[dict, np.ndarray]:
+def _train_fb(
+    config: fb.FBConfig,
+    data: dict[str, jax.Array],
+    steps: int,
+    batch_size: int,
+    lr: float,
+    key: jax.Array,
+) -> tuple[dict, np.ndarray]:
     """Adam on the FB loss over uniform minibatches of a fixed transition set; soft targets."""
-    n, state_dim = data['state'].shape
-    params = fb.init_fb(key, config, state_dim, data['action'].shape[1],
-                        data['next_goal_feat'].shape[1])
+    n, state_dim = data["state"].shape
+    params = fb.init_fb(
+        key, config, state_dim, data["action"].shape[1], data["next_goal_feat"].shape[1]
+    )
     optimizer = optax.adam(lr)
 
     def step(carry, key):
@@ -149,14 +197,15 @@ def _train_fb(config: fb.FBConfig, data: dict[str, jax.Array], steps: int, batch
         k_idx, k_z = jax.random.split(key)
         idx = jax.random.randint(k_idx, (batch_size,), 0, n)
         params, target, opt_state, loss = fb.train_step(
-            params, target, opt_state, optimizer, config, {k: v[idx] for k, v in data.items()},
-            k_z)
+            params, target, opt_state, optimizer, config, {k: v[idx] for k, v in data.items()}, k_z
+        )
         return (params, target, opt_state), loss
 
     @jax.jit
     def train(params, key):
-        carry, losses = jax.lax.scan(step, (params, params, optimizer.init(params)),
-                                     jax.random.split(key, steps))
+        carry, losses = jax.lax.scan(
+            step, (params, params, optimizer.init(params)), jax.random.split(key, steps)
+        )
         return carry[0], losses
 
     params, losses = train(params, jax.random.fold_in(key, 1))
@@ -170,39 +219,57 @@ class VLMRMTerm:
         self.reward, self.name = reward, name
 
     def episode_rewards(self, rollouts: Sequence[Rollout]) -> list[np.ndarray]:
-        return [np.concatenate([np.asarray(self.reward(jnp.asarray(r.frames[i:i + 64])))
-                                for i in range(1, len(r.frames), 64)]) for r in rollouts]
+        return [
+            np.concatenate(
+                [
+                    np.asarray(self.reward(jnp.asarray(r.frames[i : i + 64])))
+                    for i in range(1, len(r.frames), 64)
+                ]
+            )
+            for r in rollouts
+        ]
 
 
 def genreward_terms(goal_file: str, goal: GoalFile, options) -> list:
     """Every video variant (each goal pace of the progress variants) and the FB reward (DINOv3
     goal space with and without input standardisation; the state control when the goal stores
     states)."""
-    vae = load_vae_encoder(encoder_folder(goal_file, goal, 'vae'))
-    dino = load_dinov3(encoder_folder(goal_file, goal, 'dinov3'))
+    vae = load_vae_encoder(encoder_folder(goal_file, goal, "vae"))
+    dino = load_dinov3(encoder_folder(goal_file, goal, "dinov3"))
     encode_mean = latent_mean_fn(vae)
     dino_fn = pooled_feature_fn(dino)
 
     def pace(name: str) -> int:
-        if name == 'goal':
+        if name == "goal":
             return goal.duration_steps or options.time_limit
-        return options.time_limit if name == 'episode' else int(name)
+        return options.time_limit if name == "episode" else int(name)
 
     terms = []
     for variant in options.variants:
-        paces = (sorted({pace(p) for p in options.goal_steps}) if variant.startswith('progress')
-                 else [options.time_limit])
-        terms += [VideoTerm(encode_mean, goal, variant, options.interval, options.time_limit, d)
-                  for d in paces]
+        paces = (
+            sorted({pace(p) for p in options.goal_steps})
+            if variant.startswith("progress")
+            else [options.time_limit]
+        )
+        terms += [
+            VideoTerm(encode_mean, goal, variant, options.interval, options.time_limit, d)
+            for d in paces
+        ]
     config = fb.FBConfig(z_dim=options.fb_z_dim, hidden=options.fb_hidden)
     common = dict(config=config, steps=options.fb_steps, lr=options.fb_lr, seed=options.seed)
     goal_dino = np.asarray(dino_fn(jnp.asarray(goal.keyframe)[None]))[0]
     for standardise in (True, False):
-        terms.append(FBTerm('dino', goal_dino, standardise=standardise,
-                            features=lambda frames: np.asarray(dino_fn(jnp.asarray(frames))),
-                            **common))
+        terms.append(
+            FBTerm(
+                "dino",
+                goal_dino,
+                standardise=standardise,
+                features=lambda frames: np.asarray(dino_fn(jnp.asarray(frames))),
+                **common,
+            )
+        )
     if goal.states is not None:
-        terms.append(FBTerm('state', goal.states[goal.keyframe_index], **common))
+        terms.append(FBTerm("state", goal.states[goal.keyframe_index], **common))
     return terms
 
 
@@ -212,26 +279,30 @@ def vlmrm_terms(goal_file: str, goal: GoalFile, options) -> list:
     from genreward_jax.rewards.vlmrm_rewards import vlmrm_reward_fn
 
     if not goal.has_vlmrm:
-        print(f'{goal_file}: no VLM-RM section, no VLM-RM rows (remake the goal)', flush=True)
+        print(f"{goal_file}: no VLM-RM section, no VLM-RM rows (remake the goal)", flush=True)
         return []
     terms = []
     for lam in dict.fromkeys((options.vlmrm_lambda, 0.0)):
         reward, _ = vlmrm_reward_fn(goal_file, goal, lam)
-        terms.append(VLMRMTerm(reward, f'vlmrm λ={lam:g}' + (' (CLIP cosine)' if lam == 0 else '')))
+        terms.append(VLMRMTerm(reward, f"vlmrm λ={lam:g}" + (" (CLIP cosine)" if lam == 0 else "")))
     return terms
 
 
 class RoboCLIPTerm:
     """RoboCLIP's episode score at the last index, zero elsewhere."""
 
-    name = 'roboclip'
+    name = "roboclip"
 
     def __init__(self, goal_file: str):
         from genreward_jax.rewards.roboclip_rewards import RoboCLIPConfig, RoboCLIPRewards
 
-        self.model = RoboCLIPRewards(RoboCLIPConfig(goal_file=goal_file, env_reward=False,
-                                                    reward_scaling='paper', weight=1.0),
-                                     num_envs=1, image_size=0)
+        self.model = RoboCLIPRewards(
+            RoboCLIPConfig(
+                goal_file=goal_file, env_reward=False, reward_scaling="paper", weight=1.0
+            ),
+            num_envs=1,
+            image_size=0,
+        )
 
     def episode_rewards(self, rollouts: Sequence[Rollout]) -> list[np.ndarray]:
         from genreward_jax.rewards.roboclip import centre_crop, episode_clip, kept_step
@@ -250,6 +321,6 @@ def roboclip_terms(goal_file: str, goal: GoalFile, options) -> list:
     """RoboCLIP's score; none for a goal without the RoboCLIP section."""
     del options
     if goal.roboclip_target is None:
-        print(f'{goal_file}: no RoboCLIP section, no RoboCLIP row (remake the goal)', flush=True)
+        print(f"{goal_file}: no RoboCLIP section, no RoboCLIP row (remake the goal)", flush=True)
         return []
     return [RoboCLIPTerm(goal_file)]

@@ -9,6 +9,7 @@ renders), every ``stride``-th one from the first (4: 32 of 128 frames), pixel va
 release feeds them (S3D's own documentation asks for [0, 1]: ``unit_pixels``). This module holds
 those shared pieces; online and offline videos go through the same ``episode_clip``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,7 @@ def centre_crop(frames: np.ndarray, crop: int) -> np.ndarray:
     h, w = frames.shape[-3:-1]
     c = min(crop, h, w)
     top, left = (h - c) // 2, (w - c) // 2
-    return frames[..., top:top + c, left:left + c, :]
+    return frames[..., top : top + c, left : left + c, :]
 
 
 def kept_step(episode_step: np.ndarray, stride: int) -> np.ndarray:
@@ -41,6 +42,6 @@ def episode_clip(frames: np.ndarray, unit_pixels: bool = False) -> np.ndarray:
     t = len(frames) - len(frames) % 2
     c = frames.shape[1] - frames.shape[1] % 2
     if t < 2:
-        raise ValueError(f'RoboCLIP needs at least 2 kept frames per episode, got {len(frames)}')
+        raise ValueError(f"RoboCLIP needs at least 2 kept frames per episode, got {len(frames)}")
     clip = np.asarray(frames[:t, :c, :c], np.float32)
     return clip / 255.0 if unit_pixels else clip

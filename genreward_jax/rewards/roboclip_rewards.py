@@ -43,21 +43,23 @@ class RoboCLIPConfig:
     goal_file: str
     weight: float = 0.5
     env_reward: bool = True
-    reward_scaling: str = 'calibrated'
+    reward_scaling: str = "calibrated"
     render_size: int = RELEASE_RENDER
     episode_length: int = 256
-    encoder_dtype: str = 'float32'
+    encoder_dtype: str = "float32"
 
     def __post_init__(self):
         if self.reward_scaling not in SCALINGS:
-            raise ValueError(f'--reward_scaling must be one of {SCALINGS}, got '
-                             f'{self.reward_scaling!r}')
+            raise ValueError(
+                f"--reward_scaling must be one of {SCALINGS}, got {self.reward_scaling!r}"
+            )
         if self.render_size < 2:
-            raise ValueError(f'--roboclip_render_size must be at least 2, got '
-                             f'{self.render_size}')
+            raise ValueError(f"--roboclip_render_size must be at least 2, got {self.render_size}")
         if not os.path.isfile(self.goal_file):
-            raise FileNotFoundError(f'--goal_file {self.goal_file!r} does not exist; make one '
-                                    'with preprocessing/make_goals.py')
+            raise FileNotFoundError(
+                f"--goal_file {self.goal_file!r} does not exist; make one "
+                "with preprocessing/make_goals.py"
+            )
 
 
 class RoboCLIPRewards:
@@ -68,20 +70,25 @@ class RoboCLIPRewards:
         self.goals = load_goals(config.goal_file)
         goal_path, self.goal = self.goals[0]
         if self.goal.roboclip_target is None:
-            raise GoalFileError(f'{goal_path}: no RoboCLIP section (S3D target); remake the goal '
-                                'with preprocessing/make_goals.py (pretrained models: '
-                                '--s3d_weights and --s3d_dict)')
-        entry = self.goal.provenance['roboclip']
-        folder = encoder_folder(goal_path, self.goal, 'roboclip')
-        if weights_hash(folder) != entry['hash']:
-            raise GoalMismatchError(f'{goal_path}: the S3D weights in {folder} are not the ones '
-                                    'its RoboCLIP target was made with (weights hash differs)')
+            raise GoalFileError(
+                f"{goal_path}: no RoboCLIP section (S3D target); remake the goal "
+                "with preprocessing/make_goals.py (pretrained models: "
+                "--s3d_weights and --s3d_dict)"
+            )
+        entry = self.goal.provenance["roboclip"]
+        folder = encoder_folder(goal_path, self.goal, "roboclip")
+        if weights_hash(folder) != entry["hash"]:
+            raise GoalMismatchError(
+                f"{goal_path}: the S3D weights in {folder} are not the ones "
+                "its RoboCLIP target was made with (weights hash differs)"
+            )
         tower = load_s3d_video(folder, jnp.dtype(config.encoder_dtype))
         target = jnp.asarray(self.goal.roboclip_target)
         self._embed_and_score = jax.jit(
-            lambda video: tower.apply(tower.params, video[None])[0] @ target)
-        self.stride, self.unit_pixels = int(entry['stride']), entry['pixel_range'] == '[0, 1]'
-        self.crop = min(int(entry['crop']), config.render_size)
+            lambda video: tower.apply(tower.params, video[None])[0] @ target
+        )
+        self.stride, self.unit_pixels = int(entry["stride"]), entry["pixel_range"] == "[0, 1]"
+        self.crop = min(int(entry["crop"]), config.render_size)
         self.needs_extra_render = config.render_size != image_size
         self.num_envs = num_envs
         capacity = config.episode_length // self.stride + 2
@@ -119,14 +126,15 @@ class RoboCLIPRewards:
     def placements(self) -> tuple[tuple[float, ...], ...]:
         missing = [p for p, g in self.goals if g.placement is None]
         if missing:
-            raise GoalFileError(f'{missing[0]} records no object/goal placement: use '
-                                '--placement=random')
+            raise GoalFileError(
+                f"{missing[0]} records no object/goal placement: use --placement=random"
+            )
         return tuple(tuple(g.placement.tolist()) for _, g in self.goals)
 
     def replay_entries(self, obs: dict[str, np.ndarray]) -> ReplaySpec:
-        entries = {'r_env': ((), np.float32), 'r_roboclip': ((), np.float32)}
+        entries = {"r_env": ((), np.float32), "r_roboclip": ((), np.float32)}
         if self.num_goals > 1:
-            entries['placement'] = ((), np.int32)
+            entries["placement"] = ((), np.int32)
         return entries
 
     def render_mask(self, next_is_first: np.ndarray | None = None) -> np.ndarray:
@@ -137,7 +145,7 @@ class RoboCLIPRewards:
 
     def scale(self) -> float:
         """w (paper) or w·σ_env·L (calibrated): the factor on the raw or standardised score."""
-        if self.config.reward_scaling == 'paper':
+        if self.config.reward_scaling == "paper":
             return self.config.weight
         spread = env_spread(self.env_stats, self.config.env_reward)
         return self.config.weight * spread * self.config.episode_length
@@ -145,61 +153,73 @@ class RoboCLIPRewards:
     def process(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Adds r_env, r_roboclip and the combined reward to a batch of observations."""
         cfg = self.config
-        first = np.asarray(obs['is_first'], bool)
-        last = np.asarray(obs['is_last'], bool)
+        first = np.asarray(obs["is_first"], bool)
+        last = np.asarray(obs["is_last"], bool)
         self.episode_step = np.where(first, 0, self.episode_step + 1)
         self.kept[first] = 0
-        if 'placement' in obs and self.num_goals > 1:
-            self._goal_index = np.where(first, np.asarray(obs['placement']), self._goal_index)
+        if "placement" in obs and self.num_goals > 1:
+            self._goal_index = np.where(first, np.asarray(obs["placement"]), self._goal_index)
         keep = kept_step(self.episode_step, self.stride)
         if keep.any():
-            frames = obs['extra_image'] if self.needs_extra_render else obs['image']
+            frames = obs["extra_image"] if self.needs_extra_render else obs["image"]
             for env in np.flatnonzero(keep):
                 if self.kept[env] < len(self.frames[env]):
                     self.frames[env, self.kept[env]] = centre_crop(frames[env], self.crop)
                     self.kept[env] += 1
-        r_env = np.asarray(obs['reward'], np.float32)
+        r_env = np.asarray(obs["reward"], np.float32)
         self.env_stats.update(r_env[~first])
         raw = np.zeros_like(r_env)
         for env in np.flatnonzero(last & ~first):
-            clip = episode_clip(self.frames[env, :self.kept[env]], self.unit_pixels)
+            clip = episode_clip(self.frames[env, : self.kept[env]], self.unit_pixels)
             raw[env] = self.score(clip)
             self._scores.append(float(raw[env]))
         term = np.zeros_like(r_env)
         ended = last & ~first
         if ended.any():
-            if cfg.reward_scaling == 'paper':
+            if cfg.reward_scaling == "paper":
                 term[ended] = cfg.weight * raw[ended]
             else:
                 self.raw_stats.update(raw[ended])
                 term[ended] = self.scale() * self.raw_stats.standardise(
-                    raw[ended].astype(np.float64))
+                    raw[ended].astype(np.float64)
+                )
         reward = (r_env if cfg.env_reward else np.zeros_like(r_env)) + term
-        return {**obs, 'r_env': r_env, 'r_roboclip': raw, 'reward': reward.astype(np.float32)}
+        return {**obs, "r_env": r_env, "r_roboclip": raw, "reward": reward.astype(np.float32)}
 
     def add_agent_reward(self, reward: np.ndarray) -> None:
         del reward  # RoboCLIP adds no loss to the agent
 
     def metrics(self) -> dict[str, float]:
         """Episode scores since the last call, and the scale applied to them."""
-        out = {'rewards/env_scale': float(self.env_stats.std),
-               'rewards/roboclip_scale': float(self.scale())}
+        out = {
+            "rewards/env_scale": float(self.env_stats.std),
+            "rewards/roboclip_scale": float(self.scale()),
+        }
         if self._scores:
-            out.update({'rewards/roboclip': float(np.mean(self._scores)),
-                        'rewards/roboclip_std': float(np.std(self._scores)),
-                        'rewards/roboclip_episodes': float(len(self._scores))})
+            out.update(
+                {
+                    "rewards/roboclip": float(np.mean(self._scores)),
+                    "rewards/roboclip_std": float(np.std(self._scores)),
+                    "rewards/roboclip_episodes": float(len(self._scores)),
+                }
+            )
         self._scores = []
         return out
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {'frames': self.frames.copy(), 'kept': self.kept.copy(),
-                'episode_step': self.episode_step.copy(), 'goal_index': self._goal_index.copy(),
-                'raw_stats': self.raw_stats.array(), 'env_stats': self.env_stats.array()}
+        return {
+            "frames": self.frames.copy(),
+            "kept": self.kept.copy(),
+            "episode_step": self.episode_step.copy(),
+            "goal_index": self._goal_index.copy(),
+            "raw_stats": self.raw_stats.array(),
+            "env_stats": self.env_stats.array(),
+        }
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self.frames = np.asarray(state['frames'], np.uint8).copy()
-        self.kept = np.asarray(state['kept'], np.int64).copy()
-        self.episode_step = np.asarray(state['episode_step'], np.int64).copy()
-        self._goal_index = np.asarray(state['goal_index'], np.int64).copy()
-        self.raw_stats.load(state['raw_stats'])
-        self.env_stats.load(state['env_stats'])
+        self.frames = np.asarray(state["frames"], np.uint8).copy()
+        self.kept = np.asarray(state["kept"], np.int64).copy()
+        self.episode_step = np.asarray(state["episode_step"], np.int64).copy()
+        self._goal_index = np.asarray(state["goal_index"], np.int64).copy()
+        self.raw_stats.load(state["raw_stats"])
+        self.env_stats.load(state["env_stats"])

@@ -44,7 +44,7 @@ def cosine_to_goal(latents: jax.Array, goal_latent: jax.Array) -> jax.Array:
     return (flat * goal).sum(-1) / jnp.maximum(norms, 1e-12)
 
 
-VIDEO_VARIANTS = ('paper', 'progress', 'centred', 'progress_centred')
+VIDEO_VARIANTS = ("paper", "progress", "centred", "progress_centred")
 Encoder = Callable[[jax.Array], jax.Array]
 
 
@@ -63,17 +63,23 @@ def still_clips(first_frames: jax.Array, num_samples: int) -> jax.Array:
     return jnp.repeat(first_frames[:, None], num_samples, axis=1)
 
 
-def segment_indices(num_goal_frames: int, num_samples: int, start: float, end: float
-                    ) -> np.ndarray:
+def segment_indices(num_goal_frames: int, num_samples: int, start: float, end: float) -> np.ndarray:
     """K goal-frame indices spread uniformly over the fraction [start, end] of the goal video
     (indices may repeat when the segment holds fewer than K frames)."""
     last = num_goal_frames - 1
     return np.round(np.linspace(start * last, end * last, num_samples)).astype(np.int64)
 
 
-def video_targets(encode_mean: Encoder, goal_frames: np.ndarray, goal_latent: np.ndarray,
-                  variant: str, interval: int, episode_length: int, num_samples: int,
-                  goal_steps: int | None = None) -> np.ndarray:
+def video_targets(
+    encode_mean: Encoder,
+    goal_frames: np.ndarray,
+    goal_latent: np.ndarray,
+    variant: str,
+    interval: int,
+    episode_length: int,
+    num_samples: int,
+    goal_steps: int | None = None,
+) -> np.ndarray:
     """Target latent of each window of an episode, [W, T', h, w, C] with W = L // I windows.
 
     Progress variants map episode step τ to goal time τ / D with D = ``goal_steps`` (None: the
@@ -84,17 +90,27 @@ def video_targets(encode_mean: Encoder, goal_frames: np.ndarray, goal_latent: np
     stored latent is what ``paper`` compares with; the other variants re-encode goal frames with
     the same, verified encoder). Centred variants subtract the still clip of goal frame 0."""
     if variant not in VIDEO_VARIANTS:
-        raise ValueError(f'video reward variant must be one of {VIDEO_VARIANTS}, got {variant!r}')
+        raise ValueError(f"video reward variant must be one of {VIDEO_VARIANTS}, got {variant!r}")
     windows = max(episode_length // interval, 1)
     pace = goal_steps or episode_length
-    if variant.startswith('progress'):
-        clips = np.stack([goal_frames[segment_indices(
-            len(goal_frames), num_samples, min((k - 1) * interval / pace, 1.0),
-            min(k * interval / pace, 1.0))] for k in range(1, windows + 1)])
+    if variant.startswith("progress"):
+        clips = np.stack(
+            [
+                goal_frames[
+                    segment_indices(
+                        len(goal_frames),
+                        num_samples,
+                        min((k - 1) * interval / pace, 1.0),
+                        min(k * interval / pace, 1.0),
+                    )
+                ]
+                for k in range(1, windows + 1)
+            ]
+        )
         targets = np.asarray(encode_mean(jnp.asarray(clips)), np.float32)
     else:
         targets = np.repeat(np.asarray(goal_latent, np.float32)[None], windows, axis=0)
-    if variant.endswith('centred'):
+    if variant.endswith("centred"):
         still = still_clips(jnp.asarray(goal_frames[:1]), num_samples)
         targets = targets - np.asarray(encode_mean(still), np.float32)
     return targets
@@ -114,25 +130,32 @@ class VideoReward:
         self._fn = jax.jit(self._reward)
         self._encode = encode_mean
 
-    def _reward(self, clips: jax.Array, target_index: jax.Array,
-                first_frames: jax.Array | None) -> jax.Array:
+    def _reward(
+        self, clips: jax.Array, target_index: jax.Array, first_frames: jax.Array | None
+    ) -> jax.Array:
         if self.centred:
-            both = self._encode(jnp.concatenate(
-                [clips, still_clips(first_frames, clips.shape[1])], 0))
-            latents = both[:len(clips)] - both[len(clips):]
+            both = self._encode(
+                jnp.concatenate([clips, still_clips(first_frames, clips.shape[1])], 0)
+            )
+            latents = both[: len(clips)] - both[len(clips) :]
         else:
             latents = self._encode(clips)
         if latents.shape[1:] != self.targets.shape[1:]:
-            raise ValueError(f'agent latent shape {latents.shape[1:]} differs from the goal '
-                             f'latent {self.targets.shape[1:]}: frame count or resolution '
-                             'mismatch')
+            raise ValueError(
+                f"agent latent shape {latents.shape[1:]} differs from the goal "
+                f"latent {self.targets.shape[1:]}: frame count or resolution "
+                "mismatch"
+            )
         return cosine_to_goal(latents, self.targets[target_index])
 
     def __call__(self, clips, target_index, first_frames=None) -> jax.Array:
         if self.centred and first_frames is None:
-            raise ValueError('a centred video reward needs each episode\'s first frame')
-        return self._fn(jnp.asarray(clips), jnp.asarray(target_index, jnp.int32),
-                        None if first_frames is None else jnp.asarray(first_frames))
+            raise ValueError("a centred video reward needs each episode's first frame")
+        return self._fn(
+            jnp.asarray(clips),
+            jnp.asarray(target_index, jnp.int32),
+            None if first_frames is None else jnp.asarray(first_frames),
+        )
 
 
 class VideoWindows:
@@ -144,9 +167,9 @@ class VideoWindows:
 
     def __init__(self, num_envs: int, interval: int, num_samples: int, resolution: int):
         if interval < 1:
-            raise ValueError(f'video interval must be positive, got {interval}')
+            raise ValueError(f"video interval must be positive, got {interval}")
         self.interval = interval
-        self.offsets = uniform_indices(interval + 1, num_samples)         # [K] in [0, I]
+        self.offsets = uniform_indices(interval + 1, num_samples)  # [K] in [0, I]
         self.slot_of_offset = {int(o): i for i, o in enumerate(self.offsets)}
         self.clips = np.zeros((num_envs, num_samples, resolution, resolution, 3), np.uint8)
         self.first_frames = np.zeros((num_envs, resolution, resolution, 3), np.uint8)
@@ -187,12 +210,13 @@ class VideoWindows:
         return np.asarray(episode_step) // self.interval
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {'clips': self.clips.copy(), 'first_frames': self.first_frames.copy()}
+        return {"clips": self.clips.copy(), "first_frames": self.first_frames.copy()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        if state['clips'].shape != self.clips.shape:
-            raise ValueError(f"video window shape {state['clips'].shape} does not match "
-                             f'{self.clips.shape}')
-        self.clips[...] = state['clips']
-        if 'first_frames' in state:
-            self.first_frames[...] = state['first_frames']
+        if state["clips"].shape != self.clips.shape:
+            raise ValueError(
+                f"video window shape {state['clips'].shape} does not match {self.clips.shape}"
+            )
+        self.clips[...] = state["clips"]
+        if "first_frames" in state:
+            self.first_frames[...] = state["first_frames"]

@@ -10,6 +10,7 @@ what the two prompts share (the scene, the robot) stops counting. λ = 0.5 is th
 default. The text embeddings are computed offline with open_clip and stored in the goal file;
 only the image side runs online (``encoders.clip_vit``).
 """
+
 from __future__ import annotations
 
 import jax
@@ -30,13 +31,14 @@ def prompt_embedding(text_embeddings: jax.Array) -> jax.Array:
 def projection(goal: jax.Array, baseline: jax.Array, lam: float) -> jax.Array:
     """P [D, D] = λ · d dᵀ + (1 − λ) · I for the unit direction d from baseline to goal."""
     if not 0.0 <= lam <= 1.0:
-        raise ValueError(f'VLM-RM lambda must be in [0, 1], got {lam}')
+        raise ValueError(f"VLM-RM lambda must be in [0, 1], got {lam}")
     d = normalise(goal - baseline)
     return lam * jnp.outer(d, d) + (1.0 - lam) * jnp.eye(goal.shape[-1], dtype=goal.dtype)
 
 
-def vlmrm_reward(image_embeddings: jax.Array, goal: jax.Array, baseline: jax.Array,
-                 lam: float = 0.5) -> jax.Array:
+def vlmrm_reward(
+    image_embeddings: jax.Array, goal: jax.Array, baseline: jax.Array, lam: float = 0.5
+) -> jax.Array:
     """Reward [N] of frames with CLIP image embeddings [N, D] (unnormalised, as the tower
     returns them), for goal and baseline directions [D] (``prompt_embedding``)."""
     x = normalise(image_embeddings.astype(jnp.float32))

@@ -45,44 +45,54 @@ class VLMRMConfig:
     weight: float = 0.5
     lam: float = 0.5
     env_reward: bool = True
-    reward_scaling: str = 'calibrated'
-    encoder_dtype: str = 'float32'
+    reward_scaling: str = "calibrated"
+    encoder_dtype: str = "float32"
 
     def __post_init__(self):
         if not 0.0 <= self.lam <= 1.0:
-            raise ValueError(f'--vlmrm_lambda must be in [0, 1], got {self.lam}')
+            raise ValueError(f"--vlmrm_lambda must be in [0, 1], got {self.lam}")
         if self.reward_scaling not in SCALINGS:
-            raise ValueError(f'--reward_scaling must be one of {SCALINGS}, got '
-                             f'{self.reward_scaling!r}')
-        if self.encoder_dtype not in ('float32', 'bfloat16'):
-            raise ValueError(f"--encoder_dtype must be 'float32' or 'bfloat16', "
-                             f'got {self.encoder_dtype!r}')
+            raise ValueError(
+                f"--reward_scaling must be one of {SCALINGS}, got {self.reward_scaling!r}"
+            )
+        if self.encoder_dtype not in ("float32", "bfloat16"):
+            raise ValueError(
+                f"--encoder_dtype must be 'float32' or 'bfloat16', got {self.encoder_dtype!r}"
+            )
         if not os.path.isfile(self.goal_file):
-            raise FileNotFoundError(f'--goal_file {self.goal_file!r} does not exist; make one '
-                                    'with preprocessing/make_goals.py')
+            raise FileNotFoundError(
+                f"--goal_file {self.goal_file!r} does not exist; make one "
+                "with preprocessing/make_goals.py"
+            )
 
 
 def clip_folder(goal_path: str, goal: GoalFile) -> str:
     """The open_clip folder a goal's VLM-RM embeddings were made with, hash-checked."""
     if not goal.has_vlmrm:
-        raise GoalFileError(f'{goal_path}: no VLM-RM section (prompt embeddings); remake the goal '
-                            'with preprocessing/make_goals.py')
-    entry = goal.provenance['clip']
-    if not entry.get('hash'):
+        raise GoalFileError(
+            f"{goal_path}: no VLM-RM section (prompt embeddings); remake the goal "
+            "with preprocessing/make_goals.py"
+        )
+    entry = goal.provenance["clip"]
+    if not entry.get("hash"):
         raise GoalFileError(
             f"{goal_path}: its CLIP weights ({entry.get('model')} / {entry.get('pretrained')}) "
-            'were not read from an open_clip folder, so the online tower cannot load them; '
-            'remake the goal with --clip_pretrained=<folder with open_clip_config.json and '
-            'open_clip_model.safetensors>')
-    folder = encoder_folder(goal_path, goal, 'clip')
-    if weights_hash(folder) != entry['hash']:
-        raise GoalMismatchError(f'{goal_path}: the CLIP weights in {folder} are not the ones its '
-                                'VLM-RM embeddings were made with (weights hash differs)')
+            "were not read from an open_clip folder, so the online tower cannot load them; "
+            "remake the goal with --clip_pretrained=<folder with open_clip_config.json and "
+            "open_clip_model.safetensors>"
+        )
+    folder = encoder_folder(goal_path, goal, "clip")
+    if weights_hash(folder) != entry["hash"]:
+        raise GoalMismatchError(
+            f"{goal_path}: the CLIP weights in {folder} are not the ones its "
+            "VLM-RM embeddings were made with (weights hash differs)"
+        )
     return folder
 
 
-def vlmrm_reward_fn(goal_path: str, goal: GoalFile, lam: float,
-                    encoder_dtype: str = 'float32') -> tuple[Callable, int]:
+def vlmrm_reward_fn(
+    goal_path: str, goal: GoalFile, lam: float, encoder_dtype: str = "float32"
+) -> tuple[Callable, int]:
     """The jitted VLM-RM reward of a goal, uint8 frames [N, H, W, 3] -> [N], and the tower's
     input size; the goal's CLIP folder and keyframe embedding are checked first."""
     folder = clip_folder(goal_path, goal)
@@ -101,14 +111,16 @@ def vlmrm_reward_fn(goal_path: str, goal: GoalFile, lam: float,
 
 
 def _check_keyframe(tower, goal: GoalFile, goal_path: str) -> None:
-    with jax.default_matmul_precision('highest'):
+    with jax.default_matmul_precision("highest"):
         pixels = preprocess_images(jnp.asarray(goal.keyframe)[None], tower.config)
         ours = normalise(tower.apply(tower.params, pixels))[0]
     cosine = float(ours @ normalise(jnp.asarray(goal.clip_keyframe_embedding)))
     if not cosine >= KEYFRAME_MIN_COSINE:
-        raise GoalMismatchError(f'{goal_path}: our CLIP tower embeds the keyframe at cosine '
-                                f'{cosine:.4f} to the stored embedding (need '
-                                f'{KEYFRAME_MIN_COSINE}); other weights or preprocessing')
+        raise GoalMismatchError(
+            f"{goal_path}: our CLIP tower embeds the keyframe at cosine "
+            f"{cosine:.4f} to the stored embedding (need "
+            f"{KEYFRAME_MIN_COSINE}); other weights or preprocessing"
+        )
 
 
 class VLMRMRewards:
@@ -118,8 +130,9 @@ class VLMRMRewards:
         self.config = config
         self.goals = load_goals(config.goal_file)
         goal_path, self.goal = self.goals[0]
-        self._reward, self.clip_size = vlmrm_reward_fn(goal_path, self.goal, config.lam,
-                                                       config.encoder_dtype)
+        self._reward, self.clip_size = vlmrm_reward_fn(
+            goal_path, self.goal, config.lam, config.encoder_dtype
+        )
         self.needs_extra_render = self.clip_size != image_size
         self.num_envs = num_envs
         self._goal_index = np.zeros(num_envs, np.int64)
@@ -150,14 +163,15 @@ class VLMRMRewards:
     def placements(self) -> tuple[tuple[float, ...], ...]:
         missing = [p for p, g in self.goals if g.placement is None]
         if missing:
-            raise GoalFileError(f'{missing[0]} records no object/goal placement: use '
-                                '--placement=random')
+            raise GoalFileError(
+                f"{missing[0]} records no object/goal placement: use --placement=random"
+            )
         return tuple(tuple(g.placement.tolist()) for _, g in self.goals)
 
     def replay_entries(self, obs: dict[str, np.ndarray]) -> ReplaySpec:
-        entries = {'r_env': ((), np.float32), 'r_vlmrm': ((), np.float32)}
+        entries = {"r_env": ((), np.float32), "r_vlmrm": ((), np.float32)}
         if self.num_goals > 1:
-            entries['placement'] = ((), np.int32)
+            entries["placement"] = ((), np.int32)
         return entries
 
     def render_mask(self, next_is_first: np.ndarray | None = None) -> np.ndarray:
@@ -165,21 +179,21 @@ class VLMRMRewards:
 
     def scale(self) -> float:
         """w (paper) or w·σ_env (calibrated): the factor on the raw or standardised reward."""
-        if self.config.reward_scaling == 'paper':
+        if self.config.reward_scaling == "paper":
             return self.config.weight
         return self.config.weight * env_spread(self.env_stats, self.config.env_reward)
 
     def process(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Adds r_env, r_vlmrm and the combined reward to a batch of observations."""
         cfg = self.config
-        first = np.asarray(obs['is_first'], bool)
-        if 'placement' in obs and self.num_goals > 1:
-            self._goal_index = np.where(first, np.asarray(obs['placement']), self._goal_index)
-        frames = obs['extra_image'] if self.needs_extra_render else obs['image']
+        first = np.asarray(obs["is_first"], bool)
+        if "placement" in obs and self.num_goals > 1:
+            self._goal_index = np.where(first, np.asarray(obs["placement"]), self._goal_index)
+        frames = obs["extra_image"] if self.needs_extra_render else obs["image"]
         raw = np.asarray(self._reward(jnp.asarray(frames)), np.float32)
-        r_env = np.asarray(obs['reward'], np.float32)
+        r_env = np.asarray(obs["reward"], np.float32)
         self.env_stats.update(r_env[~first])
-        if cfg.reward_scaling == 'paper':
+        if cfg.reward_scaling == "paper":
             term = cfg.weight * raw
         else:
             self.raw_stats.update(raw[~first])
@@ -188,7 +202,7 @@ class VLMRMRewards:
         self._raw.append(raw[~first])
         self._scaled.append(term[~first])
         reward = (r_env if cfg.env_reward else np.zeros_like(r_env)) + term
-        return {**obs, 'r_env': r_env, 'r_vlmrm': raw, 'reward': reward.astype(np.float32)}
+        return {**obs, "r_env": r_env, "r_vlmrm": raw, "reward": reward.astype(np.float32)}
 
     def add_agent_reward(self, reward: np.ndarray) -> None:
         del reward  # VLM-RM adds no loss to the agent
@@ -196,23 +210,33 @@ class VLMRMRewards:
     def metrics(self) -> dict[str, float]:
         """Raw and scaled reward over the steps since the last call, and the scaled term's
         per-step spread against the env reward's."""
-        out = {'rewards/env_scale': float(self.env_stats.std),
-               'rewards/vlmrm_scale': float(self.scale())}
+        out = {
+            "rewards/env_scale": float(self.env_stats.std),
+            "rewards/vlmrm_scale": float(self.scale()),
+        }
         raw = np.concatenate(self._raw) if self._raw else np.zeros(0)
         if raw.size:
             scaled = np.concatenate(self._scaled)
             spread = env_spread(self.env_stats, self.config.env_reward)
-            out.update({'rewards/vlmrm': float(raw.mean()), 'rewards/vlmrm_std': float(raw.std()),
-                        'rewards/vlmrm_scaled_std': float(scaled.std()),
-                        'rewards/vlmrm_step_spread_vs_env': float(scaled.std() / spread)})
+            out.update(
+                {
+                    "rewards/vlmrm": float(raw.mean()),
+                    "rewards/vlmrm_std": float(raw.std()),
+                    "rewards/vlmrm_scaled_std": float(scaled.std()),
+                    "rewards/vlmrm_step_spread_vs_env": float(scaled.std() / spread),
+                }
+            )
         self._raw, self._scaled = [], []
         return out
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {'goal_index': self._goal_index.copy(), 'raw_stats': self.raw_stats.array(),
-                'env_stats': self.env_stats.array()}
+        return {
+            "goal_index": self._goal_index.copy(),
+            "raw_stats": self.raw_stats.array(),
+            "env_stats": self.env_stats.array(),
+        }
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self._goal_index = np.asarray(state['goal_index'], np.int64).copy()
-        self.raw_stats.load(state['raw_stats'])
-        self.env_stats.load(state['env_stats'])
+        self._goal_index = np.asarray(state["goal_index"], np.int64).copy()
+        self.raw_stats.load(state["raw_stats"])
+        self.env_stats.load(state["env_stats"])

@@ -10,9 +10,8 @@ import pytest
 from genreward_jax.dreamer import Agent, preset
 
 ACT_DIM = 4
-VECTOR_SPEC = {'state': ((39,), np.float32), 'reward': ((), np.float32),
-               'is_first': ((), bool)}
-IMAGE_SPEC = {'image': ((64, 64, 3), np.uint8), 'state': ((39,), np.float32)}
+VECTOR_SPEC = {"state": ((39,), np.float32), "reward": ((), np.float32), "is_first": ((), bool)}
+IMAGE_SPEC = {"image": ((64, 64, 3), np.uint8), "state": ((39,), np.float32)}
 
 
 def make_batch(config, spec, batch=3, length=6, seed=0):
@@ -20,42 +19,42 @@ def make_batch(config, spec, batch=3, length=6, seed=0):
     rng = np.random.default_rng(seed)
     shape = (batch, length + 1)
     out = {
-        'action': rng.uniform(-1, 1, (*shape, ACT_DIM)).astype(np.float32),
-        'reward': rng.normal(size=shape).astype(np.float32),
-        'is_first': np.zeros(shape, bool),
-        'is_last': np.zeros(shape, bool),
-        'is_terminal': np.zeros(shape, bool),
-        'deter': np.zeros((*shape, config.deter), np.float32),
-        'stoch': np.zeros((*shape, config.stoch, config.classes), np.float32),
+        "action": rng.uniform(-1, 1, (*shape, ACT_DIM)).astype(np.float32),
+        "reward": rng.normal(size=shape).astype(np.float32),
+        "is_first": np.zeros(shape, bool),
+        "is_last": np.zeros(shape, bool),
+        "is_terminal": np.zeros(shape, bool),
+        "deter": np.zeros((*shape, config.deter), np.float32),
+        "stoch": np.zeros((*shape, config.stoch, config.classes), np.float32),
     }
-    out['is_first'][:, 0] = True
-    out['is_first'][0, 3] = True
-    out['is_last'][0, 2] = True
-    out['is_terminal'][1, -1] = True
-    if 'state' in spec:
-        out['state'] = rng.normal(size=(*shape, 39)).astype(np.float32)
-    if 'image' in spec:
-        out['image'] = rng.integers(0, 256, (*shape, 64, 64, 3), dtype=np.uint8)
+    out["is_first"][:, 0] = True
+    out["is_first"][0, 3] = True
+    out["is_last"][0, 2] = True
+    out["is_terminal"][1, -1] = True
+    if "state" in spec:
+        out["state"] = rng.normal(size=(*shape, 39)).astype(np.float32)
+    if "image" in spec:
+        out["image"] = rng.integers(0, 256, (*shape, 64, 64, 3), dtype=np.uint8)
     return {k: jnp.asarray(v) for k, v in out.items()}
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def tiny_config():
-    return preset('tiny')
+    return preset("tiny")
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def vector_agent(tiny_config):
     # A larger learning rate than the official 4e-5 so that three updates visibly fit a batch.
     return Agent(dataclasses.replace(tiny_config, lr=3e-3), VECTOR_SPEC, ACT_DIM)
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def vector_batch(tiny_config):
     return make_batch(tiny_config, VECTOR_SPEC)
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def trained(vector_agent, vector_batch):
     """Initial params and the results of 3 train steps on one fixed batch and key."""
     state0 = vector_agent.init(jax.random.key(0))

@@ -8,8 +8,9 @@ from genreward_jax.dreamer import distributions as d
 def test_symlog_symexp_round_trip():
     x = jnp.array([-1e6, -123.4, -1.0, -1e-3, 0.0, 1e-3, 0.5, 7.0, 1e6], jnp.float32)
     np.testing.assert_allclose(d.symexp(d.symlog(x)), x, rtol=1e-5)
-    np.testing.assert_allclose(d.symlog(jnp.array([0.0, np.e - 1, -(np.e - 1)])),
-                               [0.0, 1.0, -1.0], rtol=1e-6)
+    np.testing.assert_allclose(
+        d.symlog(jnp.array([0.0, np.e - 1, -(np.e - 1)])), [0.0, 1.0, -1.0], rtol=1e-6
+    )
 
 
 def test_bins_symmetric_with_zero_and_range():
@@ -51,7 +52,8 @@ def test_twohot_loss_minimised_by_target():
     target = jnp.array(3.7)
     good = jnp.log(jnp.maximum(d.twohot_encode(target, bins), 1e-30))
     assert float(d.twohot_loss(good, bins, target)) < float(
-        d.twohot_loss(jnp.zeros(255), bins, target))
+        d.twohot_loss(jnp.zeros(255), bins, target)
+    )
 
 
 def test_unimix_and_kl():
@@ -63,8 +65,9 @@ def test_unimix_and_kl():
     assert float(d.categorical_kl(mixed, mixed)[0]) == 0.0
     other = d.unimix_logits(jnp.zeros((1, 4)), 0.01)
     p, q = probs[0], np.exp(np.asarray(other))[0]
-    np.testing.assert_allclose(d.categorical_kl(mixed, other)[0], (p * np.log(p / q)).sum(),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        d.categorical_kl(mixed, other)[0], (p * np.log(p / q)).sum(), rtol=1e-5
+    )
 
 
 def test_onehot_sample_straight_through():
@@ -74,7 +77,8 @@ def test_onehot_sample_straight_through():
     assert set(np.unique(np.asarray(sample)).tolist()) <= {0.0, 1.0}
     # Gradient flows to the probabilities (straight-through), not zero.
     grad = jax.grad(lambda lg: (d.onehot_sample(jax.random.key(1), lg) * jnp.arange(4.0)).sum())(
-        logits)
+        logits
+    )
     assert float(jnp.abs(grad).sum()) > 0
     # Empirical frequencies follow the distribution.
     freq = np.asarray(d.onehot_sample(jax.random.key(2), jnp.repeat(logits[:1], 20000, 0))).mean(0)
@@ -82,15 +86,20 @@ def test_onehot_sample_straight_through():
 
 
 def test_bounded_normal():
-    mean, std = d.bounded_normal(jnp.array([-100.0, 0.0, 100.0]), jnp.array([-100.0, 0.0, 100.0]),
-                                 0.1, 1.0)
+    mean, std = d.bounded_normal(
+        jnp.array([-100.0, 0.0, 100.0]), jnp.array([-100.0, 0.0, 100.0]), 0.1, 1.0
+    )
     np.testing.assert_allclose(mean, [-1.0, 0.0, 1.0], atol=1e-6)
     np.testing.assert_allclose(std, [0.1, 0.1 + 0.9 / (1 + np.exp(-2.0)), 1.0], rtol=1e-5)
     x = jnp.array([[0.3, -0.2]])
     m, s = jnp.array([[0.1, 0.0]]), jnp.array([[0.5, 2.0]])
-    ref = sum(-0.5 * ((xi - mi) / si) ** 2 - np.log(si) - 0.5 * np.log(2 * np.pi)
-              for xi, mi, si in zip([0.3, -0.2], [0.1, 0.0], [0.5, 2.0], strict=True))
+    ref = sum(
+        -0.5 * ((xi - mi) / si) ** 2 - np.log(si) - 0.5 * np.log(2 * np.pi)
+        for xi, mi, si in zip([0.3, -0.2], [0.1, 0.0], [0.5, 2.0], strict=True)
+    )
     np.testing.assert_allclose(d.normal_logp(m, s, x)[0], ref, rtol=1e-5)
-    np.testing.assert_allclose(d.normal_entropy(s)[0],
-                               sum(0.5 * np.log(2 * np.pi * si**2) + 0.5 for si in [0.5, 2.0]),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        d.normal_entropy(s)[0],
+        sum(0.5 * np.log(2 * np.pi * si**2) + 0.5 for si in [0.5, 2.0]),
+        rtol=1e-5,
+    )

@@ -45,14 +45,14 @@ def test_lambda_return_terminal_and_last():
 
 
 def test_return_normaliser_matches_numpy_percentiles():
-    config = preset('tiny')
+    config = preset("tiny")
     ret = jax.random.normal(jax.random.key(0), (64, 15)) * 3 + 1
     state = ac.retnorm_init()
     state, lo, scale = ac.retnorm_update(state, ret, config)
     p5, p95 = np.percentile(np.asarray(ret), [5, 95])
-    np.testing.assert_allclose(state['lo'], 0.01 * p5, rtol=1e-5)
-    np.testing.assert_allclose(state['hi'], 0.01 * p95, rtol=1e-5)
-    np.testing.assert_allclose(scale, 1.0)   # 0.01 * (p95 - p5) < 1 -> limit
+    np.testing.assert_allclose(state["lo"], 0.01 * p5, rtol=1e-5)
+    np.testing.assert_allclose(state["hi"], 0.01 * p95, rtol=1e-5)
+    np.testing.assert_allclose(scale, 1.0)  # 0.01 * (p95 - p5) < 1 -> limit
     for _ in range(2000):
         state, lo, scale = ac.retnorm_update(state, ret, config)
     np.testing.assert_allclose([lo, scale], [p5, p95 - p5], rtol=1e-4)
@@ -96,61 +96,72 @@ def clip_by_agc(clip: float = 0.3, pmin: float = 1e-3) -> optax.GradientTransfor
 
 def make_optimizer(config) -> optax.GradientTransformation:
     """Reference: the LaProp chain on a pytree, tensor by tensor (the agent runs the flat one)."""
-    return optax.chain(clip_by_agc(config.agc, config.agc_pmin),
-                       scale_by_rms(config.beta2, config.eps), scale_by_momentum(config.beta1),
-                       optax.scale_by_learning_rate(learning_rate(config)))
+    return optax.chain(
+        clip_by_agc(config.agc, config.agc_pmin),
+        scale_by_rms(config.beta2, config.eps),
+        scale_by_momentum(config.beta1),
+        optax.scale_by_learning_rate(learning_rate(config)),
+    )
 
 
 def test_optimizer_chain_hand_computed():
-    config = preset('tiny', warmup=10, lr=1e-2)
+    config = preset("tiny", warmup=10, lr=1e-2)
     opt = make_optimizer(config)
-    params = {'big': jnp.array([3.0, 4.0]), 'small': jnp.array([0.0, 0.0])}
-    grads = {'big': jnp.array([30.0, 0.0]), 'small': jnp.array([1e-4, -2e-4])}
+    params = {"big": jnp.array([3.0, 4.0]), "small": jnp.array([0.0, 0.0])}
+    grads = {"big": jnp.array([30.0, 0.0]), "small": jnp.array([1e-4, -2e-4])}
     state = opt.init(params)
     updates, state = opt.update(grads, state, params)
     # Warmup: lr is 0 at the first update.
-    np.testing.assert_array_equal(np.asarray(updates['big']), 0.0)
+    np.testing.assert_array_equal(np.asarray(updates["big"]), 0.0)
     updates, state = opt.update(grads, state, params)
 
     def reference(p, g, steps=2):
         g = np.asarray(g, np.float64)
         upper = 0.3 * max(1e-3, np.linalg.norm(p))
-        g = g / max(1.0, np.linalg.norm(g) / upper)          # AGC: ||g|| <= 0.3 max(1e-3, ||p||)
+        g = g / max(1.0, np.linalg.norm(g) / upper)  # AGC: ||g|| <= 0.3 max(1e-3, ||p||)
         nu = mu = 0.0
         for t in range(1, steps + 1):
             nu = 0.999 * nu + 0.001 * g**2
             u = g / (np.sqrt(nu / (1 - 0.999**t)) + 1e-20)
             mu = 0.9 * mu + 0.1 * u
             out = mu / (1 - 0.9**t)
-        lr = 1e-2 * 1 / 10                                   # second update: count 1 of 10
+        lr = 1e-2 * 1 / 10  # second update: count 1 of 10
         return -lr * out
 
-    np.testing.assert_allclose(updates['big'], reference(params['big'], grads['big']),
-                               rtol=1e-5, atol=1e-12)
-    np.testing.assert_allclose(updates['small'], reference(params['small'], grads['small']),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        updates["big"], reference(params["big"], grads["big"]), rtol=1e-5, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        updates["small"], reference(params["small"], grads["small"]), rtol=1e-5
+    )
     # AGC clipped 'big' (norm 30 > 0.3 * 5); a zero gradient entry stays exactly zero.
-    assert abs(float(updates['big'][0])) > 0 and float(updates['big'][1]) == 0.0
+    assert abs(float(updates["big"][0])) > 0 and float(updates["big"][1]) == 0.0
 
 
 def test_flat_optimizer_matches_pytree_chain():
-    config = preset('tiny', warmup=3, lr=1e-2)
+    config = preset("tiny", warmup=3, lr=1e-2)
     keys = jax.random.split(jax.random.key(0), 4)
-    params = {'a': jax.random.normal(keys[0], (5, 7)), 'b': jnp.zeros((3,)),
-              'c': {'d': jax.random.normal(keys[1], (300,)) * 1e-4}}
+    params = {
+        "a": jax.random.normal(keys[0], (5, 7)),
+        "b": jnp.zeros((3,)),
+        "c": {"d": jax.random.normal(keys[1], (300,)) * 1e-4},
+    }
     layout = make_layout(params, width=16)
     assert layout.rows == 3 + 1 + 19
-    np.testing.assert_array_equal(unflatten(layout, flatten(layout, params))['a'], params['a'])
+    np.testing.assert_array_equal(unflatten(layout, flatten(layout, params))["a"], params["a"])
     tree_opt, flat_opt = make_optimizer(config), make_flat_optimizer(config, layout)
     tree_state = tree_opt.init(params)
     flat_state = flat_opt.init(flatten(layout, params))
     for step in range(4):
-        grads = jax.tree.map(lambda p, k=step: jax.random.normal(jax.random.key(k), p.shape) * 3,
-                             params)
+        grads = jax.tree.map(
+            lambda p, k=step: jax.random.normal(jax.random.key(k), p.shape) * 3, params
+        )
         tree_up, tree_state = tree_opt.update(grads, tree_state, params)
-        flat_up, flat_state = flat_opt.update(flatten(layout, grads), flat_state,
-                                              flatten(layout, params))
-        for a, b in zip(jax.tree.leaves(tree_up), jax.tree.leaves(unflatten(layout, flat_up)),
-                        strict=True):
+        flat_up, flat_state = flat_opt.update(
+            flatten(layout, grads), flat_state, flatten(layout, params)
+        )
+        for a, b in zip(
+            jax.tree.leaves(tree_up), jax.tree.leaves(unflatten(layout, flat_up)), strict=True
+        ):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
         params = optax.apply_updates(params, tree_up)

@@ -25,11 +25,11 @@ def test_linear_compute_dtype():
 
 def test_block_linear_is_block_diagonal_dense():
     layer = nw.BlockLinear(12, 8, 4, rngs=nnx.Rngs(0))
-    kernel = np.asarray(layer.kernel[...])                        # [4, 3, 2]
+    kernel = np.asarray(layer.kernel[...])  # [4, 3, 2]
     assert kernel.shape == (4, 3, 2)
     dense = np.zeros((12, 8), np.float32)
     for g in range(4):
-        dense[g * 3:(g + 1) * 3, g * 2:(g + 1) * 2] = kernel[g]
+        dense[g * 3 : (g + 1) * 3, g * 2 : (g + 1) * 2] = kernel[g]
     x = np.random.default_rng(0).normal(size=(5, 12)).astype(np.float32)
     np.testing.assert_allclose(layer(jnp.asarray(x)), x @ dense, rtol=1e-5, atol=1e-6)
     # Fan-in counts the whole input (official convention).
@@ -66,41 +66,52 @@ def test_mlp_and_heads_shapes():
 
 def test_encoder_decoder_shapes_images_and_vectors():
     kw = dict(units=16, depth=2, mults=(2, 3, 4, 4), kernel=5, rngs=nnx.Rngs(0))
-    enc = nw.Encoder({'state': 39}, {'image': (64, 64, 3)}, layers=2, **kw)
-    obs = {'state': jnp.ones((5, 39)), 'image': jnp.zeros((5, 64, 64, 3), jnp.uint8)}
+    enc = nw.Encoder({"state": 39}, {"image": (64, 64, 3)}, layers=2, **kw)
+    obs = {"state": jnp.ones((5, 39)), "image": jnp.zeros((5, 64, 64, 3), jnp.uint8)}
     # Jitted through split/merge like the agent does (eager convolutions compile per op).
     enc_graph, enc_state = nnx.split(enc)
     embed = jax.jit(lambda s, o: nnx.merge(enc_graph, s)(o))(enc_state, obs)
     assert enc.out_size == 16 + 4 * 4 * 8
     assert embed.shape == (5, enc.out_size)
-    dec = nw.Decoder({'state': 39}, {'image': (64, 64, 3)}, deter=32, stoch_flat=12, layers=2,
-                     blocks=4, **kw)
+    dec = nw.Decoder(
+        {"state": 39}, {"image": (64, 64, 3)}, deter=32, stoch_flat=12, layers=2, blocks=4, **kw
+    )
     dec_graph, dec_state = nnx.split(dec)
     recons = jax.jit(lambda s, d, z: nnx.merge(dec_graph, s)(d, z))(
-        dec_state, jnp.ones((5, 32)), jnp.ones((5, 3, 4)))
-    assert recons['state'].shape == (5, 39) and recons['state'].dtype == jnp.float32
-    assert recons['image'].shape == (5, 64, 64, 3)
-    assert float(recons['image'].min()) >= 0.0 and float(recons['image'].max()) <= 1.0
+        dec_state, jnp.ones((5, 32)), jnp.ones((5, 3, 4))
+    )
+    assert recons["state"].shape == (5, 39) and recons["state"].dtype == jnp.float32
+    assert recons["image"].shape == (5, 64, 64, 3)
+    assert float(recons["image"].min()) >= 0.0 and float(recons["image"].max()) <= 1.0
 
 
 def test_encoder_applies_symlog_to_vectors():
-    enc = nw.Encoder({'state': 3}, {}, units=8, layers=1, depth=2, mults=(2,), kernel=5,
-                     rngs=nnx.Rngs(0))
-    big = enc({'state': jnp.full((1, 3), 1e6)})
+    enc = nw.Encoder(
+        {"state": 3}, {}, units=8, layers=1, depth=2, mults=(2,), kernel=5, rngs=nnx.Rngs(0)
+    )
+    big = enc({"state": jnp.full((1, 3), 1e6)})
     assert bool(jnp.isfinite(big).all())
     x = jnp.array([[1e6, -2.0, 0.5]])
     manual = enc.mlp(jnp.sign(x) * jnp.log1p(jnp.abs(x)))
-    np.testing.assert_allclose(enc({'state': x}), manual, rtol=1e-6)
+    np.testing.assert_allclose(enc({"state": x}), manual, rtol=1e-6)
 
 
 def test_image_encoder_rejects_bad_size():
     try:
-        nw.Encoder({}, {'image': (60, 60, 3)}, units=8, layers=1, depth=2, mults=(2, 3, 4, 4),
-                   kernel=5, rngs=nnx.Rngs(0))
+        nw.Encoder(
+            {},
+            {"image": (60, 60, 3)},
+            units=8,
+            layers=1,
+            depth=2,
+            mults=(2, 3, 4, 4),
+            kernel=5,
+            rngs=nnx.Rngs(0),
+        )
     except ValueError as err:
-        assert 'divisible' in str(err)
+        assert "divisible" in str(err)
     else:
-        raise AssertionError('expected ValueError')
+        raise AssertionError("expected ValueError")
 
 
 def test_jit_through_split_merge():

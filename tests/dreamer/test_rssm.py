@@ -9,21 +9,34 @@ B, T, A, E = 3, 5, 2, 7
 
 
 def make_rssm(dtype=jnp.float32):
-    return RSSM(deter=16, hidden=8, stoch=3, classes=4, blocks=4, act_dim=A, embed_size=E,
-                unimix=0.01, rngs=nnx.Rngs(0), dtype=dtype)
+    return RSSM(
+        deter=16,
+        hidden=8,
+        stoch=3,
+        classes=4,
+        blocks=4,
+        act_dim=A,
+        embed_size=E,
+        unimix=0.01,
+        rngs=nnx.Rngs(0),
+        dtype=dtype,
+    )
 
 
 def test_observe_shapes_and_onehot():
     rssm = make_rssm()
     rng = np.random.default_rng(0)
     states, logits = rssm.observe(
-        rssm.initial(B), jnp.asarray(rng.normal(size=(B, T, A)), jnp.float32),
-        jnp.asarray(rng.normal(size=(B, T, E)), jnp.float32), jnp.zeros((B, T), bool),
-        jax.random.key(0))
-    assert states['deter'].shape == (B, T, 16) and states['deter'].dtype == jnp.float32
-    assert states['stoch'].shape == (B, T, 3, 4)
+        rssm.initial(B),
+        jnp.asarray(rng.normal(size=(B, T, A)), jnp.float32),
+        jnp.asarray(rng.normal(size=(B, T, E)), jnp.float32),
+        jnp.zeros((B, T), bool),
+        jax.random.key(0),
+    )
+    assert states["deter"].shape == (B, T, 16) and states["deter"].dtype == jnp.float32
+    assert states["stoch"].shape == (B, T, 3, 4)
     assert logits.shape == (B, T, 3, 4)
-    np.testing.assert_allclose(np.asarray(states['stoch']).sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(states["stoch"]).sum(-1), 1.0, rtol=1e-6)
     assert features(states).shape == (B, T, 16 + 12)
 
 
@@ -32,38 +45,45 @@ def test_is_first_resets_state_and_action():
     embed = jnp.ones((B, E))
     first = jnp.array([True, True, False])
     noise = jnp.zeros((B, 3, 4))
-    garbage = {'deter': jnp.full((B, 16), 5.0), 'stoch': jnp.full((B, 3, 4), 1.0)}
+    garbage = {"deter": jnp.full((B, 16), 5.0), "stoch": jnp.full((B, 3, 4), 1.0)}
     out_reset, _ = rssm.obs_step(garbage, jnp.full((B, A), 3.0), embed, first, noise)
-    out_zero, _ = rssm.obs_step(rssm.initial(B), jnp.zeros((B, A)), embed,
-                                jnp.zeros((B,), bool), noise)
-    np.testing.assert_allclose(out_reset['deter'][:2], out_zero['deter'][:2], rtol=1e-6)
-    assert not np.allclose(out_reset['deter'][2], out_zero['deter'][2])
+    out_zero, _ = rssm.obs_step(
+        rssm.initial(B), jnp.zeros((B, A)), embed, jnp.zeros((B,), bool), noise
+    )
+    np.testing.assert_allclose(out_reset["deter"][:2], out_zero["deter"][:2], rtol=1e-6)
+    assert not np.allclose(out_reset["deter"][2], out_zero["deter"][2])
 
 
 def test_action_scaled_by_magnitude():
     rssm = make_rssm()
     state = rssm.initial(1)
-    big = rssm.core(state['deter'], state['stoch'], jnp.array([[4.0, 0.5]]))
-    unit = rssm.core(state['deter'], state['stoch'], jnp.array([[1.0, 0.5]]))
+    big = rssm.core(state["deter"], state["stoch"], jnp.array([[4.0, 0.5]]))
+    unit = rssm.core(state["deter"], state["stoch"], jnp.array([[1.0, 0.5]]))
     np.testing.assert_allclose(big, unit, rtol=1e-6)
 
 
 def test_imagine_shapes_and_start_state():
     rssm = make_rssm()
-    start = {'deter': jnp.ones((B, 16)) * 0.1,
-             'stoch': jax.nn.one_hot(jnp.zeros((B, 3), int), 4)}
+    start = {"deter": jnp.ones((B, 16)) * 0.1, "stoch": jax.nn.one_hot(jnp.zeros((B, 3), int), 4)}
+
     def policy(state, noise):
-        return jnp.tanh(state['deter'][:, :A]) + 0 * noise
+        return jnp.tanh(state["deter"][:, :A]) + 0 * noise
+
     states, actions = rssm.imagine(start, policy, 4, jax.random.key(0), A)
-    assert states['deter'].shape == (B, 5, 16) and states['stoch'].shape == (B, 5, 3, 4)
+    assert states["deter"].shape == (B, 5, 16) and states["stoch"].shape == (B, 5, 3, 4)
     assert actions.shape == (B, 5, A)
-    np.testing.assert_allclose(states['deter'][:, 0], start['deter'])
-    np.testing.assert_allclose(actions[:, 0], jnp.tanh(start['deter'][:, :A]), rtol=1e-6)
+    np.testing.assert_allclose(states["deter"][:, 0], start["deter"])
+    np.testing.assert_allclose(actions[:, 0], jnp.tanh(start["deter"][:, :A]), rtol=1e-6)
 
 
 def test_bfloat16_compute():
     rssm = make_rssm(jnp.bfloat16)
-    states, logits = rssm.observe(rssm.initial(B), jnp.zeros((B, T, A)), jnp.ones((B, T, E)),
-                                  jnp.zeros((B, T), bool), jax.random.key(0))
+    states, logits = rssm.observe(
+        rssm.initial(B),
+        jnp.zeros((B, T, A)),
+        jnp.ones((B, T, E)),
+        jnp.zeros((B, T), bool),
+        jax.random.key(0),
+    )
     assert logits.dtype == jnp.float32
-    assert bool(jnp.isfinite(states['deter']).all())
+    assert bool(jnp.isfinite(states["deter"]).all())

@@ -4,6 +4,7 @@ Norm scales/biases and LayerScales are randomised too (their default init is 1/0
 or dropped affine parameter cannot hide. DINOv3 uses a larger init range than its default 0.02
 so attention is far from uniform and RoPE mistakes show.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -80,28 +81,72 @@ def dinov3_reference(folder: Path, seed: int, **config) -> Reference:
 
 
 # Three down blocks (two with time compression), shortcut convs 8 -> 16, non-default eps and groups.
-TINY_VAE = dict(block_out_channels=(8, 16, 16), latent_channels=4, layers_per_block=1,
-                norm_num_groups=4, norm_eps=1e-5)
+TINY_VAE = dict(
+    block_out_channels=(8, 16, 16),
+    latent_channels=4,
+    layers_per_block=1,
+    norm_num_groups=4,
+    norm_eps=1e-5,
+)
 # quant_conv on (diffusers only accepts it when out_channels == latent_channels), one time level.
-TINY_VAE_QUANT = dict(block_out_channels=(8, 8, 16), latent_channels=3, out_channels=3,
-                      layers_per_block=1, norm_num_groups=2, use_quant_conv=True,
-                      temporal_compression_ratio=2)
+TINY_VAE_QUANT = dict(
+    block_out_channels=(8, 8, 16),
+    latent_channels=3,
+    out_channels=3,
+    layers_per_block=1,
+    norm_num_groups=2,
+    use_quant_conv=True,
+    temporal_compression_ratio=2,
+)
 # The CogVideoX-5B(-I2V) VAE config.
-REAL_VAE = dict(block_out_channels=(128, 256, 256, 512), latent_channels=16, layers_per_block=3,
-                norm_num_groups=32, norm_eps=1e-6, scaling_factor=0.7)
+REAL_VAE = dict(
+    block_out_channels=(128, 256, 256, 512),
+    latent_channels=16,
+    layers_per_block=3,
+    norm_num_groups=32,
+    norm_eps=1e-6,
+    scaling_factor=0.7,
+)
 
-TINY_DINO_GATED = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=2, num_register_tokens=2, use_gated_mlp=True,
-                       hidden_act="silu", initializer_range=0.3, patch_size=8)
-TINY_DINO_PLAIN = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-                       num_attention_heads=3, num_register_tokens=0, use_gated_mlp=False,
-                       hidden_act="gelu", initializer_range=0.3, patch_size=8, key_bias=True,
-                       layer_norm_eps=1e-6)
+TINY_DINO_GATED = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_register_tokens=2,
+    use_gated_mlp=True,
+    hidden_act="silu",
+    initializer_range=0.3,
+    patch_size=8,
+)
+TINY_DINO_PLAIN = dict(
+    hidden_size=48,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    num_register_tokens=0,
+    use_gated_mlp=False,
+    hidden_act="gelu",
+    initializer_range=0.3,
+    patch_size=8,
+    key_bias=True,
+    layer_norm_eps=1e-6,
+)
 # DINOv3 ViT-S/16+.
-REAL_DINO = dict(hidden_size=384, intermediate_size=1536, num_hidden_layers=12,
-                 num_attention_heads=6, num_register_tokens=4, use_gated_mlp=True,
-                 hidden_act="silu", patch_size=16, layer_norm_eps=1e-5, rope_theta=100.0,
-                 key_bias=False, initializer_range=0.05)
+REAL_DINO = dict(
+    hidden_size=384,
+    intermediate_size=1536,
+    num_hidden_layers=12,
+    num_attention_heads=6,
+    num_register_tokens=4,
+    use_gated_mlp=True,
+    hidden_act="silu",
+    patch_size=16,
+    layer_norm_eps=1e-5,
+    rope_theta=100.0,
+    key_bias=False,
+    initializer_range=0.05,
+)
 
 
 @pytest.fixture(scope="session")
@@ -134,12 +179,20 @@ def real_dino(tmp_path_factory) -> Reference:
     return dinov3_reference(tmp_path_factory.mktemp("real_dino"), 5, **REAL_DINO)
 
 
-TINY_CLIP = {'embed_dim': 24, 'quick_gelu': False,
-        'vision_cfg': {'image_size': 32, 'patch_size': 8, 'width': 32, 'layers': 2,
-                       'head_width': 8, 'ls_init_value': 0.5},
-        'text_cfg': {'context_length': 8, 'vocab_size': 64, 'width': 16, 'heads': 2,
-                     'layers': 1}}
-CLIP_PREPROCESS = {'mean': [0.5, 0.4, 0.3], 'std': [0.2, 0.25, 0.3]}
+TINY_CLIP = {
+    "embed_dim": 24,
+    "quick_gelu": False,
+    "vision_cfg": {
+        "image_size": 32,
+        "patch_size": 8,
+        "width": 32,
+        "layers": 2,
+        "head_width": 8,
+        "ls_init_value": 0.5,
+    },
+    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
+}
+CLIP_PREPROCESS = {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]}
 
 
 def clip_reference(folder, model_cfg, seed=0):
@@ -149,16 +202,19 @@ def clip_reference(folder, model_cfg, seed=0):
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.visual.named_parameters():
-            if 'ln_' in name or 'gamma' in name:
-                base = 0.0 if name.endswith('bias') else 1.0
+            if "ln_" in name or "gamma" in name:
+                base = 0.0 if name.endswith("bias") else 1.0
                 param.copy_(base + 0.5 * torch.randn(param.shape, generator=generator))
-            elif name.endswith('bias'):
+            elif name.endswith("bias"):
                 param.copy_(0.1 * torch.randn(param.shape, generator=generator))
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(folder / 'open_clip_model.safetensors'))
-    (folder / 'open_clip_config.json').write_text(
-        json.dumps({'model_cfg': model_cfg, 'preprocess_cfg': CLIP_PREPROCESS}))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(folder / "open_clip_model.safetensors"),
+    )
+    (folder / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": model_cfg, "preprocess_cfg": CLIP_PREPROCESS})
+    )
     return model
 
 

@@ -1,4 +1,5 @@
 """Parity of our CogVideoX VAE encoder with diffusers' AutoencoderKLCogVideoX.encode()."""
+
 from __future__ import annotations
 
 import jax
@@ -19,8 +20,10 @@ TOLERANCE = 1e-4  # absolute, float32, highest matmul precision
 
 
 def _video(batch: int, frames: int, height: int, width: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-1, 1, (batch, frames, height, width, 3)).astype(
-        np.float32
+    return (
+        np.random.default_rng(seed)
+        .uniform(-1, 1, (batch, frames, height, width, 3))
+        .astype(np.float32)
     )
 
 

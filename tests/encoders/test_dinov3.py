@@ -1,4 +1,5 @@
 """Parity of our DINOv3 ViT and its preprocessing with transformers' DINOv3ViTModel / processor."""
+
 from __future__ import annotations
 
 import shutil
@@ -51,8 +52,14 @@ def test_state_dict_spelling_model_layer_loads(tiny_dino, tmp_path):
 
 @pytest.mark.parametrize(
     "shape, size",
-    [((64, 64), 224), ((256, 256), 224), ((480, 640), 224), ((100, 37), 224), ((64, 96), 128),
-     ((224, 224), 224)],
+    [
+        ((64, 64), 224),
+        ((256, 256), 224),
+        ((480, 640), 224),
+        ((100, 37), 224),
+        ((64, 96), 128),
+        ((224, 224), 224),
+    ],
 )
 def test_preprocessing_matches_image_processor(shape, size):
     """Up- and downscaling (antialiased), non-square, configured size, identity size."""

@@ -1,4 +1,5 @@
 """The online stage runs without torch: loading and running the encoders must never import it."""
+
 from __future__ import annotations
 
 import json
@@ -42,9 +43,12 @@ print(json.dumps({
 def test_encoders_run_without_importing_torch(tiny_vae, tiny_dino, tiny_clip):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"}
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tiny_vae.folder), str(tiny_dino.folder),
-         str(tiny_clip)],
-        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300,
+        [sys.executable, "-c", SCRIPT, str(tiny_vae.folder), str(tiny_dino.folder), str(tiny_clip)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])

@@ -1,4 +1,5 @@
 """Checkpoint loading: clear errors for bad folders, bf16/f16 files, hashing."""
+
 from __future__ import annotations
 
 import hashlib
@@ -135,20 +136,25 @@ def test_sharded_checkpoint_loads_and_hashes(tiny_dino, tmp_path):
     shutil.copy(tiny_dino.folder / "config.json", folder / "config.json")
     tensors = load_file(tiny_dino.folder / DINO_FILE)
     keys = sorted(tensors)
-    shards = {"model-00001-of-00002.safetensors": keys[::2],
-              "model-00002-of-00002.safetensors": keys[1::2]}
+    shards = {
+        "model-00001-of-00002.safetensors": keys[::2],
+        "model-00002-of-00002.safetensors": keys[1::2],
+    }
     for name, shard_keys in shards.items():
         save_file({k: tensors[k] for k in shard_keys}, folder / name)
     weight_map = {k: name for name, shard_keys in shards.items() for k in shard_keys}
     (folder / f"{DINO_FILE}.index.json").write_text(json.dumps({"weight_map": weight_map}))
 
     sharded, single = load_dinov3(folder), load_dinov3(tiny_dino.folder)
-    for a, b in zip(jax.tree_util.tree_leaves(sharded.params),
-                    jax.tree_util.tree_leaves(single.params), strict=True):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(sharded.params),
+        jax.tree_util.tree_leaves(single.params),
+        strict=True,
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    expected = hashlib.sha256(b"".join(
-        (folder / name).read_bytes() for name in ["config.json", *sorted(shards)]
-    )).hexdigest()
+    expected = hashlib.sha256(
+        b"".join((folder / name).read_bytes() for name in ["config.json", *sorted(shards)])
+    ).hexdigest()
     assert weights_hash(folder) == expected
     (folder / "model-00002-of-00002.safetensors").unlink()
     with pytest.raises(CheckpointError, match="missing file: .*00002-of-00002"):

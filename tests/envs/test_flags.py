@@ -17,8 +17,15 @@ def _parse(*argv):
 def test_defaults_give_the_paper_setting():
     (config,) = env_configs_from_flags(_parse())
     assert config == EnvConfig(
-        "pick-place-v3", seed=derive_seed(0, 0), camera="corner", size=64, action_repeat=1,
-        time_limit=256, reward_mode="dense", sparse_interval=64, proprio=True,
+        "pick-place-v3",
+        seed=derive_seed(0, 0),
+        camera="corner",
+        size=64,
+        action_repeat=1,
+        time_limit=256,
+        reward_mode="dense",
+        sparse_interval=64,
+        proprio=True,
     )
 
 
@@ -36,12 +43,23 @@ def test_each_env_gets_its_own_reproducible_seed():
 
 
 def test_all_flags_reach_the_config():
-    (config,) = env_configs_from_flags(_parse(
-        "--camera=corner3", "--image_size=96", "--action_repeat=2", "--time_limit=100",
-        "--sparse_interval=10", "--full_quality_render", "--noproprio",
-    ))
+    (config,) = env_configs_from_flags(
+        _parse(
+            "--camera=corner3",
+            "--image_size=96",
+            "--action_repeat=2",
+            "--time_limit=100",
+            "--sparse_interval=10",
+            "--full_quality_render",
+            "--noproprio",
+        )
+    )
     assert (config.camera, config.size, config.action_repeat, config.time_limit) == (
-        "corner3", 96, 2, 100)
+        "corner3",
+        96,
+        2,
+        100,
+    )
     assert config.sparse_interval == 10 and config.full_quality and not config.proprio
 
 

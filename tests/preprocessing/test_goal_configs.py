@@ -26,18 +26,19 @@ print(json.dumps(out))
 
 
 def test_goal_configs_parse_with_task_keyframes_and_domains():
-    result = subprocess.run([sys.executable, '-c', SCRIPT], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     configs = json.loads(result.stdout.strip().splitlines()[-1])
     from preprocessing.prompts import TASK_KEYFRAME_PROMPTS
 
-    for name in ('pick_place', 'pick_out_of_hole', 'bin_picking', 'shelf_place', 'disassemble'):
-        cfg = configs[f'goals_{name}']
-        assert cfg['source'] == 'generate' and cfg['condition_image'] is None
-        assert cfg['prompts'] == list(TASK_KEYFRAME_PROMPTS[cfg['task']])
-    for domain in ('rt1', 'bridge', 'rlbench'):
-        cfg = configs[f'goals_pick_place_{domain}']
-        assert cfg['task'] == 'pick-place-v3' and cfg['source'] == 'generate'
-        assert cfg['condition_image'] == f'data/domains/{domain}.png'
-    assert configs['goals_pick_place_tiny']['source'] == 'scripted'
+    for name in ("pick_place", "pick_out_of_hole", "bin_picking", "shelf_place", "disassemble"):
+        cfg = configs[f"goals_{name}"]
+        assert cfg["source"] == "generate" and cfg["condition_image"] is None
+        assert cfg["prompts"] == list(TASK_KEYFRAME_PROMPTS[cfg["task"]])
+    for domain in ("rt1", "bridge", "rlbench"):
+        cfg = configs[f"goals_pick_place_{domain}"]
+        assert cfg["task"] == "pick-place-v3" and cfg["source"] == "generate"
+        assert cfg["condition_image"] == f"data/domains/{domain}.png"
+    assert configs["goals_pick_place_tiny"]["source"] == "scripted"

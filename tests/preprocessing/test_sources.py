@@ -109,8 +109,12 @@ def test_generate_from_another_domain(goal_config, tmp_path):
     rng = np.random.default_rng(0)
     iio.imwrite(image_path, rng.integers(0, 255, (90, 120, 3), dtype=np.uint8))
     cfg = dataclasses.replace(
-        goal_config, goal_source="generate", first_frame_size=64, num_inference_steps=2,
-        num_sampled_frames=5, condition_image=image_path,
+        goal_config,
+        goal_source="generate",
+        first_frame_size=64,
+        num_inference_steps=2,
+        num_sampled_frames=5,
+        condition_image=image_path,
     )
     goal = _check_outputs(build_goal(cfg), "generate")
     assert goal.placement is None and goal.duration_steps is None
@@ -122,8 +126,10 @@ def test_generate_from_another_domain(goal_config, tmp_path):
 
 
 def test_keyframe_prompts_default_to_the_task_description():
-    assert prompts.keyframe_prompts("shelf-place-v3") == prompts.TASK_KEYFRAME_PROMPTS[
-        "shelf-place-v3"]
+    assert (
+        prompts.keyframe_prompts("shelf-place-v3")
+        == prompts.TASK_KEYFRAME_PROMPTS["shelf-place-v3"]
+    )
     assert "shelf" in prompts.keyframe_prompts("shelf-place-v3")[0]
     assert prompts.keyframe_prompts("reach-v3") == (prompts.task_prompt("reach-v3"),)
     assert prompts.keyframe_prompts("shelf-place-v3", "generic") == prompts.KEYFRAME_PROMPTS

@@ -11,17 +11,23 @@ from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec, goal_close
 from .conftest import FB_GOAL_DIM, make_fb_batch
 
 ACT_DIM = 4
-SPEC = {'state': ((39,), np.float32)}
+SPEC = {"state": ((39,), np.float32)}
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def setup():
-    config = preset('tiny')
+    config = preset("tiny")
     extra = FBExtraLoss(
         fb.FBConfig(z_dim=8, hidden=16),
-        FBRewardSpec(state_dim=config.feat_size, action_dim=ACT_DIM,
-                     goal_feature=np.ones(FB_GOAL_DIM, np.float32), beta=0.5,
-                     freeze_after_updates=2, target='reward_head'))
+        FBRewardSpec(
+            state_dim=config.feat_size,
+            action_dim=ACT_DIM,
+            goal_feature=np.ones(FB_GOAL_DIM, np.float32),
+            beta=0.5,
+            freeze_after_updates=2,
+            target="reward_head",
+        ),
+    )
     agent = Agent(config, SPEC, ACT_DIM, extra=extra)
     return agent, make_fb_batch(config)
 
@@ -33,28 +39,31 @@ def leaves(tree):
 def test_fb_trains_then_freezes(setup):
     agent, batch = setup
     state = agent.init(jax.random.key(0))
-    snapshots = [(leaves(state.extra_params), leaves(state.extra_state['target']))]
+    snapshots = [(leaves(state.extra_params), leaves(state.extra_state["target"]))]
     bonuses = []
     for i in range(4):
         state, metrics, _ = agent.train(state, batch, jax.random.key(i))
-        snapshots.append((leaves(state.extra_params), leaves(state.extra_state['target'])))
-        bonuses.append(float(metrics['reward_bonus']))
-        assert np.isfinite(float(metrics['loss/extra']))
-    changed = [any(not np.array_equal(a, b) for a, b in zip(before[0], after[0], strict=True))
-               for before, after in zip(snapshots, snapshots[1:], strict=False)]
+        snapshots.append((leaves(state.extra_params), leaves(state.extra_state["target"])))
+        bonuses.append(float(metrics["reward_bonus"]))
+        assert np.isfinite(float(metrics["loss/extra"]))
+    changed = [
+        any(not np.array_equal(a, b) for a, b in zip(before[0], after[0], strict=True))
+        for before, after in zip(snapshots, snapshots[1:], strict=False)
+    ]
     assert changed == [True, True, False, False]
-    target_changed = [any(not np.array_equal(a, b) for a, b in
-                          zip(before[1], after[1], strict=True))
-                      for before, after in zip(snapshots, snapshots[1:], strict=False)]
+    target_changed = [
+        any(not np.array_equal(a, b) for a, b in zip(before[1], after[1], strict=True))
+        for before, after in zip(snapshots, snapshots[1:], strict=False)
+    ]
     assert target_changed == [True, True, False, False]
-    assert int(state.extra_state['updates']) == 4
+    assert int(state.extra_state["updates"]) == 4
     assert all(np.isfinite(bonuses))
     # B's input statistics follow the replay features while FB trains, then are held with it.
-    norm = state.extra_state['goal_norm']
-    assert float(norm['count']) == 2.0
-    features = np.asarray(batch['dino'][:, 2:]).reshape(-1, FB_GOAL_DIM)
-    assert np.abs(np.asarray(norm['mean'])).max() < 3 * np.abs(features.mean(0)).max() + 0.5
-    assert not np.allclose(np.asarray(norm['var']), 1.0)
+    norm = state.extra_state["goal_norm"]
+    assert float(norm["count"]) == 2.0
+    features = np.asarray(batch["dino"][:, 2:]).reshape(-1, FB_GOAL_DIM)
+    assert np.abs(np.asarray(norm["mean"])).max() < 3 * np.abs(features.mean(0)).max() + 0.5
+    assert not np.allclose(np.asarray(norm["var"]), 1.0)
 
 
 def test_fb_uses_its_own_adam_step(setup):
@@ -63,8 +72,9 @@ def test_fb_uses_its_own_adam_step(setup):
     state = agent.init(jax.random.key(0))
     before = leaves(state.extra_params)
     state, _, _ = agent.train(state, batch, jax.random.key(0))
-    steps = np.concatenate([np.abs(a - b).ravel()
-                            for a, b in zip(leaves(state.extra_params), before, strict=True)])
+    steps = np.concatenate(
+        [np.abs(a - b).ravel() for a, b in zip(leaves(state.extra_params), before, strict=True)]
+    )
     moved = steps[steps > 0]
     assert moved.size > 0.5 * steps.size
     np.testing.assert_allclose(np.median(moved), 1e-4, rtol=0.05)
@@ -87,5 +97,5 @@ def test_goal_closeness_corr_signs_and_mask():
 def test_goal_signal_is_logged(setup):
     agent, batch = setup
     _, metrics, _ = agent.train(agent.init(jax.random.key(0)), batch, jax.random.key(0))
-    corr = float(metrics['extra/fb_q_goal_corr'])
+    corr = float(metrics["extra/fb_q_goal_corr"])
     assert -1.0 <= corr <= 1.0

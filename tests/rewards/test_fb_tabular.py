@@ -28,7 +28,7 @@ def true_measure_over_density() -> np.ndarray:
     next states when s is uniform and a ~ π (how the training data below is drawn)."""
     p, p_pi = chain_kernels()
     resolvent = np.linalg.inv(np.eye(N_STATES) - GAMMA * p_pi)
-    m = np.einsum('asn,nk->sak', p, resolvent)
+    m = np.einsum("asn,nk->sak", p, resolvent)
     rho = p_pi.mean(0)
     return m / rho[None, None, :]
 
@@ -42,12 +42,18 @@ def sample_transitions(key: jax.Array, n: int) -> dict[str, jax.Array]:
     a_next = (jax.random.uniform(k_a2, (n,)) < P_RIGHT).astype(jnp.int32)
     one_s, one_a = jax.nn.one_hot(s, N_STATES), jax.nn.one_hot(a, 2)
     one_s2, one_a2 = jax.nn.one_hot(s_next, N_STATES), jax.nn.one_hot(a_next, 2)
-    return {'state': one_s, 'action': one_a, 'next_state': one_s2, 'next_action': one_a2,
-            'next_goal_feat': one_s2, 'discount': jnp.full((n,), GAMMA),
-            'mask': jnp.ones((n,))}
+    return {
+        "state": one_s,
+        "action": one_a,
+        "next_state": one_s2,
+        "next_action": one_a2,
+        "next_goal_feat": one_s2,
+        "discount": jnp.full((n,), GAMMA),
+        "mask": jnp.ones((n,)),
+    }
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def trained_fb():
     config = fb.FBConfig(z_dim=16, hidden=64, discount=GAMMA, tau=0.01)
     key = jax.random.key(0)
@@ -58,7 +64,8 @@ def trained_fb():
         params, target, opt_state = carry
         k_data, k_z = jax.random.split(key)
         params, target, opt_state, loss = fb.train_step(
-            params, target, opt_state, optimizer, config, sample_transitions(k_data, 256), k_z)
+            params, target, opt_state, optimizer, config, sample_transitions(k_data, 256), k_z
+        )
         return (params, target, opt_state), loss
 
     @jax.jit
@@ -94,7 +101,7 @@ def test_fb_matches_closed_form_successor_measure(trained_fb):
     for goal in (0, N_STATES // 2, N_STATES - 1):
         z = fb.goal_z(params, config, jnp.eye(N_STATES)[goal])
         corr = np.corrcoef(learned_measure(config, params, z).ravel(), truth)[0, 1]
-        assert corr > 0.9, f'correlation {corr:.3f} with z = B(state {goal})'
+        assert corr > 0.9, f"correlation {corr:.3f} with z = B(state {goal})"
 
 
 def test_fb_reward_ranks_states_by_distance_to_goal(trained_fb):
@@ -107,7 +114,7 @@ def test_fb_reward_ranks_states_by_distance_to_goal(trained_fb):
     ranks_q = np.argsort(np.argsort(q))
     ranks_closeness = np.argsort(np.argsort(-distance))
     spearman = np.corrcoef(ranks_q, ranks_closeness)[0, 1]
-    assert spearman > 0.9, f'Q {q} does not rank states by closeness (spearman {spearman:.3f})'
+    assert spearman > 0.9, f"Q {q} does not rank states by closeness (spearman {spearman:.3f})"
 
 
 def test_normaliser_tracks_mean_and_std():
@@ -119,7 +126,7 @@ def test_normaliser_tracks_mean_and_std():
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(ValueError, match='target_reduce'):
-        fb.FBConfig(target_reduce='max')
-    with pytest.raises(ValueError, match='discount'):
+    with pytest.raises(ValueError, match="target_reduce"):
+        fb.FBConfig(target_reduce="max")
+    with pytest.raises(ValueError, match="discount"):
         fb.FBConfig(discount=1.0)

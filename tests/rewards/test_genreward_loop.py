@@ -18,84 +18,116 @@ from genreward_jax.trainer import Trainer, TrainerConfig
 TIME_LIMIT = 32
 INTERVAL = 16
 ALPHA = 0.5
-TRAIN_ENVS = [EnvConfig('reach', seed=5, time_limit=TIME_LIMIT)]
-EVAL_ENVS = [EnvConfig('reach', seed=99, time_limit=TIME_LIMIT)]
+TRAIN_ENVS = [EnvConfig("reach", seed=5, time_limit=TIME_LIMIT)]
+EVAL_ENVS = [EnvConfig("reach", seed=99, time_limit=TIME_LIMIT)]
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def agent_factory(tiny_goal):
     """One compiled tiny agent with FB for the module (the goal feature is fixed per goal)."""
-    rewards = GoalRewards(RewardConfig(goal_file=tiny_goal[0], video_interval=INTERVAL),
-                          num_envs=1, image_size=64)
-    config = preset('tiny')
-    extra = FBExtraLoss(fb.FBConfig(z_dim=8, hidden=16),
-                        FBRewardSpec(state_dim=config.feat_size, action_dim=4,
-                                     goal_feature=rewards.goal_feature, beta=0.1,
-                                     freeze_after_updates=10**6))
+    rewards = GoalRewards(
+        RewardConfig(goal_file=tiny_goal[0], video_interval=INTERVAL), num_envs=1, image_size=64
+    )
+    config = preset("tiny")
+    extra = FBExtraLoss(
+        fb.FBConfig(z_dim=8, hidden=16),
+        FBRewardSpec(
+            state_dim=config.feat_size,
+            action_dim=4,
+            goal_feature=rewards.goal_feature,
+            beta=0.1,
+            freeze_after_updates=10**6,
+        ),
+    )
     agents = {}
 
     def factory(obs_spec, act_dim):
-        if 'agent' not in agents:
-            agents['agent'] = Agent(config, obs_spec, act_dim, extra=extra)
-        return agents['agent']
+        if "agent" not in agents:
+            agents["agent"] = Agent(config, obs_spec, act_dim, extra=extra)
+        return agents["agent"]
 
     return factory
 
 
 def run(logdir, tiny_goal, agent_factory, steps):
-    rewards = GoalRewards(RewardConfig(goal_file=tiny_goal[0], alpha=ALPHA,
-                                       video_interval=INTERVAL), num_envs=1, image_size=64)
-    config = TrainerConfig(logdir=str(logdir), steps=steps, train_ratio=16.0, batch_size=2,
-                           batch_length=8, replay_capacity=1000, prefill=20, obs_keys=('state',),
-                           eval_every=10**6, eval_episodes=1, video=False, checkpoint_every=10**6,
-                           keep_checkpoints=2, log_every=33, seed=1)
-    return Trainer(config, agent_factory, TRAIN_ENVS, EVAL_ENVS, stdout=False,
-                   reward_model=rewards).run()
+    rewards = GoalRewards(
+        RewardConfig(goal_file=tiny_goal[0], alpha=ALPHA, video_interval=INTERVAL),
+        num_envs=1,
+        image_size=64,
+    )
+    config = TrainerConfig(
+        logdir=str(logdir),
+        steps=steps,
+        train_ratio=16.0,
+        batch_size=2,
+        batch_length=8,
+        replay_capacity=1000,
+        prefill=20,
+        obs_keys=("state",),
+        eval_every=10**6,
+        eval_episodes=1,
+        video=False,
+        checkpoint_every=10**6,
+        keep_checkpoints=2,
+        log_every=33,
+        seed=1,
+    )
+    return Trainer(
+        config, agent_factory, TRAIN_ENVS, EVAL_ENVS, stdout=False, reward_model=rewards
+    ).run()
 
 
 def final_checkpoint(logdir, template):
-    checkpointer = Checkpointer(os.path.join(logdir, 'checkpoints'), keep=2)
+    checkpointer = Checkpointer(os.path.join(logdir, "checkpoints"), keep=2)
     state, arrays, _ = checkpointer.restore(checkpointer.latest_step(), template)
     checkpointer.close()
     return state, arrays
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def full_run(tmp_path_factory, tiny_goal, agent_factory):
-    logdir = tmp_path_factory.mktemp('full')
+    logdir = tmp_path_factory.mktemp("full")
     return logdir, run(logdir, tiny_goal, agent_factory, steps=70)
 
 
 @pytest.mark.slow
 def test_replay_holds_goal_reward_entries(full_run):
     logdir, result = full_run
-    template = {'agent': result['train_state'],
-                'carry': jax.tree.map(np.zeros_like, {'deter': np.zeros((1, 32)),
-                                                       'stoch': np.zeros((1, 4, 4)),
-                                                       'prev_action': np.zeros((1, 4))})}
+    template = {
+        "agent": result["train_state"],
+        "carry": jax.tree.map(
+            np.zeros_like,
+            {
+                "deter": np.zeros((1, 32)),
+                "stoch": np.zeros((1, 4, 4)),
+                "prev_action": np.zeros((1, 4)),
+            },
+        ),
+    }
     _, arrays = final_checkpoint(logdir, template)
-    data = {k: np.asarray(v)[0] for k, v in arrays['replay']['data'].items()}
-    steps_in_episode = np.zeros(len(data['is_first']), np.int64)
+    data = {k: np.asarray(v)[0] for k, v in arrays["replay"]["data"].items()}
+    steps_in_episode = np.zeros(len(data["is_first"]), np.int64)
     for t in range(1, len(steps_in_episode)):
-        steps_in_episode[t] = 0 if data['is_first'][t] else steps_in_episode[t - 1] + 1
+        steps_in_episode[t] = 0 if data["is_first"][t] else steps_in_episode[t - 1] + 1
     closes = (steps_in_episode > 0) & (steps_in_episode % INTERVAL == 0)
     assert closes.sum() >= 3
-    assert np.all(data['r_video'][~closes] == 0) and np.all(data['r_video'][closes] != 0)
-    np.testing.assert_allclose(data['reward'], data['r_env'] + ALPHA * data['r_video'],
-                               rtol=1e-6)
-    assert data['dino'].shape[1] > 0 and np.isfinite(data['dino']).all()
-    assert np.std(data['dino'], axis=0).max() > 0  # features follow the frames
+    assert np.all(data["r_video"][~closes] == 0) and np.all(data["r_video"][closes] != 0)
+    np.testing.assert_allclose(data["reward"], data["r_env"] + ALPHA * data["r_video"], rtol=1e-6)
+    assert data["dino"].shape[1] > 0 and np.isfinite(data["dino"]).all()
+    assert np.std(data["dino"], axis=0).max() > 0  # features follow the frames
 
 
 @pytest.mark.slow
-def test_fb_trains_inside_the_loop_and_resume_is_exact(full_run, tmp_path, tiny_goal,
-                                                       agent_factory):
+def test_fb_trains_inside_the_loop_and_resume_is_exact(
+    full_run, tmp_path, tiny_goal, agent_factory
+):
     _, result = full_run
-    assert int(result['train_state'].extra_state['updates']) == result['updates'] > 0
-    logdir = tmp_path / 'resumed'
+    assert int(result["train_state"].extra_state["updates"]) == result["updates"] > 0
+    logdir = tmp_path / "resumed"
     first = run(logdir, tiny_goal, agent_factory, steps=45)
-    assert first['env_steps'] == 45
+    assert first["env_steps"] == 45
     resumed = run(logdir, tiny_goal, agent_factory, steps=70)
-    for a, b in zip(jax.tree.leaves(result['train_state']),
-                    jax.tree.leaves(resumed['train_state']), strict=True):
+    for a, b in zip(
+        jax.tree.leaves(result["train_state"]), jax.tree.leaves(resumed["train_state"]), strict=True
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -17,14 +17,14 @@ from genreward_jax.envs import EnvConfig, MetaWorldEnv, expert_policy
 from genreward_jax.goals import encoder_folder
 from genreward_jax.rewards.video import VideoWindows, make_video_reward_fn
 
-TASK = 'pick-place-v3'
+TASK = "pick-place-v3"
 EXPERT_NOISE = 0.3
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def goal_and_reward(tiny_goal):
     goal_path, goal = tiny_goal
-    vae = load_vae_encoder(encoder_folder(goal_path, goal, 'vae'))
+    vae = load_vae_encoder(encoder_folder(goal_path, goal, "vae"))
     return goal, make_video_reward_fn(latent_mean_fn(vae), goal.latent_mean)
 
 
@@ -38,24 +38,24 @@ def window_reward(reward_fn, interval: int, policy: str, seed: int) -> float:
     try:
         obs = env.reset()
         for step in range(interval + 1):
-            closed, clips = windows.add(np.array([step]), obs['image'][None])
+            closed, clips = windows.add(np.array([step]), obs["image"][None])
             if len(closed):
                 return float(reward_fn(clips)[0])
-            if policy == 'expert':
-                action = expert.get_action(obs['state']) + EXPERT_NOISE * rng.normal(size=4)
+            if policy == "expert":
+                action = expert.get_action(obs["state"]) + EXPERT_NOISE * rng.normal(size=4)
             else:
                 action = rng.uniform(-1, 1, 4)
             obs = env.step(np.clip(action, -1, 1).astype(np.float32))
     finally:
         env.close()
-    raise AssertionError('window never closed')
+    raise AssertionError("window never closed")
 
 
 @pytest.mark.slow
 def test_expert_scores_higher_than_random(goal_and_reward):
     goal, reward_fn = goal_and_reward
     interval = goal.frames.shape[0] - 1
-    expert = [window_reward(reward_fn, interval, 'expert', seed) for seed in (1, 2, 3)]
-    random = [window_reward(reward_fn, interval, 'random', seed) for seed in (1, 2, 3)]
+    expert = [window_reward(reward_fn, interval, "expert", seed) for seed in (1, 2, 3)]
+    random = [window_reward(reward_fn, interval, "random", seed) for seed in (1, 2, 3)]
     assert all(-1.0 <= r <= 1.0 for r in expert + random)
-    assert min(expert) > max(random), f'expert {expert} vs random {random}'
+    assert min(expert) > max(random), f"expert {expert} vs random {random}"

@@ -36,10 +36,10 @@ def test_cosine_to_goal():
 
 def test_reward_fn_refuses_a_latent_of_another_shape():
     reward = make_video_reward_fn(lambda clips: clips.astype(jnp.float32), np.zeros((3, 4, 4, 3)))
-    with pytest.raises(ValueError, match='frame count or resolution'):
+    with pytest.raises(ValueError, match="frame count or resolution"):
         reward(jnp.zeros((2, 5, 4, 4, 3), jnp.uint8))
 
 
 def test_bad_interval():
-    with pytest.raises(ValueError, match='interval'):
+    with pytest.raises(ValueError, match="interval"):
         VideoWindows(num_envs=1, interval=0, num_samples=3, resolution=4)

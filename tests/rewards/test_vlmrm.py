@@ -45,7 +45,8 @@ def test_projection_and_prompt_average():
     np.testing.assert_allclose(p, 0.5 * np.outer(d, d) + 0.5 * np.eye(D), atol=1e-6)
     np.testing.assert_allclose(p @ d, d, atol=1e-6)  # d is an eigenvector with eigenvalue 1
     prompts = np.stack([3 * unit([1, 1, 0, 0, 0, 0]), unit([1, -1, 0, 0, 0, 0])])
-    np.testing.assert_allclose(np.asarray(prompt_embedding(prompts)), unit([1, 0, 0, 0, 0, 0]),
-                               atol=1e-6)
-    with pytest.raises(ValueError, match='lambda'):
+    np.testing.assert_allclose(
+        np.asarray(prompt_embedding(prompts)), unit([1, 0, 0, 0, 0, 0]), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="lambda"):
         projection(jnp.asarray(goal), jnp.asarray(baseline), 1.5)

@@ -13,8 +13,10 @@ def tiny_agent_factory():
     config = preset("tiny")
 
     def factory(obs_spec, act_dim):
-        key = (tuple(sorted((k, tuple(s), np.dtype(d).str) for k, (s, d) in obs_spec.items())),
-               act_dim)
+        key = (
+            tuple(sorted((k, tuple(s), np.dtype(d).str) for k, (s, d) in obs_spec.items())),
+            act_dim,
+        )
         if key not in agents:
             agents[key] = Agent(config, obs_spec, act_dim)
         return agents[key]

@@ -24,17 +24,28 @@ def _assert_same_tree(a, b):
 
 
 def _filled_replay(seed: int) -> Replay:
-    spec = {"state": ((39,), np.float32), "action": ((4,), np.float32), "reward": ((), np.float32),
-            "is_first": ((), bool)}
-    replay = Replay(ReplayConfig(capacity=60, num_envs=2, length=5, seed=seed), spec,
-                    {"deter": ((8,), np.float32), "stoch": ((4, 4), np.float32)})
+    spec = {
+        "state": ((39,), np.float32),
+        "action": ((4,), np.float32),
+        "reward": ((), np.float32),
+        "is_first": ((), bool),
+    }
+    replay = Replay(
+        ReplayConfig(capacity=60, num_envs=2, length=5, seed=seed),
+        spec,
+        {"deter": ((8,), np.float32), "stoch": ((4, 4), np.float32)},
+    )
     rng = np.random.default_rng(seed)
     for t in range(37):
-        replay.add({"state": rng.normal(size=(2, 39)).astype(np.float32),
-                    "action": rng.uniform(-1, 1, (2, 4)).astype(np.float32),
-                    "reward": rng.normal(size=2).astype(np.float32),
-                    "is_first": np.full(2, t % 9 == 0),
-                    "deter": rng.normal(size=(2, 8)).astype(np.float32)})
+        replay.add(
+            {
+                "state": rng.normal(size=(2, 39)).astype(np.float32),
+                "action": rng.uniform(-1, 1, (2, 4)).astype(np.float32),
+                "reward": rng.normal(size=2).astype(np.float32),
+                "is_first": np.full(2, t % 9 == 0),
+                "deter": rng.normal(size=(2, 8)).astype(np.float32),
+            }
+        )
     replay.sample(3)
     return replay
 
@@ -42,8 +53,11 @@ def _filled_replay(seed: int) -> Replay:
 def test_round_trip_is_bitwise_for_train_state_keys_and_replay(tmp_path, tiny_agent_factory):
     agent = tiny_agent_factory(OBS_SPEC, 4)
     train_state = agent.init(jax.random.key(7))
-    state = {"agent": train_state, "carry": agent.initial_carry(2),
-             "keys": {"policy": jax.random.key(1), "train": jax.random.split(jax.random.key(2))}}
+    state = {
+        "agent": train_state,
+        "carry": agent.initial_carry(2),
+        "keys": {"policy": jax.random.key(1), "train": jax.random.split(jax.random.key(2))},
+    }
     replay = _filled_replay(seed=4)
     replay_state = replay.state_dict()
     meta = {"env_steps": 74, "replay": replay_state.pop("meta")}
@@ -51,15 +65,19 @@ def test_round_trip_is_bitwise_for_train_state_keys_and_replay(tmp_path, tiny_ag
 
     checkpointer = Checkpointer(tmp_path / "ckpt", keep=2)
     checkpointer.save(74, state, arrays, meta)
-    fresh_template = {"agent": agent.init(jax.random.key(8)), "carry": agent.initial_carry(2),
-                      "keys": {"policy": jax.random.key(0),
-                               "train": jax.random.split(jax.random.key(0))}}
+    fresh_template = {
+        "agent": agent.init(jax.random.key(8)),
+        "carry": agent.initial_carry(2),
+        "keys": {"policy": jax.random.key(0), "train": jax.random.split(jax.random.key(0))},
+    }
     restored, restored_arrays, restored_meta = Checkpointer(tmp_path / "ckpt", keep=2).restore(
-        74, fresh_template)
+        74, fresh_template
+    )
 
     _assert_same_tree(state, restored)
     assert jax.random.key_impl(restored["keys"]["policy"]) == jax.random.key_impl(
-        state["keys"]["policy"])
+        state["keys"]["policy"]
+    )
     _assert_same_tree(arrays, restored_arrays)
     assert restored_meta == meta
 
@@ -91,6 +109,7 @@ def test_a_checkpoint_of_another_structure_is_refused_in_one_line(tmp_path):
     checkpointer = Checkpointer(str(tmp_path / "ckpt"), keep=1)
     checkpointer.save(5, {"agent": {"w": np.ones(3, np.float32)}}, {"x": np.zeros(2)}, {})
     with pytest.raises(CheckpointMismatchError, match="new --logdir"):
-        checkpointer.restore(5, {"agent": {"w": np.ones(3, np.float32),
-                                           "norm": np.zeros(2, np.float32)}})
+        checkpointer.restore(
+            5, {"agent": {"w": np.ones(3, np.float32), "norm": np.zeros(2, np.float32)}}
+        )
     checkpointer.close()

@@ -23,8 +23,11 @@ def test_resume_truncates_records_past_the_checkpoint_and_a_torn_line(tmp_path):
     resumed.write(30, {"loss": 7.0})
     resumed.close()
     records = logging_utils.read_metrics(str(tmp_path))
-    assert records == [{"step": 10, "loss": 1.0}, {"step": 20, "loss": 2.0},
-                       {"step": 30, "loss": 7.0}]
+    assert records == [
+        {"step": 10, "loss": 1.0},
+        {"step": 20, "loss": 2.0},
+        {"step": 30, "loss": 7.0},
+    ]
     assert any(n.startswith("events.out.tfevents") for n in os.listdir(tmp_path / "tb"))
 
 
@@ -47,8 +50,7 @@ def test_flags_file_round_trips_through_a_flag_parser(tmp_path):
     values = flags.FlagValues()
     flags.DEFINE_integer("steps", 5, "", flag_values=values, module_name="genreward_jax.x")
     flags.DEFINE_bool("video", True, "", flag_values=values, module_name="genreward_jax.x")
-    flags.DEFINE_list("obs_keys", ["image"], "", flag_values=values,
-                      module_name="genreward_jax.x")
+    flags.DEFINE_list("obs_keys", ["image"], "", flag_values=values, module_name="genreward_jax.x")
     flags.DEFINE_integer("other", 1, "", flag_values=values, module_name="absl.elsewhere")
     values(["prog", "--steps=7", "--novideo", "--obs_keys=state,image", "--other=3"])
     path = logging_utils.write_flags(str(tmp_path), values)

@@ -16,26 +16,43 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def _main(*args, timeout=120, module="genreward_jax.main"):
     with warnings.catch_warnings():  # JAX (imported by other tests) warns on fork+exec
         warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
-        return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 def test_helpfull_lists_trainer_and_env_flags():
     result = _main("--helpfull")
     assert result.returncode in (0, 1), result.stderr  # absl exits 1 after printing help
     assert "Traceback" not in result.stderr
-    for flag in ("--train_ratio", "--batch_length", "--checkpoint_every", "--preset", "--task",
-                 "--num_envs"):
+    for flag in (
+        "--train_ratio",
+        "--batch_length",
+        "--checkpoint_every",
+        "--preset",
+        "--task",
+        "--num_envs",
+    ):
         assert flag in result.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--batch_size=0"], "--batch_size=0: 0 is not a positive integer"),
-    (["--preset=3m"], "--preset=3m: value should be one of <1m|12m"),
-    (["--obs_keys=pixels", "--logdir=unused"], "--obs_keys ['pixels'] must be a non-empty subset"),
-    ([], "--logdir is required"),
-    (["--bogus=1"], "Unknown command line flag 'bogus'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch_size=0"], "--batch_size=0: 0 is not a positive integer"),
+        (["--preset=3m"], "--preset=3m: value should be one of <1m|12m"),
+        (
+            ["--obs_keys=pixels", "--logdir=unused"],
+            "--obs_keys ['pixels'] must be a non-empty subset",
+        ),
+        ([], "--logdir is required"),
+        (["--bogus=1"], "Unknown command line flag 'bogus'"),
+    ],
+)
 def test_bad_flags_fail_with_a_clear_message(args, message, tmp_path):
     result = _main(*args)
     assert result.returncode != 0
@@ -47,10 +64,19 @@ def test_bad_flags_fail_with_a_clear_message(args, message, tmp_path):
 def quickstart_goal(tmp_path_factory):
     """README's goal command, shortened: the quickstart goal (GenReward's and VLM-RM's sections)."""
     out = tmp_path_factory.mktemp("goal")
-    goal = subprocess.run([sys.executable, "preprocessing/make_goals.py",
-                           "--flagfile=configs/goals_quickstart.cfg", f"--out_dir={out}",
-                           "--max_steps=40"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    goal = subprocess.run(
+        [
+            sys.executable,
+            "preprocessing/make_goals.py",
+            "--flagfile=configs/goals_quickstart.cfg",
+            f"--out_dir={out}",
+            "--max_steps=40",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert goal.returncode == 0, goal.stderr[-3000:]
     return out / "goal.npz"
 
@@ -61,10 +87,21 @@ def test_quickstart_flagfile_runs_end_to_end(tmp_path, quickstart_goal):
     artifact; training itself (and its compile) is covered in-process by test_trainer.py, so this
     run stays in prefill: no train step is compiled."""
     logdir = tmp_path / "run"
-    result = _main("--flagfile=configs/quickstart.cfg", f"--logdir={logdir}", "--preset=tiny",
-                   "--steps=52", "--prefill=52", "--time_limit=25", "--eval_every=52",
-                   "--eval_episodes=1", "--checkpoint_every=26", "--log_every=26",
-                   f"--goal_file={quickstart_goal}", "--video_interval=24", timeout=600)
+    result = _main(
+        "--flagfile=configs/quickstart.cfg",
+        f"--logdir={logdir}",
+        "--preset=tiny",
+        "--steps=52",
+        "--prefill=52",
+        "--time_limit=25",
+        "--eval_every=52",
+        "--eval_episodes=1",
+        "--checkpoint_every=26",
+        "--log_every=26",
+        f"--goal_file={quickstart_goal}",
+        "--video_interval=24",
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "env steps/s" in result.stdout and "updates/s" in result.stdout
     flags_text = (logdir / FLAGS_FILE).read_text()
@@ -82,8 +119,13 @@ def test_quickstart_flagfile_runs_end_to_end(tmp_path, quickstart_goal):
 
     # The evaluation CLI loads the final checkpoint (FB state included) without its replay and
     # reproduces the run's own final evaluation.
-    final = _main(f"--logdir={logdir}", "--episodes=1", "--video",
-                  module="genreward_jax.evaluate", timeout=600)
+    final = _main(
+        f"--logdir={logdir}",
+        "--episodes=1",
+        "--video",
+        module="genreward_jax.evaluate",
+        timeout=600,
+    )
     assert final.returncode == 0, final.stderr[-3000:]
     report = json.loads((logdir / "evaluations" / "step_000000052.json").read_text())
     assert report["step"] == 52 and report["episodes"] == 1 and report["eval_mode"] == "mean"
@@ -102,22 +144,39 @@ def test_evaluate_refuses_a_directory_that_is_not_a_run(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("baseline, extra, banner, logged_key", [
-    ("vlmrm", [], "VLM-RM: tiny-openclip at 64px", "rewards/vlmrm_std"),
-    ("roboclip", ["--roboclip_render_size=64"], "RoboCLIP: tiny-s3d/seed0", "rewards/roboclip"),
-])
-def test_baseline_flagfile_trains_end_to_end(tmp_path, quickstart_goal, baseline, extra, banner,
-                                             logged_key):
+@pytest.mark.parametrize(
+    "baseline, extra, banner, logged_key",
+    [
+        ("vlmrm", [], "VLM-RM: tiny-openclip at 64px", "rewards/vlmrm_std"),
+        ("roboclip", ["--roboclip_render_size=64"], "RoboCLIP: tiny-s3d/seed0", "rewards/roboclip"),
+    ],
+)
+def test_baseline_flagfile_trains_end_to_end(
+    tmp_path, quickstart_goal, baseline, extra, banner, logged_key
+):
     """A reward baseline from its flagfile on the quickstart task, tiny agent, a few dozen
     updates (two 20-step episodes, each log line covering one): its reward is logged next to
     the env reward's and the agent trains on it."""
     logdir = tmp_path / baseline
-    result = _main("--flagfile=configs/quickstart.cfg",
-                   f"--flagfile=configs/baseline_{baseline}.cfg", *extra,
-                   f"--logdir={logdir}", "--preset=tiny", "--steps=42", "--batch_size=2",
-                   "--batch_length=4", "--train_ratio=4", "--time_limit=20", "--eval_every=42",
-                   "--eval_episodes=1", "--checkpoint_every=42", "--log_every=21", "--novideo",
-                   f"--goal_file={quickstart_goal}", timeout=600)
+    result = _main(
+        "--flagfile=configs/quickstart.cfg",
+        f"--flagfile=configs/baseline_{baseline}.cfg",
+        *extra,
+        f"--logdir={logdir}",
+        "--preset=tiny",
+        "--steps=42",
+        "--batch_size=2",
+        "--batch_length=4",
+        "--train_ratio=4",
+        "--time_limit=20",
+        "--eval_every=42",
+        "--eval_episodes=1",
+        "--checkpoint_every=42",
+        "--log_every=21",
+        "--novideo",
+        f"--goal_file={quickstart_goal}",
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert banner in result.stdout
     assert f"--reward_model={baseline}" in (logdir / FLAGS_FILE).read_text()

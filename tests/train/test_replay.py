@@ -18,8 +18,9 @@ def _step(num_envs: int, t: int, episode_len: int = 7) -> dict[str, np.ndarray]:
     """Step t of every env; step_id encodes (env, t) so a sample reveals where it came from."""
     ids = np.arange(num_envs) * 100_000 + t
     return {
-        "image": np.broadcast_to((ids % 251).astype(np.uint8)[:, None, None, None],
-                                 (num_envs, 4, 4, 3)).copy(),
+        "image": np.broadcast_to(
+            (ids % 251).astype(np.uint8)[:, None, None, None], (num_envs, 4, 4, 3)
+        ).copy(),
         "step_id": ids,
         "action": np.stack([ids, -ids], -1).astype(np.float32),
         "is_first": np.full(num_envs, t % episode_len == 0),
@@ -101,24 +102,34 @@ def test_online_sequences_overwritten_before_sampling_are_dropped():
 
 
 def test_context_write_back_and_first_step_context():
-    replay = Replay(ReplayConfig(capacity=30, num_envs=1, length=5, online=False),
-                    STEP_SPEC, CONTEXT_SPEC)
+    replay = Replay(
+        ReplayConfig(capacity=30, num_envs=1, length=5, online=False), STEP_SPEC, CONTEXT_SPEC
+    )
     _fill(replay, 30)
     index = SampleIndex(env=np.array([0, 0]), start=np.array([3, 10]))
     t = index.start[:, None] + np.arange(5)[None]  # [B, L]
-    context = {"deter": np.repeat(t[..., None], 3, -1).astype(np.float32),
-               "stoch": {"onehot": np.broadcast_to(t[..., None, None], (2, 5, 2, 2))
-                         .astype(np.float32)}}
+    context = {
+        "deter": np.repeat(t[..., None], 3, -1).astype(np.float32),
+        "stoch": {"onehot": np.broadcast_to(t[..., None, None], (2, 5, 2, 2)).astype(np.float32)},
+    }
     replay.write_context(index, context)
     # Training-steps variant: [B, L - 1] written to steps 1..L-1 of the sequence starting at 20.
-    replay.write_context(SampleIndex(np.array([0]), np.array([20])),
-                         {"deter": np.full((1, 4, 3), 7.0, np.float32),
-                          "stoch": {"onehot": np.full((1, 4, 2, 2), 7.0, np.float32)}})
+    replay.write_context(
+        SampleIndex(np.array([0]), np.array([20])),
+        {
+            "deter": np.full((1, 4, 3), 7.0, np.float32),
+            "stoch": {"onehot": np.full((1, 4, 2, 2), 7.0, np.float32)},
+        },
+    )
     seen = {}
     for _ in range(40):
         sample = replay.sample(16)
-        for start, deter, onehot in zip(sample.index.start, sample.context["deter"],
-                                        sample.context["stoch"]["onehot"], strict=True):
+        for start, deter, onehot in zip(
+            sample.index.start,
+            sample.context["deter"],
+            sample.context["stoch"]["onehot"],
+            strict=True,
+        ):
             seen[int(start)] = (deter[0, 0], onehot[0, 1, 1])
     for start in range(26):
         written = 3 <= start <= 7 or 10 <= start <= 14
@@ -127,13 +138,16 @@ def test_context_write_back_and_first_step_context():
 
 
 def test_context_write_skips_steps_overwritten_since_sampling():
-    replay = Replay(ReplayConfig(capacity=10, num_envs=1, length=5, online=False),
-                    STEP_SPEC, CONTEXT_SPEC)
+    replay = Replay(
+        ReplayConfig(capacity=10, num_envs=1, length=5, online=False), STEP_SPEC, CONTEXT_SPEC
+    )
     _fill(replay, 10)
     index = replay.sample(1).index._replace(start=np.array([0]))
     _fill(replay, 3, start=10)  # steps 0..2 overwritten by 10..12
-    ones = {"deter": np.ones((1, 5, 3), np.float32),
-            "stoch": {"onehot": np.ones((1, 5, 2, 2), np.float32)}}
+    ones = {
+        "deter": np.ones((1, 5, 3), np.float32),
+        "stoch": {"onehot": np.ones((1, 5, 2, 2), np.float32)},
+    }
     replay.write_context(index, ones)
     deter = replay.state_dict()["context"]["deter"][0, :, 0]  # slot order: slot i = step i or i+10
     np.testing.assert_array_equal(deter, [0, 0, 0, 1, 1, 0, 0, 0, 0, 0])
@@ -144,8 +158,13 @@ def test_state_dict_round_trip_is_bitwise_and_continues_identically():
     a = Replay(config, STEP_SPEC, CONTEXT_SPEC)
     _fill(a, 17)
     a.sample(3)
-    a.write_context(a.sample(2).index, {"deter": np.ones((2, 4, 3), np.float32),
-                                        "stoch": {"onehot": np.ones((2, 4, 2, 2), np.float32)}})
+    a.write_context(
+        a.sample(2).index,
+        {
+            "deter": np.ones((2, 4, 3), np.float32),
+            "stoch": {"onehot": np.ones((2, 4, 2, 2), np.float32)},
+        },
+    )
     b = Replay(config, STEP_SPEC, CONTEXT_SPEC)
     b.load_state_dict(a.state_dict())
     for key, value in a.state_dict()["data"].items():
@@ -189,8 +208,9 @@ def test_memory_estimate_matches_allocated_arrays():
 
 
 def test_add_stores_optional_context_and_zeroes_it_otherwise():
-    replay = Replay(ReplayConfig(capacity=20, num_envs=2, length=4, online=False),
-                    STEP_SPEC, CONTEXT_SPEC)
+    replay = Replay(
+        ReplayConfig(capacity=20, num_envs=2, length=4, online=False), STEP_SPEC, CONTEXT_SPEC
+    )
     for t in range(10):
         step = _step(2, t)
         if t % 2:
@@ -200,8 +220,9 @@ def test_add_stores_optional_context_and_zeroes_it_otherwise():
     sample = replay.sample(32)
     t = sample.data["step_id"] % 100_000  # [B, L]
     np.testing.assert_array_equal(sample.context["deter"][..., 1], np.where(t % 2, t, 0))
-    np.testing.assert_array_equal(sample.context["stoch"]["onehot"][..., 0, 1],
-                                  np.where(t % 2, -t, 0))
+    np.testing.assert_array_equal(
+        sample.context["stoch"]["onehot"][..., 0, 1], np.where(t % 2, -t, 0)
+    )
 
 
 def test_integer_context_storage_rounds_one_hot_and_refuses_soft_values():

@@ -11,15 +11,21 @@ from genreward_jax import report
 from genreward_jax.sweep import SweepError, load_sweep
 
 # Final dense returns per (task, method) and seed; the evaluations before rise linearly to them.
-FINALS = {("a", "m1"): [100.0, 200.0], ("a", "m2"): [300.0, 300.0],
-          ("b", "m1"): [50.0, 50.0], ("b", "m2"): [10.0, 30.0]}
+FINALS = {
+    ("a", "m1"): [100.0, 200.0],
+    ("a", "m2"): [300.0, 300.0],
+    ("b", "m1"): [50.0, 50.0],
+    ("b", "m2"): [10.0, 30.0],
+}
 
 
 @pytest.fixture()
 def sweep(tmp_path):
-    spec = {"name": "demo", "logdir": str(tmp_path / "runs"),
-            "axes": {"task": {"a": {}, "b": {}}, "method": {"m1": {}, "m2": {}},
-                     "seed": [0, 1]}}
+    spec = {
+        "name": "demo",
+        "logdir": str(tmp_path / "runs"),
+        "axes": {"task": {"a": {}, "b": {}}, "method": {"m1": {}, "m2": {}}, "seed": [0, 1]},
+    }
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     _, runs = load_sweep(str(path))
@@ -29,8 +35,16 @@ def sweep(tmp_path):
         os.makedirs(run.logdir)
         with open(os.path.join(run.logdir, "metrics.jsonl"), "w") as f:
             for step, fraction in ((10, 0.5), (20, 1.0)):
-                f.write(json.dumps({"step": step, "eval/dense_return": final * fraction,
-                                    "eval/success": float(fraction == 1.0)}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "step": step,
+                            "eval/dense_return": final * fraction,
+                            "eval/success": float(fraction == 1.0),
+                        }
+                    )
+                    + "\n"
+                )
     return str(path), runs
 
 
@@ -68,7 +82,8 @@ def test_runs_without_evaluations_are_listed(sweep):
 
 def test_nothing_to_report_is_a_clear_error(tmp_path):
     path = tmp_path / "empty.yaml"
-    path.write_text(yaml.safe_dump({"name": "e", "logdir": str(tmp_path / "r"),
-                                    "axes": {"seed": [0]}}))
+    path.write_text(
+        yaml.safe_dump({"name": "e", "logdir": str(tmp_path / "r"), "axes": {"seed": [0]}})
+    )
     with pytest.raises(SweepError, match="no run of sweep e has an evaluation yet"):
         report.write_report(str(path))

@@ -13,11 +13,15 @@ from genreward_jax.sweep import Run, SweepError, expand, load_sweep, run_state
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SPEC = {
-    "name": "demo", "logdir": "runs/demo", "flagfiles": ["configs/quickstart.cfg"],
+    "name": "demo",
+    "logdir": "runs/demo",
+    "flagfiles": ["configs/quickstart.cfg"],
     "flags": {"steps": 100, "video": False},
     "axes": {
-        "method": {"genreward": {}, "dreamerv3": {"flagfiles": ["configs/baseline_dreamerv3.cfg"],
-                                                  "flags": {"lr": 1e-3}}},
+        "method": {
+            "genreward": {},
+            "dreamerv3": {"flagfiles": ["configs/baseline_dreamerv3.cfg"], "flags": {"lr": 1e-3}},
+        },
         "seed": [0, 1],
     },
 }
@@ -26,27 +30,39 @@ SPEC = {
 def test_expansion_is_the_grid_in_axis_order():
     name, runs = expand(SPEC)
     assert name == "demo"
-    assert [r.name for r in runs] == ["genreward/seed_0", "genreward/seed_1",
-                                      "dreamerv3/seed_0", "dreamerv3/seed_1"]
+    assert [r.name for r in runs] == [
+        "genreward/seed_0",
+        "genreward/seed_1",
+        "dreamerv3/seed_0",
+        "dreamerv3/seed_1",
+    ]
     run = runs[2]
     assert run.logdir == os.path.join("runs/demo", "dreamerv3", "seed_0")
-    assert run.args == ("--flagfile=configs/quickstart.cfg",
-                        "--flagfile=configs/baseline_dreamerv3.cfg", "--steps=100",
-                        "--novideo", "--lr=0.001", "--seed=0",
-                        f"--logdir={run.logdir}")
+    assert run.args == (
+        "--flagfile=configs/quickstart.cfg",
+        "--flagfile=configs/baseline_dreamerv3.cfg",
+        "--steps=100",
+        "--novideo",
+        "--lr=0.001",
+        "--seed=0",
+        f"--logdir={run.logdir}",
+    )
     assert run.steps == 100
     assert run.command("py")[:3] == ["py", "-m", "genreward_jax.main"]
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"colour": 1}, "unknown top-level keys"),
-    ({"axes": {}}, "non-empty mapping"),
-    ({"axes": {"seed": 3}}, "mapping of named values or a list"),
-    ({"axes": {"seed": []}}, "at least one value"),
-    ({"axes": {"m": {"a b": {}}}}, "letters, digits"),
-    ({"axes": {"m": {"a": {"flag": {}}}}}, "unknown keys"),
-    ({"flags": {"logdir": "x"}}, "do not set it"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"colour": 1}, "unknown top-level keys"),
+        ({"axes": {}}, "non-empty mapping"),
+        ({"axes": {"seed": 3}}, "mapping of named values or a list"),
+        ({"axes": {"seed": []}}, "at least one value"),
+        ({"axes": {"m": {"a b": {}}}}, "letters, digits"),
+        ({"axes": {"m": {"a": {"flag": {}}}}}, "unknown keys"),
+        ({"flags": {"logdir": "x"}}, "do not set it"),
+    ],
+)
 def test_bad_sweeps_are_refused_with_the_key_named(change, message):
     with pytest.raises(SweepError, match=message):
         expand({**SPEC, **change})
@@ -80,23 +96,40 @@ def test_run_state_from_checkpoints(tmp_path):
 def _tiny_sweep(tmp_path):
     """2 tasks x 2 methods (dense, sparse env reward) x 2 seeds of real training runs, small
     enough for CI: tiny agent, 40 env steps of 20-step episodes, no goal."""
-    spec = {"name": "tiny", "logdir": str(tmp_path / "tiny"),
-            "flagfiles": ["configs/quickstart.cfg"],
-            "flags": {"preset": "tiny", "steps": 40, "time_limit": 20, "eval_every": 40,
-                      "eval_episodes": 1, "checkpoint_every": 40, "log_every": 20,
-                      "goal_file": "", "video": False},
-            "axes": {"task": {"reach": {"flags": {"task": "reach"}},
-                              "push": {"flags": {"task": "push"}}},
-                     "method": {"dense": {}, "sparse": {"flags": {"reward_mode": "sparse"}}},
-                     "seed": [0, 1]}}
+    spec = {
+        "name": "tiny",
+        "logdir": str(tmp_path / "tiny"),
+        "flagfiles": ["configs/quickstart.cfg"],
+        "flags": {
+            "preset": "tiny",
+            "steps": 40,
+            "time_limit": 20,
+            "eval_every": 40,
+            "eval_episodes": 1,
+            "checkpoint_every": 40,
+            "log_every": 20,
+            "goal_file": "",
+            "video": False,
+        },
+        "axes": {
+            "task": {"reach": {"flags": {"task": "reach"}}, "push": {"flags": {"task": "push"}}},
+            "method": {"dense": {}, "sparse": {"flags": {"reward_mode": "sparse"}}},
+            "seed": [0, 1],
+        },
+    }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return str(path)
 
 
 def _cli(module, *args, timeout=900):
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
@@ -105,13 +138,20 @@ def test_tiny_sweep_through_submitit_then_local_then_report(tmp_path):
     reach runs; the local executor then launches only the rest; a third launch has nothing left
     to do; the report covers both tasks and methods."""
     path = _tiny_sweep(tmp_path)
-    first = _cli("genreward_jax.sweep", path, "--executor=submitit_local", "--only=reach",
-                 "--wait", "--timeout_min=15")
+    first = _cli(
+        "genreward_jax.sweep",
+        path,
+        "--executor=submitit_local",
+        "--only=reach",
+        "--wait",
+        "--timeout_min=15",
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     assert first.stdout.count("submitted reach/") == 4
     _, runs = load_sweep(path)
     assert {r.name: run_state(r) for r in runs if r.name.startswith("reach")} == {
-        f"reach/{m}/seed_{s}": "complete" for m in ("dense", "sparse") for s in (0, 1)}
+        f"reach/{m}/seed_{s}": "complete" for m in ("dense", "sparse") for s in (0, 1)
+    }
 
     second = _cli("genreward_jax.sweep", path, "--jobs=2")
     assert second.returncode == 0, second.stderr[-3000:]

@@ -24,10 +24,24 @@ EVAL_ENVS = [EnvConfig("reach", seed=99, time_limit=TIME_LIMIT)]
 
 
 def _config(logdir, **overrides) -> TrainerConfig:
-    values = dict(logdir=str(logdir), steps=120, train_ratio=32.0, batch_size=4, batch_length=8,
-                  replay_capacity=1000, prefill=30, obs_keys=("state",), eval_every=10**6,
-                  eval_episodes=1, eval_envs=1, video=False, checkpoint_every=50,
-                  keep_checkpoints=2, log_every=40, seed=3)
+    values = dict(
+        logdir=str(logdir),
+        steps=120,
+        train_ratio=32.0,
+        batch_size=4,
+        batch_length=8,
+        replay_capacity=1000,
+        prefill=30,
+        obs_keys=("state",),
+        eval_every=10**6,
+        eval_episodes=1,
+        eval_envs=1,
+        video=False,
+        checkpoint_every=50,
+        keep_checkpoints=2,
+        log_every=40,
+        seed=3,
+    )
     values.update(overrides)
     return TrainerConfig(**values)
 
@@ -86,23 +100,28 @@ def _logged_steps(logdir):
 
 
 @pytest.mark.slow
-def test_interrupted_and_killed_runs_resume_to_identical_parameters(tmp_path,
-                                                                     tiny_agent_factory):
+def test_interrupted_and_killed_runs_resume_to_identical_parameters(tmp_path, tiny_agent_factory):
     full_dir, sig_dir, kill_dir = tmp_path / "full", tmp_path / "sigterm", tmp_path / "kill9"
-    full = Trainer(_config(full_dir), tiny_agent_factory, TRAIN_ENVS, EVAL_ENVS,
-                   stdout=False).run()
+    full = Trainer(_config(full_dir), tiny_agent_factory, TRAIN_ENVS, EVAL_ENVS, stdout=False).run()
     assert full["status"] == "complete" and full["env_steps"] == 120
     assert full["updates"] == 1 + (120 - 4 * 8) * 32 // (4 * 8)  # from B x T > prefill 30
     assert sorted(int(s) for s in os.listdir(full_dir / "checkpoints")) == [100, 120]
     assert (full_dir / "learning_curve.png").exists()
 
     # SIGTERM after 40 iterations = env step 80, 19 steps into the second episode.
-    stopped = Trainer(_config(sig_dir), tiny_agent_factory, TRAIN_ENVS, EVAL_ENVS,
-                      make_envs=_signal_first_batch(40), stdout=False).run()
+    stopped = Trainer(
+        _config(sig_dir),
+        tiny_agent_factory,
+        TRAIN_ENVS,
+        EVAL_ENVS,
+        make_envs=_signal_first_batch(40),
+        stdout=False,
+    ).run()
     assert stopped["status"] == f"interrupted by signal {int(signal.SIGTERM)}"
     assert stopped["env_steps"] == 80
-    resumed = Trainer(_config(sig_dir), tiny_agent_factory, TRAIN_ENVS, EVAL_ENVS,
-                      stdout=False).run()
+    resumed = Trainer(
+        _config(sig_dir), tiny_agent_factory, TRAIN_ENVS, EVAL_ENVS, stdout=False
+    ).run()
     assert resumed["status"] == "complete" and resumed["updates"] == full["updates"]
     _assert_same_tree(full["train_state"], resumed["train_state"])
     assert resumed["eval"]["eval/return"] == full["eval"]["eval/return"]
@@ -112,14 +131,19 @@ def test_interrupted_and_killed_runs_resume_to_identical_parameters(tmp_path,
     os.makedirs(kill_dir / "checkpoints")
     shutil.copytree(full_dir / "checkpoints" / "100", kill_dir / "checkpoints" / "100")
     shutil.copy(full_dir / "metrics.jsonl", kill_dir / "metrics.jsonl")
-    killed = Trainer(_config(kill_dir), tiny_agent_factory, TRAIN_ENVS, EVAL_ENVS,
-                     stdout=False).run()
+    killed = Trainer(
+        _config(kill_dir), tiny_agent_factory, TRAIN_ENVS, EVAL_ENVS, stdout=False
+    ).run()
     _assert_same_tree(full["train_state"], killed["train_state"])
     assert _logged_steps(kill_dir) == [40, 80, 120]
 
     # Replay contents, policy carry and env-loop state at the end are identical too.
-    template = {"agent": full["train_state"], "carry": tiny_agent_factory(
-        {"state": ((39,), np.float32)}, 4).initial_carry(len(TRAIN_ENVS))}
+    template = {
+        "agent": full["train_state"],
+        "carry": tiny_agent_factory({"state": ((39,), np.float32)}, 4).initial_carry(
+            len(TRAIN_ENVS)
+        ),
+    }
     want = _final_arrays(full_dir, template)
     for other in (sig_dir, kill_dir):
         got = _final_arrays(other, template)
@@ -195,8 +219,9 @@ def test_start_of_training(tmp_path, tiny_agent_factory, prefill):
     steps act uniformly at random but replay still stores the policy filter's posteriors."""
     recorder = _Recorder(tiny_agent_factory)
     config = _config(tmp_path, steps=40, prefill=prefill, checkpoint_every=40)
-    result = Trainer(config, recorder.agent, TRAIN_ENVS, EVAL_ENVS, make_envs=recorder.envs,
-                     stdout=False).run()
+    result = Trainer(
+        config, recorder.agent, TRAIN_ENVS, EVAL_ENVS, make_envs=recorder.envs, stdout=False
+    ).run()
     assert train_start(config) == 32
     assert TrainerConfig(logdir=str(tmp_path)).prefill == 0  # the official start by default
     assert recorder.update_steps[0] == 32 and result["updates"] == 1 + (40 - 32) * 32 // 32
@@ -204,14 +229,19 @@ def test_start_of_training(tmp_path, tiny_agent_factory, prefill):
     sent, chosen = np.stack(recorder.env_actions), np.stack(recorder.policy_actions)
     assert len(sent) == len(chosen) == 40 // len(TRAIN_ENVS)
     live = slice(random_iterations, None)
-    np.testing.assert_array_equal(sent[live][np.any(sent[live] != 0, -1)],
-                                  chosen[live][np.any(sent[live] != 0, -1)])
+    np.testing.assert_array_equal(
+        sent[live][np.any(sent[live] != 0, -1)], chosen[live][np.any(sent[live] != 0, -1)]
+    )
     if prefill:
-        uniform = np.stack([np.random.default_rng([config.seed, 2 * i]).uniform(-1, 1, (2, 4))
-                            for i in range(random_iterations)]).astype(np.float32)
+        uniform = np.stack(
+            [
+                np.random.default_rng([config.seed, 2 * i]).uniform(-1, 1, (2, 4))
+                for i in range(random_iterations)
+            ]
+        ).astype(np.float32)
         np.testing.assert_array_equal(sent[:random_iterations], uniform)
         assert not np.allclose(sent[:random_iterations], chosen[:random_iterations])
     carry = tiny_agent_factory({"state": ((39,), np.float32)}, 4).initial_carry(len(TRAIN_ENVS))
     _, arrays, _ = _final_arrays(tmp_path, {"agent": result["train_state"], "carry": carry})
     deter = np.asarray(arrays["replay"]["context"]["deter"], np.float32)
-    assert np.abs(deter[:, :max(random_iterations, 5)]).max() > 0  # posteriors, not zeros
+    assert np.abs(deter[:, : max(random_iterations, 5)]).max() > 0  # posteriors, not zeros
