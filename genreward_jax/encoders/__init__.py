@@ -4,6 +4,11 @@ targets), open_clip's ViT image tower (the VLM-RM baseline) and S3D-G's video to
 Load with `load_vae_encoder(folder)` / `load_dinov3(folder)` / `load_clip_vision(folder)` (see
 `weights` for the API); each returns `LoadedEncoder(module, params, config)` whose
 `apply(params, x)` is pure and jittable.
+
+Why Linen here while the agent is NNX: each encoder is a frozen function of a parameter tree read
+from someone else's checkpoint, `apply(params, x)`, which Linen states directly (and its
+parameter paths mirror the PyTorch state dicts the loaders translate); the agent's modules carry
+optimizer state, target networks and mutable submodules, which is what NNX's objects are for.
 """
 
 from genreward_jax.encoders.cogvideox_vae import (

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+f32 = jnp.float32
+
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 _UNSUPPORTED = {  # open_clip vision_cfg key -> the value our port implements
@@ -126,14 +128,14 @@ class CLIPVisionConfig:
 
 def _layer_norm(config: CLIPVisionConfig, name: str) -> nn.LayerNorm:
     # open_clip computes LayerNorm in the input dtype; float32 statistics are never worse.
-    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=jnp.float32, name=name)
+    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=f32, name=name)
 
 
 class MultiheadAttention(nn.Module):
     """torch ``nn.MultiheadAttention`` (batch first, no mask) with its packed in-projection."""
 
     config: CLIPVisionConfig
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -145,7 +147,7 @@ class MultiheadAttention(nn.Module):
         b, n, _ = x.shape
         q, k, v = (t.reshape(b, n, cfg.heads, cfg.head_width) for t in jnp.split(qkv, 3, -1))
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(cfg.head_width)
-        probs = jax.nn.softmax(logits.astype(jnp.float32), -1).astype(self.dtype)
+        probs = jax.nn.softmax(logits.astype(f32), -1).astype(self.dtype)
         out = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, n, w)
         return nn.Dense(w, dtype=self.dtype, name="out_proj")(out)
 
@@ -154,7 +156,7 @@ class MLP(nn.Module):
     """c_fc -> GELU (exact, or QuickGELU x·σ(1.702x)) -> c_proj."""
 
     config: CLIPVisionConfig
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -175,7 +177,7 @@ class LayerScale(nn.Module):
 
 class ResidualAttentionBlock(nn.Module):
     config: CLIPVisionConfig
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -194,7 +196,7 @@ class ResidualAttentionBlock(nn.Module):
 
 class Transformer(nn.Module):
     config: CLIPVisionConfig
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -208,7 +210,7 @@ class CLIPVisionTower(nn.Module):
     (not L2-normalised, as ``model.encode_image`` returns it)."""
 
     config: CLIPVisionConfig
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, pixels: jax.Array) -> jax.Array:
@@ -244,7 +246,7 @@ class CLIPVisionTower(nn.Module):
         proj = self.param(
             "proj", nn.initializers.normal(cfg.width**-0.5), (cfg.width, cfg.output_dim)
         )
-        return pooled.astype(jnp.float32) @ proj.astype(jnp.float32)
+        return pooled.astype(f32) @ proj.astype(f32)
 
 
 def preprocess_images(frames: jax.Array, config: CLIPVisionConfig) -> jax.Array:
@@ -253,7 +255,7 @@ def preprocess_images(frames: jax.Array, config: CLIPVisionConfig) -> jax.Array:
     (open_clip resizes a PIL image; on a square frame that is the same resize up to PIL's
     bicubic kernel, a difference of the order of one grey level.)"""
     size = config.image_size
-    x = frames.astype(jnp.float32) / 255.0
+    x = frames.astype(f32) / 255.0
     if x.shape[1:3] != (size, size):
         x = jax.image.resize(x, (x.shape[0], size, size, 3), "bicubic", antialias=True)
     x = jnp.clip(x, 0.0, 1.0)

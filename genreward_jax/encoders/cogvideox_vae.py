@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+f32 = jnp.float32
+
 FRAME_BATCH_SIZE = 8  # diffusers' `num_sample_frames_batch_size`
 TIME_KERNEL = 3  # every causal conv of the encoder is 3x3x3
 LOGVAR_RANGE = (-30.0, 20.0)  # clamp applied by diffusers' DiagonalGaussianDistribution
@@ -148,7 +150,7 @@ def latent_frames(num_frames: int, config: VAEEncoderConfig) -> int:
 
 def video_to_vae_input(frames: jax.Array) -> jax.Array:
     """uint8 frames [..., H, W, 3] -> float32 in [-1, 1], as diffusers' VideoProcessor does."""
-    return jnp.asarray(frames, jnp.float32) / 255.0 * 2.0 - 1.0
+    return jnp.asarray(frames, f32) / 255.0 * 2.0 - 1.0
 
 
 def latent_mean_fn(vae: Any) -> Callable[[jax.Array], jax.Array]:
@@ -181,7 +183,7 @@ class ChunkGroupNorm(nn.Module):
 
     num_groups: int
     eps: float
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array, segments: Segments) -> jax.Array:
@@ -189,10 +191,10 @@ class ChunkGroupNorm(nn.Module):
         batch, frames, height, width, channels = x.shape
         if sum(segments) != frames:
             raise ValueError(f"segments {segments} do not cover {frames} frames")
-        scale = self.param("scale", nn.initializers.ones, (channels,), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (channels,), jnp.float32)
+        scale = self.param("scale", nn.initializers.ones, (channels,), f32)
+        bias = self.param("bias", nn.initializers.zeros, (channels,), f32)
         groups = self.num_groups
-        xg = x.astype(jnp.float32).reshape(batch, frames, height, width, groups, channels // groups)
+        xg = x.astype(f32).reshape(batch, frames, height, width, groups, channels // groups)
         segment_ids = np.repeat(np.arange(len(segments)), segments)
         per_frame = height * width * (channels // groups)
         counts = np.asarray(segments, np.float32)[:, None, None] * per_frame
@@ -229,14 +231,14 @@ class TimeConv(nn.Module):
 
     features: int
     conv_impl: str = "auto"
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         # x: [B, T + 2, H, W, C] -> [B, T, H, W, features]
         kernel_shape = (TIME_KERNEL, 3, 3, x.shape[-1], self.features)
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), kernel_shape, jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), kernel_shape, f32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), f32)
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         batch, frames, height, width, channels = x.shape
         out_frames = frames - TIME_KERNEL + 1
@@ -257,7 +259,7 @@ class TimeConv(nn.Module):
                         (1, 1),
                         ((1, 1), (1, 1)),
                         dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                        preferred_element_type=jnp.float32,
+                        preferred_element_type=f32,
                     )
                     for tap in range(TIME_KERNEL)
                 )
@@ -272,7 +274,7 @@ class CausalConv3d(nn.Module):
 
     features: int
     conv_impl: str = "auto"
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array, cache: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
@@ -292,7 +294,7 @@ class ResnetBlock3D(nn.Module):
     eps: float
     act_fn: str
     conv_impl: str = "auto"
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(
@@ -323,7 +325,7 @@ class Downsample3D(nn.Module):
 
     features: int
     compress_time: bool
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array, segments: Segments) -> tuple[jax.Array, Segments]:
@@ -347,7 +349,7 @@ class DownBlock3D(nn.Module):
     add_downsample: bool
     compress_time: bool
     conv_impl: str = "auto"
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     def setup(self) -> None:
         self.resnets = [
@@ -377,7 +379,7 @@ class MidBlock3D(nn.Module):
     eps: float
     act_fn: str
     conv_impl: str = "auto"
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     def setup(self) -> None:
         self.resnets = [
@@ -402,7 +404,7 @@ class Encoder3D(nn.Module):
 
     config: VAEEncoderConfig
     conv_impl: str = "auto"
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     def setup(self) -> None:
         cfg = self.config
@@ -455,7 +457,7 @@ class CogVideoXVAEEncoder(nn.Module):
     """
 
     config: VAEEncoderConfig
-    dtype: Any = jnp.float32
+    dtype: Any = f32
     conv_impl: str = "auto"
 
     def setup(self) -> None:
@@ -486,7 +488,7 @@ class CogVideoXVAEEncoder(nn.Module):
     def _posterior(self, moments: jax.Array) -> tuple[jax.Array, jax.Array]:
         if self.config.use_quant_conv:
             moments = self.quant_conv(moments)
-        moments = moments.astype(jnp.float32)
+        moments = moments.astype(f32)
         mean, logvar = jnp.split(moments, 2, axis=-1)
         return mean, jnp.clip(logvar, *LOGVAR_RANGE)
 
@@ -522,7 +524,7 @@ def encode_chunked(
 def init_shapes(config: VAEEncoderConfig) -> Any:
     """Abstract parameter tree ({name: ShapeDtypeStruct}) of `CogVideoXVAEEncoder(config)`."""
     size = 2 ** len(config.block_out_channels)
-    dummy = jax.ShapeDtypeStruct((1, 1, size, size, config.in_channels), jnp.float32)
+    dummy = jax.ShapeDtypeStruct((1, 1, size, size, config.in_channels), f32)
     module = CogVideoXVAEEncoder(config)
     return jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), dummy)["params"]
 

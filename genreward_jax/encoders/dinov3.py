@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+f32 = jnp.float32
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_IMAGE_SIZE = 224
@@ -128,7 +130,7 @@ def _rotate_half(x: jax.Array) -> jax.Array:
 
 class Embeddings(nn.Module):
     config: DINOv3Config
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     def setup(self) -> None:
         cfg = self.config
@@ -159,7 +161,7 @@ class Embeddings(nn.Module):
 
 class Attention(nn.Module):
     config: DINOv3Config
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
@@ -185,7 +187,7 @@ class Attention(nn.Module):
             )
 
         q, k = rope(q), rope(k)
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) * cfg.head_dim**-0.5
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(f32) * cfg.head_dim**-0.5
         weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
         out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(batch, tokens, hidden)
         return nn.Dense(hidden, use_bias=cfg.proj_bias, dtype=self.dtype, name="o_proj")(out)
@@ -193,7 +195,7 @@ class Attention(nn.Module):
 
 class MLP(nn.Module):
     config: DINOv3Config
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -227,7 +229,7 @@ def _layer_norm(config: DINOv3Config, dtype: Any, name: str | None = None) -> nn
 
 class Layer(nn.Module):
     config: DINOv3Config
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
@@ -242,7 +244,7 @@ class Layer(nn.Module):
 
 class Encoder(nn.Module):
     config: DINOv3Config
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     def setup(self) -> None:
         self.layer = [Layer(self.config, self.dtype) for _ in range(self.config.num_hidden_layers)]
@@ -261,7 +263,7 @@ class DINOv3ViT(nn.Module):
     """
 
     config: DINOv3Config
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     def setup(self) -> None:
         self.embeddings = Embeddings(self.config, self.dtype)
@@ -281,7 +283,7 @@ class DINOv3ViT(nn.Module):
         cos, sin = rope_tables(grid_h, grid_w, cfg)
         tokens = self.embeddings(pixels)
         hidden = self.norm(self.model(tokens, jnp.asarray(cos), jnp.asarray(sin)))
-        hidden = hidden.astype(jnp.float32)
+        hidden = hidden.astype(f32)
         return {
             "pooled": hidden[:, 0],
             "patch_tokens": hidden[:, 1 + cfg.num_register_tokens :],
@@ -300,11 +302,11 @@ def preprocess_images(
     target size, no crop), then ImageNet mean/std.
     """
     height, width = (size, size) if isinstance(size, int) else size
-    x = jnp.asarray(images, jnp.float32) * np.float32(1 / 255)
+    x = jnp.asarray(images, f32) * np.float32(1 / 255)
     if x.shape[-3:-1] != (height, width):
         shape = (*x.shape[:-3], height, width, x.shape[-1])
         x = jax.image.resize(x, shape, method="linear", antialias=True)
-    return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+    return (x - jnp.asarray(mean, f32)) / jnp.asarray(std, f32)
 
 
 def pooled_feature_fn(dino: Any) -> Callable[[jax.Array], jax.Array]:
@@ -316,7 +318,7 @@ def pooled_feature_fn(dino: Any) -> Callable[[jax.Array], jax.Array]:
 def init_shapes(config: DINOv3Config) -> Any:
     """Abstract parameter tree ({name: ShapeDtypeStruct}) of `DINOv3ViT(config)`."""
     dummy = jax.ShapeDtypeStruct(
-        (1, config.patch_size, config.patch_size, config.num_channels), jnp.float32
+        (1, config.patch_size, config.patch_size, config.num_channels), f32
     )
     module = DINOv3ViT(config)
     return jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), dummy)["params"]

@@ -22,6 +22,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+f32 = jnp.float32
+
 EMBED_DIM = 512
 # (b0, b1a, b1b, b2a, b2b, b3b) of each Inception block, in order (inputs follow from outputs).
 INCEPTION = {
@@ -41,7 +43,7 @@ BN_EPS = 1e-5
 class FrozenBatchNorm(nn.Module):
     """BatchNorm at inference: (x − running_mean) / √(running_var + ε) · scale + bias."""
 
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -61,7 +63,7 @@ class STConv3D(nn.Module):
     kernel: tuple[int, int, int]
     padding: tuple[int, int, int] = (0, 0, 0)
     separable: bool = False
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -89,7 +91,7 @@ class STConv3D(nn.Module):
 class SelfGating(nn.Module):
     """Every channel scaled by a sigmoid of a linear map of the spatio-temporal mean."""
 
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -119,7 +121,7 @@ def same_max_pool(x: jax.Array, kernel: tuple[int, ...], stride: tuple[int, ...]
 
 class InceptionBlock(nn.Module):
     widths: tuple[int, int, int, int, int, int]
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -163,7 +165,7 @@ def space_to_depth(x: jax.Array) -> jax.Array:
 class S3DVideoTower(nn.Module):
     """video [B, T, H, W, 3] (float pixels as the target was embedded) -> embedding [B, 512]."""
 
-    dtype: Any = jnp.float32
+    dtype: Any = f32
 
     @nn.compact
     def __call__(self, video: jax.Array) -> jax.Array:
@@ -180,7 +182,7 @@ class S3DVideoTower(nn.Module):
             if name in pools:
                 x = same_max_pool(x, *pools[name])
             x = InceptionBlock(widths, d, name=name)(x)
-        pooled = x.astype(jnp.float32).mean(axis=(1, 2, 3))
+        pooled = x.astype(f32).mean(axis=(1, 2, 3))
         return nn.Dense(EMBED_DIM, name="fc")(pooled)
 
 

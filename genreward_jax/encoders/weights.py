@@ -48,6 +48,8 @@ from safetensors import safe_open
 
 from genreward_jax.encoders import clip_vit, cogvideox_vae, dinov3, s3d
 
+f32 = jnp.float32
+
 VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"
 DINO_WEIGHTS = "model.safetensors"
 CLIP_WEIGHTS = "open_clip_model.safetensors"
@@ -75,8 +77,8 @@ class LoadedEncoder(NamedTuple):
 
 def load_vae_encoder(
     folder: str | os.PathLike,
-    dtype: Any = jnp.float32,
-    param_dtype: Any = jnp.float32,
+    dtype: Any = f32,
+    param_dtype: Any = f32,
     conv_impl: str = "auto",
 ) -> LoadedEncoder:
     """diffusers `AutoencoderKLCogVideoX` folder -> `CogVideoXVAEEncoder` with its parameters.
@@ -101,7 +103,7 @@ def load_vae_encoder(
 
 
 def load_dinov3(
-    folder: str | os.PathLike, dtype: Any = jnp.float32, param_dtype: Any = jnp.float32
+    folder: str | os.PathLike, dtype: Any = f32, param_dtype: Any = f32
 ) -> LoadedEncoder:
     """transformers `DINOv3ViTModel` folder -> `DINOv3ViT` with its parameters.
 
@@ -120,7 +122,7 @@ def load_dinov3(
 
 
 def load_clip_vision(
-    folder: str | os.PathLike, dtype: Any = jnp.float32, param_dtype: Any = jnp.float32
+    folder: str | os.PathLike, dtype: Any = f32, param_dtype: Any = f32
 ) -> LoadedEncoder:
     """open_clip hub folder (`open_clip_config.json` + `open_clip_model.safetensors`) ->
     `CLIPVisionTower` (the image tower only; text-tower keys are never read).
@@ -162,7 +164,7 @@ def load_clip_vision(
     return LoadedEncoder(clip_vit.CLIPVisionTower(config, dtype), params, config)
 
 
-def load_s3d_video(folder: str | os.PathLike, dtype: Any = jnp.float32) -> LoadedEncoder:
+def load_s3d_video(folder: str | os.PathLike, dtype: Any = f32) -> LoadedEncoder:
     """S3D folder exported by `preprocessing/s3d.py` (`s3d_config.json` +
     `s3d_video.safetensors`) -> `S3DVideoTower`; `apply(params, video)` gives [B, 512]."""
     folder = Path(folder)
@@ -174,7 +176,7 @@ def load_s3d_video(folder: str | os.PathLike, dtype: Any = jnp.float32) -> Loade
     if config.get("embed_dim") != s3d.EMBED_DIM:
         raise CheckpointError(f"{path}: not an S3D video tower of embedding size {s3d.EMBED_DIM}")
     tensors = _read_tensors(folder, S3D_WEIGHTS, lambda key: key)
-    params = _to_params(tensors, s3d.init_shapes(), jnp.float32, folder / S3D_WEIGHTS)
+    params = _to_params(tensors, s3d.init_shapes(), f32, folder / S3D_WEIGHTS)
     return LoadedEncoder(s3d.S3DVideoTower(dtype), params, config)
 
 

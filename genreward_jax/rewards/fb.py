@@ -22,6 +22,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+f32 = jnp.float32
+sg = jax.lax.stop_gradient
+
 Params = dict[str, Any]
 
 
@@ -59,8 +62,8 @@ def _dense_init(key: jax.Array, heads: int, din: int, dout: int) -> Params:
     """Head-stacked dense layer [heads, din, dout] with LeCun-uniform-style fan-in scaling."""
     bound = 1.0 / jnp.sqrt(din)
     return {
-        "w": jax.random.uniform(key, (heads, din, dout), jnp.float32, -bound, bound),
-        "b": jnp.zeros((heads, 1, dout), jnp.float32),
+        "w": jax.random.uniform(key, (heads, din, dout), f32, -bound, bound),
+        "b": jnp.zeros((heads, 1, dout), f32),
     }
 
 
@@ -152,9 +155,9 @@ def sample_z(
     B of another replay state (so F is trained on the z's that goal rewards will query)."""
     n = next_goal_feat.shape[0]
     k_gauss, k_perm, k_mix = jax.random.split(key, 3)
-    gauss = project_to_sphere(jax.random.normal(k_gauss, (n, config.z_dim), jnp.float32))
+    gauss = project_to_sphere(jax.random.normal(k_gauss, (n, config.z_dim), f32))
     other = next_goal_feat[jax.random.permutation(k_perm, n)]
-    goal_z = jax.lax.stop_gradient(backward(params, config, other))
+    goal_z = sg(backward(params, config, other))
     use_goal = jax.random.uniform(k_mix, (n, 1)) < config.goal_mix_prob
     return jnp.where(use_goal, goal_z, gauss)
 
@@ -182,7 +185,7 @@ def fb_loss(
     loss = ½ mean_{i≠j} (M_ij − M̄_ij)² − mean_i M_ii, summed over F heads, with the target
     reduced over heads by ``target_reduce``."""
     c = config
-    mask = batch["mask"].astype(jnp.float32)
+    mask = batch["mask"].astype(f32)
     pair = mask[:, None] * mask[None, :]
     b_next = backward(params, c, batch["next_goal_feat"])  # [N, Z]
     f = forward(params, c, batch["state"], batch["action"], z)  # [H, N, Z]
@@ -192,7 +195,7 @@ def fb_loss(
     target_b = backward(target, c, batch["next_goal_feat"])
     target_m = jnp.einsum("hiz,jz->hij", target_f, target_b)
     target_m = target_m.min(0) if c.target_reduce == "min" else target_m.mean(0)
-    target_m = jax.lax.stop_gradient(batch["discount"][:, None] * target_m)  # [N, N]
+    target_m = sg(batch["discount"][:, None] * target_m)  # [N, N]
 
     offdiag = 0.5 * _offdiag_mean(jnp.square(m - target_m[None]), pair)  # [H]
     diag = (jnp.diagonal(m, axis1=-2, axis2=-1) * mask).sum(-1) / jnp.maximum(mask.sum(), 1.0)
@@ -252,9 +255,9 @@ def normaliser_init(shape: tuple[int, ...] = ()) -> dict[str, jax.Array]:
     """Running mean and variance of a quantity of this shape: () for the raw FB reward, (G,) per
     dimension of B's inputs (count 0 means 'no data yet'; mean 0, var 1 is the identity)."""
     return {
-        "mean": jnp.zeros(shape, jnp.float32),
-        "var": jnp.ones(shape, jnp.float32),
-        "count": jnp.zeros((), jnp.float32),
+        "mean": jnp.zeros(shape, f32),
+        "var": jnp.ones(shape, f32),
+        "count": jnp.zeros((), f32),
     }
 
 
@@ -273,7 +276,7 @@ def normaliser_update(
     z-scores over replay the same features separate expert from random rollouts in
     bench/reward_quality.py (AUC 0.00 -> 1.00 with the tiny models). Why the average at first: a
     plain EMA from one batch lags for ~1/rate updates, while F's values still move fast."""
-    w = weight.astype(jnp.float32).reshape(weight.shape + (1,) * (values.ndim - 1))
+    w = weight.astype(f32).reshape(weight.shape + (1,) * (values.ndim - 1))
     total = jnp.maximum(w.sum(), 1.0)
     mean = (values * w).sum(0) / total
     var = (jnp.square(values - mean) * w).sum(0) / total

@@ -51,6 +51,7 @@ GOAL_INDEX_KEY = "placement"
 TARGETS = ("actor", "reward_head")
 SCALINGS = ("calibrated", "paper")
 STATE_INPUTS = ("latent", "decoded")
+f32 = jnp.float32
 sg = jax.lax.stop_gradient
 
 
@@ -161,7 +162,7 @@ class FBExtraLoss:
     def goal_inputs(self, state: dict[str, Any], features: jax.Array) -> jax.Array:
         """B's input: goal-space features [..., G], standardised per dimension with the running
         replay statistics (``FBConfig.standardise_goal_inputs``)."""
-        features = features.astype(jnp.float32)
+        features = features.astype(f32)
         if not self.config.standardise_goal_inputs:
             return features
         return fb.normalise(sg(state["goal_norm"]), features)
@@ -170,12 +171,12 @@ class FBExtraLoss:
         self, inputs: dict[str, Any], state: dict[str, Any] | None = None
     ) -> dict[str, jax.Array]:
         """[B, T] training slice -> B·(T − 1) transitions in ``fb.fb_loss``'s layout."""
-        feat = sg(inputs["feat"]).astype(jnp.float32)
-        action = inputs["action"].astype(jnp.float32)
+        feat = sg(inputs["feat"]).astype(f32)
+        action = inputs["action"].astype(f32)
         batch = inputs["batch"]
-        goal = batch[self.spec.goal_space].astype(jnp.float32)
+        goal = batch[self.spec.goal_space].astype(f32)
         keep = ~batch["is_first"][:, 1:].astype(bool)
-        terminal = batch["is_terminal"][:, 1:].astype(jnp.float32)
+        terminal = batch["is_terminal"][:, 1:].astype(f32)
 
         def flat(x):
             return x.reshape((-1, *x.shape[2:]))
@@ -190,7 +191,7 @@ class FBExtraLoss:
             ),
             "raw_next_goal_feat": flat(goal[:, 1:]),
             "discount": flat(self.config.discount * (1.0 - terminal)),
-            "mask": flat(keep.astype(jnp.float32)),
+            "mask": flat(keep.astype(f32)),
         }
 
     def transition_context(self, batch: dict[str, jax.Array]) -> jax.Array:
@@ -208,7 +209,7 @@ class FBExtraLoss:
         """σ_env: per-step std of the env reward over all batches so far; 1 with the env reward
         off or while it has not varied (as the video term's, goal_rewards.GoalRewards)."""
         if not self.spec.env_reward:
-            return jnp.ones((), jnp.float32)
+            return jnp.ones((), f32)
         norm = state["env_norm"]
         return jnp.where((norm["count"] > 0) & (norm["var"] > 0), jnp.sqrt(norm["var"]), 1.0)
 
@@ -225,8 +226,8 @@ class FBExtraLoss:
         trains F or the agent)."""
         params, state = sg(params), sg(state)
         lead = feat.shape[:-1]
-        feat = feat.reshape((-1, feat.shape[-1])).astype(jnp.float32)
-        action = action.reshape((-1, action.shape[-1])).astype(jnp.float32)
+        feat = feat.reshape((-1, feat.shape[-1])).astype(f32)
+        action = action.reshape((-1, action.shape[-1])).astype(f32)
         goals = fb.backward(
             params, self.config, self.goal_inputs(state, jnp.asarray(self.spec.goal_features))
         )
@@ -259,14 +260,14 @@ class FBExtraLoss:
             transitions["mask"],
         )
         env = batch["r_env"] if "r_env" in batch else batch["reward"]
-        env_term = env.astype(jnp.float32) * float(self.spec.env_reward)
+        env_term = env.astype(f32) * float(self.spec.env_reward)
         metrics.update(reward_shares(env_term, batch["reward"], bonus, self.spec.env_reward))
         env_scale = self.env_scale(state)
         metrics = {
             **metrics,
             "fb_q_mean": q.mean(),
             "fb_q_std": q.std(),
-            "fb_active": active.astype(jnp.float32),
+            "fb_active": active.astype(f32),
             "fb_reward": bonus.mean(),
             "fb_reward_std": bonus.std(),
             "env_scale": env_scale,
@@ -293,7 +294,7 @@ class FBExtraLoss:
         q = metrics["fb_q_batch"]
         norm = fb.normaliser_update(state["norm"], q, jnp.ones_like(q))
         norm = jax.tree.map(lambda new, old: jnp.where(active, new, old), norm, state["norm"])
-        env = metrics["env_reward_batch"].astype(jnp.float32)
+        env = metrics["env_reward_batch"].astype(f32)
         env_norm = fb.normaliser_update(state["env_norm"], env, jnp.ones_like(env), rate=0.0)
         goal_norm = fb.normaliser_update(
             state["goal_norm"], metrics["goal_feat_batch"], metrics["goal_feat_mask"]

@@ -67,6 +67,8 @@ from genreward_jax.rewards.interface import ReplaySpec
 from genreward_jax.rewards.scaling import RunningStats, env_spread
 from genreward_jax.rewards.video import VIDEO_VARIANTS, VideoReward, VideoWindows, video_targets
 
+f32 = jnp.float32
+
 LATENT_ATOL = 1e-3
 FEATURE_ATOL = 1e-3
 
@@ -306,7 +308,7 @@ class GoalRewards:
     def _policy_size_feature(self, frame: np.ndarray, image_size: int) -> np.ndarray:
         """DINOv3 of a goal frame at the policy's image size (B sees replay frames there)."""
         frame = jax.image.resize(
-            jnp.asarray(frame, jnp.float32), (image_size, image_size, 3), "linear", antialias=True
+            jnp.asarray(frame, f32), (image_size, image_size, 3), "linear", antialias=True
         )
         return np.asarray(self._dino(jnp.round(frame)[None])[0])
 

@@ -32,6 +32,8 @@ from genreward_jax.rewards import fb
 from genreward_jax.rewards.quality import Rollout
 from genreward_jax.rewards.video import VideoReward, VideoWindows, video_targets
 
+f32 = jnp.float32
+
 
 class VideoTerm:
     """r_video of one variant: reward at each window-closing step, zero elsewhere."""
@@ -155,7 +157,7 @@ class FBTerm:
             "discount": np.where(last, 0.0, self.config.discount).astype(np.float32),
             "mask": np.ones(len(state), np.float32),
         }
-        data = {k: jnp.asarray(v, jnp.float32) for k, v in data.items()}
+        data = {k: jnp.asarray(v, f32) for k, v in data.items()}
         self.params, self.losses = _train_fb(
             self.config, data, self.steps, self.batch_size, self.lr, jax.random.key(self.seed)
         )
@@ -164,12 +166,12 @@ class FBTerm:
         if self.params is None:
             raise RuntimeError("FBTerm.fit must run before episode_rewards")
         goal = (self.goal_feature - self.shift) / self.scale
-        z = fb.goal_z(self.params, self.config, jnp.asarray(goal, jnp.float32))
+        z = fb.goal_z(self.params, self.config, jnp.asarray(goal, f32))
         q = jax.jit(lambda s, a: fb.fb_q(self.params, self.config, s, a, z))
         return [
             np.asarray(
                 q(
-                    jnp.asarray((self._phi(r)[:-1] - self.shift) / self.scale, jnp.float32),
+                    jnp.asarray((self._phi(r)[:-1] - self.shift) / self.scale, f32),
                     jnp.asarray(r.actions),
                 )
             )

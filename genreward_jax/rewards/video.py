@@ -34,12 +34,14 @@ import numpy as np
 
 from genreward_jax.goals import uniform_indices
 
+f32 = jnp.float32
+
 
 def cosine_to_goal(latents: jax.Array, goal_latent: jax.Array) -> jax.Array:
     """Cosine similarity of flattened latents [N, ...] with one goal latent [...] or with one
     goal per row [N, ...] -> [N]."""
-    flat = latents.reshape(latents.shape[0], -1).astype(jnp.float32)
-    goal = jnp.broadcast_to(goal_latent, latents.shape).reshape(flat.shape).astype(jnp.float32)
+    flat = latents.reshape(latents.shape[0], -1).astype(f32)
+    goal = jnp.broadcast_to(goal_latent, latents.shape).reshape(flat.shape).astype(f32)
     norms = jnp.linalg.norm(flat, axis=-1) * jnp.linalg.norm(goal, axis=-1)
     return (flat * goal).sum(-1) / jnp.maximum(norms, 1e-12)
 
@@ -125,7 +127,7 @@ class VideoReward:
     it, in the same encoder call (one batch of 2M clips)."""
 
     def __init__(self, encode_mean: Encoder, targets: np.ndarray, centred: bool):
-        self.targets = jnp.asarray(targets, jnp.float32)
+        self.targets = jnp.asarray(targets, f32)
         self.centred = centred
         self._fn = jax.jit(self._reward)
         self._encode = encode_mean

@@ -16,6 +16,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+f32 = jnp.float32
+
 
 def normalise(x: jax.Array) -> jax.Array:
     """L2-normalise the last axis (CLIP's embeddings are compared on the unit sphere)."""
@@ -41,7 +43,7 @@ def vlmrm_reward(
 ) -> jax.Array:
     """Reward [N] of frames with CLIP image embeddings [N, D] (unnormalised, as the tower
     returns them), for goal and baseline directions [D] (``prompt_embedding``)."""
-    x = normalise(image_embeddings.astype(jnp.float32))
-    g = normalise(goal.astype(jnp.float32))
-    p = projection(g, normalise(baseline.astype(jnp.float32)), lam)
+    x = normalise(image_embeddings.astype(f32))
+    g = normalise(goal.astype(f32))
+    p = projection(g, normalise(baseline.astype(f32)), lam)
     return 1.0 - 0.5 * jnp.square((x - g) @ p).sum(-1)
