@@ -159,7 +159,7 @@ def run_arm(args, arm: str, seed: int, goal_file: str, out: str) -> dict:
     from genreward_jax.envs.metaworld_env import STATE_DIM
     from genreward_jax.logging_utils import atomic_write_text, read_metrics
     from genreward_jax.rewards import fb
-    from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec
+    from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec
     from genreward_jax.rewards.goal_rewards import GoalRewards, RewardConfig
     from genreward_jax.trainer import Trainer, TrainerConfig
 

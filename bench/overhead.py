@@ -24,7 +24,7 @@ import jax
 from genreward_jax.dreamer import Agent, preset
 from genreward_jax.envs import ACT_DIM, EnvBatch, EnvConfig
 from genreward_jax.rewards import fb
-from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec
+from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec
 from genreward_jax.rewards.goal_rewards import GoalRewards, RewardConfig
 from genreward_jax.trainer import Trainer, TrainerConfig
 

@@ -45,7 +45,8 @@ def clip_cosines(
 
 
 def choose_keyframe(clip: ClipModel, frames: np.ndarray, prompts: list[str]) -> KeyframeChoice:
-    """Scores every frame against every prompt and returns the argmax of the prompt-mean."""
+    """The keyframe (Eq. 6): scores every frame against every prompt and returns the argmax of
+    the prompt-mean."""
     per_prompt = clip_cosines(clip, frames, prompts)
     scores = per_prompt.mean(axis=0).astype(np.float32)
     return KeyframeChoice(int(np.argmax(scores)), scores, per_prompt)

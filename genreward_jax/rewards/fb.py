@@ -122,7 +122,7 @@ def init_fb(
     }
 
 
-def forward(
+def forward_embedding(
     params: Params, config: FBConfig, state: jax.Array, action: jax.Array, z: jax.Array
 ) -> jax.Array:
     """F(s, a, z): state [N, S], action [N, A], z [N, Z] -> [heads, N, Z]."""
@@ -137,7 +137,7 @@ def forward(
     return _dense(f["out2"], jax.nn.relu(_dense(f["out1"], x)))
 
 
-def backward(params: Params, config: FBConfig, goal_feat: jax.Array) -> jax.Array:
+def backward_embedding(params: Params, config: FBConfig, goal_feat: jax.Array) -> jax.Array:
     """B(g): goal-space features [N, G] -> [N, Z] on the sphere of radius sqrt(Z)."""
     b = params["B"]
     x = jnp.tanh(_layernorm(_dense(b["l1"], goal_feat[None]), config.layernorm_eps))
@@ -157,7 +157,7 @@ def sample_z(
     k_gauss, k_perm, k_mix = jax.random.split(key, 3)
     gauss = project_to_sphere(jax.random.normal(k_gauss, (n, config.z_dim), f32))
     other = next_goal_feat[jax.random.permutation(k_perm, n)]
-    goal_z = sg(backward(params, config, other))
+    goal_z = sg(backward_embedding(params, config, other))
     use_goal = jax.random.uniform(k_mix, (n, 1)) < config.goal_mix_prob
     return jnp.where(use_goal, goal_z, gauss)
 
@@ -172,7 +172,7 @@ def _offdiag_mean(x: jax.Array, weight: jax.Array) -> jax.Array:
 def fb_loss(
     params: Params, target: Params, config: FBConfig, batch: dict[str, jax.Array], z: jax.Array
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """FB temporal-difference loss plus B's orthonormality penalty.
+    """The FB loss (Eq. 8): temporal-difference loss of M = FᵀB plus B's orthonormality penalty.
 
     batch (all [N, ...], one transition a row):
       state [N, S], action [N, A]        the transition's start (s, a)
@@ -187,12 +187,12 @@ def fb_loss(
     c = config
     mask = batch["mask"].astype(f32)
     pair = mask[:, None] * mask[None, :]
-    b_next = backward(params, c, batch["next_goal_feat"])  # [N, Z]
-    f = forward(params, c, batch["state"], batch["action"], z)  # [H, N, Z]
+    b_next = backward_embedding(params, c, batch["next_goal_feat"])  # [N, Z]
+    f = forward_embedding(params, c, batch["state"], batch["action"], z)  # [H, N, Z]
     m = jnp.einsum("hiz,jz->hij", f, b_next)  # [H, N, N]
 
-    target_f = forward(target, c, batch["next_state"], batch["next_action"], z)
-    target_b = backward(target, c, batch["next_goal_feat"])
+    target_f = forward_embedding(target, c, batch["next_state"], batch["next_action"], z)
+    target_b = backward_embedding(target, c, batch["next_goal_feat"])
     target_m = jnp.einsum("hiz,jz->hij", target_f, target_b)
     target_m = target_m.min(0) if c.target_reduce == "min" else target_m.mean(0)
     target_m = sg(batch["discount"][:, None] * target_m)  # [N, N]
@@ -225,8 +225,8 @@ def train_step(
     key: jax.Array,
 ) -> tuple[Params, Params, Any, jax.Array]:
     """One optimizer step of FB on its own (offline: benchmarks and tests; inside DreamerV3 FB
-    shares the agent's gradient instead, see fb_agent.py): z drawn by ``sample_z``, the FB loss,
-    then the soft target update. Returns (params, target, opt_state, loss)."""
+    shares the agent's gradient instead, see fb_extra_loss.py): z drawn by ``sample_z``, the FB
+    loss, then the soft target update. Returns (params, target, opt_state, loss)."""
     z = sample_z(key, config, batch["next_goal_feat"], params)
     (loss, _), grads = jax.value_and_grad(fb_loss, has_aux=True)(params, target, config, batch, z)
     updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -239,16 +239,20 @@ def train_step(
 
 def goal_z(params: Params, config: FBConfig, goal_feat: jax.Array) -> jax.Array:
     """z_g = B(goal) for one goal feature [G] -> [Z]."""
-    return backward(params, config, goal_feat[None])[0]
+    return backward_embedding(params, config, goal_feat[None])[0]
 
 
-def fb_q(
+def fb_reward(
     params: Params, config: FBConfig, state: jax.Array, action: jax.Array, z_goal: jax.Array
 ) -> jax.Array:
-    """Unnormalised goal reward F(s, a, z_g)ᵀ z_g, averaged over F heads: [N, S] -> [N].
+    """The FB reward (Eq. 9), unnormalised: F(s, a, z_g)ᵀ z_g, averaged over F heads,
+    [N, S] -> [N].
     z_goal is one goal [Z] or one per row [N, Z] (each row's own goal, e.g. a goal bank)."""
     z = jnp.broadcast_to(z_goal, (state.shape[0], z_goal.shape[-1]))
-    return jnp.einsum("hnz,nz->n", forward(params, config, state, action, z), z) / config.f_heads
+    return (
+        jnp.einsum("hnz,nz->n", forward_embedding(params, config, state, action, z), z)
+        / config.f_heads
+    )
 
 
 def normaliser_init(shape: tuple[int, ...] = ()) -> dict[str, jax.Array]:

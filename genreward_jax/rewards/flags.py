@@ -9,7 +9,7 @@ from __future__ import annotations
 from absl import flags
 
 from genreward_jax.rewards.fb import FBConfig
-from genreward_jax.rewards.fb_agent import GOAL_SPACES, SCALINGS, TARGETS
+from genreward_jax.rewards.fb_extra_loss import GOAL_SPACES, SCALINGS, TARGETS
 from genreward_jax.rewards.goal_rewards import RewardConfig
 from genreward_jax.rewards.video import VIDEO_VARIANTS
 

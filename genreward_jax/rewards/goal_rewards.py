@@ -10,9 +10,9 @@ Per env step, ``GoalRewards.process`` adds to the observation batch:
   * ``r_env`` [N]: the environment reward (dense or sparse, as the env was configured);
   * ``r_video`` [N]: the raw video reward (a cosine) at the steps that close a window (see
     ``video.py`` for the variants), else 0;
-  * ``reward`` [N]: ``r_env·[env reward on] + video term``, the reward stored in replay. The FB
-    term is added inside the train step (``fb_agent.py``), because F and B change while they
-    train.
+  * ``reward`` [N]: ``r_env·[env reward on] + video term``, the reward stored in replay
+    (``combination.replay_reward``: Eq. 10 up to its FB term, which the train step adds because F
+    and B change while they train).
 
 The video term (``reward_scaling``):
   * ``'paper'``: ``α·r_video``, the release's formula (α = 0.01 on a cosine that varies by
@@ -62,7 +62,8 @@ from genreward_jax.goals import (
     encoder_folder,
     load_goal,
 )
-from genreward_jax.rewards.fb_agent import GOAL_SPACES, SCALINGS
+from genreward_jax.rewards.combination import replay_reward
+from genreward_jax.rewards.fb_extra_loss import GOAL_SPACES, SCALINGS
 from genreward_jax.rewards.interface import ReplaySpec
 from genreward_jax.rewards.scaling import RunningStats, env_spread
 from genreward_jax.rewards.video import VIDEO_VARIANTS, VideoReward, VideoWindows, video_targets
@@ -374,7 +375,7 @@ class GoalRewards:
                 self._video_scaled.extend(video_term[closed].tolist())
         env_term = r_env if cfg.env_reward else np.zeros_like(r_env)
         self.env_stats.update(r_env[~first])
-        reward = env_term + video_term
+        reward = replay_reward(env_term, video_term)
         self._track_episodes(
             first,
             np.asarray(obs["is_last"], bool) if "is_last" in obs else np.zeros_like(first),

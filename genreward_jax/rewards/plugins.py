@@ -103,7 +103,7 @@ def make_fb_extra(goal_rewards, fv: flags.FlagValues, agent_config, trainer_conf
     from genreward_jax.envs import ACT_DIM
     from genreward_jax.envs.metaworld_env import STATE_DIM
     from genreward_jax.rewards import flags as reward_flags
-    from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec
+    from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec
     from genreward_jax.trainer import updates_due
 
     state_input = fb_state_input(fv.fb_state_input, trainer_config.obs_keys)

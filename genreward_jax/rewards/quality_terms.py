@@ -167,7 +167,7 @@ class FBTerm:
             raise RuntimeError("FBTerm.fit must run before episode_rewards")
         goal = (self.goal_feature - self.shift) / self.scale
         z = fb.goal_z(self.params, self.config, jnp.asarray(goal, f32))
-        q = jax.jit(lambda s, a: fb.fb_q(self.params, self.config, s, a, z))
+        q = jax.jit(lambda s, a: fb.fb_reward(self.params, self.config, s, a, z))
         return [
             np.asarray(
                 q(

@@ -23,7 +23,7 @@ import numpy as np
 
 from genreward_jax.encoders import load_s3d_video, weights_hash
 from genreward_jax.goals import GoalFileError, encoder_folder
-from genreward_jax.rewards.fb_agent import SCALINGS
+from genreward_jax.rewards.fb_extra_loss import SCALINGS
 from genreward_jax.rewards.goal_rewards import GoalMismatchError, load_goals
 from genreward_jax.rewards.interface import ReplaySpec
 from genreward_jax.rewards.roboclip import (

@@ -38,8 +38,8 @@ f32 = jnp.float32
 
 
 def cosine_to_goal(latents: jax.Array, goal_latent: jax.Array) -> jax.Array:
-    """Cosine similarity of flattened latents [N, ...] with one goal latent [...] or with one
-    goal per row [N, ...] -> [N]."""
+    """The video reward (Eq. 5): cosine similarity of flattened latents [N, ...] with one goal
+    latent [...] or with one goal per row [N, ...] -> [N]."""
     flat = latents.reshape(latents.shape[0], -1).astype(f32)
     goal = jnp.broadcast_to(goal_latent, latents.shape).reshape(flat.shape).astype(f32)
     norms = jnp.linalg.norm(flat, axis=-1) * jnp.linalg.norm(goal, axis=-1)

@@ -28,7 +28,7 @@ import numpy as np
 from genreward_jax.encoders import load_clip_vision, weights_hash
 from genreward_jax.encoders.clip_vit import preprocess_images
 from genreward_jax.goals import GoalFile, GoalFileError, encoder_folder
-from genreward_jax.rewards.fb_agent import SCALINGS
+from genreward_jax.rewards.fb_extra_loss import SCALINGS
 from genreward_jax.rewards.goal_rewards import GoalMismatchError, load_goals
 from genreward_jax.rewards.interface import ReplaySpec
 from genreward_jax.rewards.scaling import RunningStats, env_spread

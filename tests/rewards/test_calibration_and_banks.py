@@ -10,7 +10,7 @@ import pytest
 from genreward_jax.envs import EnvConfig, MetaWorldEnv
 from genreward_jax.goals import GoalFileError
 from genreward_jax.rewards import fb
-from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec, reward_shares
+from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec, reward_shares
 from genreward_jax.rewards.goal_rewards import GoalRewards, RewardConfig, RunningStats
 from genreward_jax.rewards.plugins import with_goal_placements
 from preprocessing.goal_builder import GoalConfig, build_goal

@@ -12,7 +12,7 @@ from genreward_jax.dreamer import actor_critic as ac
 from genreward_jax.dreamer import distributions as dists
 from genreward_jax.dreamer import world_model as wm
 from genreward_jax.rewards import fb
-from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec
+from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec
 
 from .conftest import FB_GOAL_DIM, make_fb_batch
 
@@ -38,7 +38,7 @@ def fit_action_preferring_f(extra, sign: float, feat_dim: int):
         k_s, k_a = jax.random.split(key)
         s = jax.random.normal(k_s, (256, feat_dim))
         a = jax.random.uniform(k_a, (256, ACT_DIM), minval=-1.5, maxval=1.5)
-        q = fb.fb_q({**params, "F": f_params}, extra.config, s, a, z_goal)
+        q = fb.fb_reward({**params, "F": f_params}, extra.config, s, a, z_goal)
         return jnp.mean(jnp.square(q - sign * 3.0 * a[:, 0]))
 
     @jax.jit

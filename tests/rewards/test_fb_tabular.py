@@ -84,8 +84,8 @@ def learned_measure(config, params, z: jax.Array) -> np.ndarray:
     s = jnp.repeat(eye, 2, axis=0)
     a = jnp.tile(jnp.eye(2), (N_STATES, 1))
     zs = jnp.broadcast_to(z, (2 * N_STATES, z.shape[-1]))
-    f = fb.forward(params, config, s, a, zs).mean(0)
-    b = fb.backward(params, config, eye)
+    f = fb.forward_embedding(params, config, s, a, zs).mean(0)
+    b = fb.backward_embedding(params, config, eye)
     return np.asarray(f @ b.T).reshape(N_STATES, 2, N_STATES)
 
 
@@ -109,7 +109,7 @@ def test_fb_reward_ranks_states_by_distance_to_goal(trained_fb):
     goal = N_STATES - 1
     z = fb.goal_z(params, config, jnp.eye(N_STATES)[goal])
     right = jnp.tile(jnp.array([[0.0, 1.0]]), (N_STATES, 1))
-    q = np.asarray(fb.fb_q(params, config, jnp.eye(N_STATES), right, z))
+    q = np.asarray(fb.fb_reward(params, config, jnp.eye(N_STATES), right, z))
     distance = goal - np.arange(N_STATES)
     ranks_q = np.argsort(np.argsort(q))
     ranks_closeness = np.argsort(np.argsort(-distance))

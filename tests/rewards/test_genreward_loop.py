@@ -11,7 +11,7 @@ from genreward_jax.checkpoint import Checkpointer
 from genreward_jax.dreamer import Agent, preset
 from genreward_jax.envs import EnvConfig
 from genreward_jax.rewards import fb
-from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec
+from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec
 from genreward_jax.rewards.goal_rewards import GoalRewards, RewardConfig
 from genreward_jax.trainer import Trainer, TrainerConfig
 

@@ -228,10 +228,10 @@ class FBExtraLoss:
         lead = feat.shape[:-1]
         feat = feat.reshape((-1, feat.shape[-1])).astype(f32)
         action = action.reshape((-1, action.shape[-1])).astype(f32)
-        goals = fb.backward(
+        goals = fb.backward_embedding(
             params, self.config, self.goal_inputs(state, jnp.asarray(self.spec.goal_features))
         )
-        q = fb.fb_q(params, self.config, feat, action, goals[goal_index.reshape(-1)])
+        q = fb.fb_reward(params, self.config, feat, action, goals[goal_index.reshape(-1)])
         if self.spec.scaling == "paper":
             reward = self.spec.beta * q
         else:

@@ -6,7 +6,7 @@ import pytest
 
 from genreward_jax.dreamer import Agent, preset
 from genreward_jax.rewards import fb
-from genreward_jax.rewards.fb_agent import FBExtraLoss, FBRewardSpec, goal_closeness_corr
+from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec, goal_closeness_corr
 
 from .conftest import FB_GOAL_DIM, make_fb_batch
 
