@@ -17,7 +17,6 @@ pooled feature) from PyTorch float32 on the same input (ours in float32 = parity
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import statistics
@@ -34,6 +33,7 @@ from absl import app, flags
 from diffusers import AutoencoderKLCogVideoX
 from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
+from genreward_jax.atomic import atomic_write_json  # noqa: E402
 from genreward_jax.encoders import load_dinov3, load_vae_encoder
 from genreward_jax.encoders.cogvideox_vae import CausalConv3d, ChunkGroupNorm, resolve_conv_impl
 
@@ -288,14 +288,6 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         )
 
 
-def _write_json(path: str, payload: dict[str, Any]) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str]) -> None:
     del argv
     if _DEVICE.value == "auto":
@@ -330,7 +322,7 @@ def main(argv: list[str]) -> None:
         rows += time_layers(device, repeats)
     print()
     _print_table(rows)
-    _write_json(
+    atomic_write_json(
         _OUTPUT.value,
         {
             "host": platform.node(),

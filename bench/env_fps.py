@@ -7,16 +7,14 @@ Prints a table and writes JSON (default bench/results/env_fps.json).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
-import tempfile
 import time
-from typing import Any
 
 import numpy as np
 from absl import app, flags
 
+from genreward_jax.atomic import atomic_write_json  # noqa: E402
 from genreward_jax.envs import EnvBatch, EnvConfig, MetaWorldEnv
 
 _SECONDS = flags.DEFINE_float(
@@ -98,14 +96,6 @@ def _measure(case: Case, actions: np.ndarray) -> tuple[float, int]:
     return case.num_envs * steps / elapsed, steps
 
 
-def _write_json(path: str, payload: dict[str, Any]) -> None:
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(handle.name, path)
-
-
 def main(argv: list[str]) -> None:
     del argv
     actions = np.random.default_rng(0).uniform(-1, 1, (512, 2, 4)).astype(np.float32)
@@ -117,7 +107,7 @@ def main(argv: list[str]) -> None:
             {**dataclasses.asdict(case), "label": case.label, "steps_per_s": rate, "steps": steps}
         )
         print(f"{case.label:<42} {rate:>12.1f}", flush=True)
-    _write_json(
+    atomic_write_json(
         _OUTPUT.value,
         {
             "benchmark": "env_fps",

@@ -28,10 +28,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from genreward_jax import evaluation  # noqa: E402
+from genreward_jax.atomic import atomic_write
 from genreward_jax.dreamer import Agent, preset  # noqa: E402
 from genreward_jax.envs import EnvBatch, EnvConfig  # noqa: E402
 from genreward_jax.envs.flags import derive_seed  # noqa: E402
-from genreward_jax.logging_utils import atomic_write_text, read_metrics  # noqa: E402
+from genreward_jax.metrics_log import read_metrics  # noqa: E402
 from genreward_jax.trainer import Trainer, TrainerConfig  # noqa: E402
 
 
@@ -154,7 +155,7 @@ def main(argv=None) -> dict:
     print(f"final return / random return = {report['return_ratio_vs_random']:.2f}")
     if os.path.dirname(args.out):
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    atomic_write(args.out, json.dumps(report, indent=2) + "\n")
     png = os.path.splitext(args.out)[0] + ".png"
     plot(report, png)
     print(f"wrote {args.out} and {png}")

@@ -153,11 +153,12 @@ def default_goal(args) -> str:
 
 def run_arm(args, arm: str, seed: int, goal_file: str, out: str) -> dict:
     """One training run of an arm; returns and writes its eval curve."""
+    from genreward_jax.atomic import atomic_write
     from genreward_jax.dreamer import Agent, preset
     from genreward_jax.envs import ACT_DIM, EnvConfig
     from genreward_jax.envs.flags import derive_seed
     from genreward_jax.envs.metaworld_env import STATE_DIM
-    from genreward_jax.logging_utils import atomic_write_text, read_metrics
+    from genreward_jax.metrics_log import read_metrics
     from genreward_jax.rewards import fb
     from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec
     from genreward_jax.rewards.goal_rewards import GoalRewards, RewardConfig
@@ -249,7 +250,7 @@ def run_arm(args, arm: str, seed: int, goal_file: str, out: str) -> dict:
         "updates": result["updates"],
         "seconds": time.perf_counter() - start,
     }
-    atomic_write_text(out, json.dumps(record, indent=1) + "\n")
+    atomic_write(out, json.dumps(record, indent=1) + "\n")
     return record
 
 
@@ -454,7 +455,8 @@ def main(argv=None) -> dict:
         out = next(p for a, s, p in plan if a == arm and s == int(seed))
         run_arm(args, arm, int(seed), args.goal_file, out)
         return {}
-    from genreward_jax.logging_utils import atomic_write_text, read_metrics
+    from genreward_jax.atomic import atomic_write
+    from genreward_jax.metrics_log import read_metrics
     from genreward_jax.trainer import TrainerConfig, updates_due
 
     updates = updates_due(
@@ -534,10 +536,10 @@ def main(argv=None) -> dict:
         "summary": summary,
         "runs": records,
     }
-    atomic_write_text(
+    atomic_write(
         os.path.join(args.out_dir, "learn_rewards.json"), json.dumps(report, indent=1) + "\n"
     )
-    atomic_write_text(os.path.join(args.out_dir, "learn_rewards.md"), table + "\n")
+    atomic_write(os.path.join(args.out_dir, "learn_rewards.md"), table + "\n")
     png = os.path.join(args.out_dir, "learn_rewards.png")
     plot(
         summary,

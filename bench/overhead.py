@@ -13,7 +13,6 @@ Prints a table and writes JSON (default bench/results/overhead.json).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -21,6 +20,7 @@ from collections import defaultdict
 
 import jax
 
+from genreward_jax.atomic import atomic_write_json  # noqa: E402
 from genreward_jax.dreamer import Agent, preset
 from genreward_jax.envs import ACT_DIM, EnvBatch, EnvConfig
 from genreward_jax.rewards import fb
@@ -189,10 +189,7 @@ def main() -> None:
         "ratio_genreward_vs_plain": rows[1]["env_steps_per_s"] / base,
         "loadavg": os.getloadavg(),
     }
-    tmp = f"{args.out}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2)
-    os.replace(tmp, args.out)
+    atomic_write_json(args.out, record)
     print(f"wrote {args.out}")
 
 

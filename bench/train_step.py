@@ -18,10 +18,11 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 from absl import app, flags
+
+from genreward_jax.atomic import atomic_write_json  # noqa: E402
 
 _PRESETS = flags.DEFINE_list("presets", ["1m"], "Size presets to run (1m ... 400m, tiny).")
 _OBS = flags.DEFINE_list(
@@ -129,15 +130,6 @@ def run_one(preset_name: str, obs: str, dtype: str, batch: int, length: int, ste
     }
 
 
-def _write_atomic(path: str, payload: object) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
-
-
 def _table(rows: list[dict]) -> str:
     head = (
         f"{'preset':>6} {'obs':>6} {'dtype':>8} {'B x T':>7} {'params':>10} "
@@ -189,7 +181,7 @@ def main(argv):
                 print(_table(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(_table(rows))
-    _write_atomic(_OUT.value, {"rows": rows, "argv": sys.argv[1:]})
+    atomic_write_json(_OUT.value, {"rows": rows, "argv": sys.argv[1:]})
     print(f"\nwrote {_OUT.value}")
 
 

@@ -51,7 +51,7 @@ class EvaluationError(RuntimeError):
 def _run_flags(logdir: str) -> Any:
     """The run's flags, parsed into the training CLI's flag values."""
     from genreward_jax import main as train_main
-    from genreward_jax.logging_utils import FLAGS_FILE
+    from genreward_jax.run_flags import FLAGS_FILE
 
     path = os.path.join(logdir, FLAGS_FILE)
     if not os.path.isfile(path):
@@ -66,7 +66,7 @@ def _run_flags(logdir: str) -> Any:
 def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
     import jax
 
-    from genreward_jax import evaluation, logging_utils
+    from genreward_jax import atomic, evaluation, media
     from genreward_jax.checkpoint import Checkpointer
     from genreward_jax.dreamer import Agent
     from genreward_jax.envs import ACT_DIM, EnvBatch
@@ -172,15 +172,15 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
     out_dir = os.path.join(logdir, "evaluations")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"step_{step:09d}.json")
-    logging_utils.atomic_write_text(path, json.dumps(report, indent=1) + "\n")
+    atomic.atomic_write(path, json.dumps(report, indent=1) + "\n")
     report["json"] = path
     if result.frames is not None:
         frames = result.frames
         goal_frames = None if setup.model is None else setup.model.goal_frames
         if goal_frames is not None:
-            frames = logging_utils.beside_goal(frames, goal_frames)
+            frames = media.beside_goal(frames, goal_frames)
         report["video"] = os.path.join(out_dir, f"step_{step:09d}.mp4")
-        logging_utils.write_video(report["video"], np.repeat(np.repeat(frames, 2, 1), 2, 2))
+        media.write_video(report["video"], np.repeat(np.repeat(frames, 2, 1), 2, 2))
     return report
 
 
@@ -190,7 +190,7 @@ def _eval_key(seed: int, logdir: str, step: int, meta: dict) -> Any:
     index when the run did not evaluate at this step."""
     import jax
 
-    from genreward_jax.logging_utils import read_metrics
+    from genreward_jax.metrics_log import read_metrics
     from genreward_jax.trainer import run_keys
 
     eval_key = run_keys(seed)[3]

@@ -50,12 +50,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from typing import Any
 
 import numpy as np
+
+from genreward_jax.atomic import atomic_path
 
 SCHEMA_VERSION = 1
 
@@ -358,25 +359,13 @@ def _to_arrays(goal: GoalFile) -> dict[str, np.ndarray]:
 
 
 def save_goal(path: str | os.PathLike, goal: GoalFile) -> None:
-    """Validates, then writes atomically (temp file in the same folder, fsync, os.replace)."""
+    """Validates, then writes atomically (``atomic.atomic_path``, fsync before the rename)."""
     path = os.fspath(path)
     validate_goal(goal, source=f"refusing to write {path}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".goal-", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **_to_arrays(goal))
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **_to_arrays(goal))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _scalar(arrays: dict[str, np.ndarray], key: str, kind: str, fail):

@@ -155,7 +155,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected positional arguments {argv[1:]}; flags start with --")
     if not FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
-    from genreward_jax import logging_utils
+    from genreward_jax import run_flags
     from genreward_jax.checkpoint import CheckpointMismatchError
     from genreward_jax.dreamer import Agent
     from genreward_jax.goals import GoalFileError
@@ -182,7 +182,7 @@ def main(argv: list[str]) -> None:
     except (GoalFileError, ValueError) as error:
         sys.exit(f"FATAL goal error: {error}")
     os.makedirs(trainer_config.logdir, exist_ok=True)
-    logging_utils.write_flags(trainer_config.logdir, FLAGS)
+    run_flags.write_flags(trainer_config.logdir, FLAGS)
 
     def agent_factory(obs_spec, act_dim):
         return Agent(agent_config, obs_spec, act_dim, extra=setup.extra)

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from genreward_jax.logging_utils import atomic_write_text, read_metrics
+from genreward_jax.atomic import atomic_write
+from genreward_jax.metrics_log import read_metrics
 from genreward_jax.sweep import Run, SweepError, load_sweep
 
 RETURN_KEY, SUCCESS_KEY = "eval/dense_return", "eval/success"
@@ -188,11 +189,11 @@ def write_report(sweep_path: str, out_dir: str | None = None, reps: int = 2000) 
     plot_curves(
         data, os.path.join(out_dir, "curves.png"), f"{name}: eval return, mean ± std over seeds"
     )
-    atomic_write_text(os.path.join(out_dir, "final.md"), _markdown_final(rows))
-    atomic_write_text(os.path.join(out_dir, "final.csv"), _csv(rows))
+    atomic_write(os.path.join(out_dir, "final.md"), _markdown_final(rows))
+    atomic_write(os.path.join(out_dir, "final.csv"), _csv(rows))
     iqm_lines = ["| method | IQM of normalised final return | 95% CI |", "|---|---|---|"]
     iqm_lines += [f"| {m} | {v[0]:.3f} | [{v[1]:.3f}, {v[2]:.3f}] |" for m, v in iqm.items()]
-    atomic_write_text(
+    atomic_write(
         os.path.join(out_dir, "iqm.md"),
         "\n".join(iqm_lines)
         + (

@@ -44,8 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genreward_jax import evaluation, logging_utils
+from genreward_jax import curves, evaluation, media, metrics_log
 from genreward_jax.checkpoint import Checkpointer
+from genreward_jax.progress import Progress
 from genreward_jax.replay import Replay, ReplayConfig, flatten_tree
 from genreward_jax.rewards.interface import RewardModel
 
@@ -259,8 +260,8 @@ class Trainer:
             env_steps, updates, evals = meta["env_steps"], meta["updates"], meta["evals"]
             obs = self._restore_envs(envs, obs, loop)
             self._print(f"resumed from checkpoint at env step {env_steps} ({updates} updates)")
-        logger = logging_utils.MetricsLogger(cfg.logdir, resume_step=resume_step)
-        progress = logging_utils.Progress(env_steps, updates)
+        logger = metrics_log.MetricsLogger(cfg.logdir, resume_step=resume_step)
+        progress = Progress(env_steps, updates)
         train_metrics: list[dict] = []
         episode_metrics: list[dict] = []
         last_eval: dict[str, float] = {}
@@ -340,7 +341,7 @@ class Trainer:
         finally:
             logger.close()
             checkpointer.close()
-        curve = logging_utils.plot_learning_curve(cfg.logdir)
+        curve = curves.plot_learning_curve(cfg.logdir)
         self._print(
             f"{status} at env step {env_steps}, {updates} updates"
             + (f"; learning curve: {curve}" if curve else "")
@@ -447,8 +448,8 @@ class Trainer:
             frames = result.frames
             goal_frames = None if self.reward_model is None else self.reward_model.goal_frames
             if goal_frames is not None:
-                frames = logging_utils.beside_goal(frames, goal_frames)
-            logging_utils.write_video(
+                frames = media.beside_goal(frames, goal_frames)
+            media.write_video(
                 os.path.join(video_dir, f"eval_{env_steps:09d}.mp4"),
                 np.repeat(np.repeat(frames, 2, 1), 2, 2),
             )

@@ -5,47 +5,15 @@ All written atomically (temp file in the same folder, then os.replace).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Iterator
 
 import numpy as np
 
+from genreward_jax.atomic import atomic_path
 from genreward_jax.goals import GoalFile
+from genreward_jax.media import write_video
 
 MAX_TILES = 48
-
-
-def readable_mode() -> int:
-    """The mode a plainly created file would get (mkstemp makes 0600 files)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-@contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """Yields a temporary path with the same extension; moves it onto `path` on success."""
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, readable_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_video(path: str, frames: np.ndarray, fps: float) -> None:
-    """[N, H, W, 3] uint8 -> H.264 mp4 (sizes are padded by ffmpeg to a multiple of 16)."""
-    import imageio.v3 as iio
-
-    with atomic_path(path) as tmp:
-        iio.imwrite(tmp, frames, fps=fps, codec="libx264", plugin="FFMPEG")
 
 
 def write_png(path: str, image: np.ndarray) -> None:

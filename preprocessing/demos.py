@@ -8,11 +8,13 @@ import os
 
 from tqdm import tqdm
 
-from preprocessing import artefacts, prompts, sources
+from genreward_jax.atomic import atomic_path
+from genreward_jax.media import write_video
+from preprocessing import prompts, sources
 
 
 def write_lines(path: str, lines: list[str]) -> None:
-    with artefacts.atomic_path(path) as tmp, open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write("".join(line + "\n" for line in lines))
 
 
@@ -37,7 +39,7 @@ def collect_demos(
             tqdm.write(f"skipping {task} seed {episode_seed}: the expert did not succeed")
             continue
         relative = os.path.join("videos", f"{task}_seed{episode_seed}.mp4")
-        artefacts.write_video(os.path.join(out_dir, relative), frames, fps=30.0)
+        write_video(os.path.join(out_dir, relative), frames, fps=30.0)
         rows.append((prompts.task_prompt(task), relative))
     if not rows:
         raise RuntimeError("no successful expert episodes were recorded")

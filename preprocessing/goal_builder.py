@@ -8,12 +8,12 @@ from __future__ import annotations
 import dataclasses
 import gc
 import importlib.metadata
-import json
 import os
 import time
 
 import numpy as np
 
+from genreward_jax.atomic import atomic_write_json
 from genreward_jax.encoders.weights import weights_hash
 from genreward_jax.goals import SAMPLING_NAME, SCHEMA_VERSION, GoalFile, save_goal
 from genreward_jax.rewards import roboclip
@@ -333,9 +333,6 @@ def build_goal_bank(cfg: GoalConfig) -> dict[str, str]:
         goals.append(os.path.relpath(made["goal"], cfg.out_dir))
         paths[f"goal_{k:02d}"] = made["goal"]
     bank_path = os.path.join(cfg.out_dir, BANK_FILE)
-    tmp = bank_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"task": cfg.task, "goals": goals}, f, indent=1)
-    os.replace(tmp, bank_path)
+    atomic_write_json(bank_path, {"task": cfg.task, "goals": goals})
     paths["bank"] = bank_path
     return paths

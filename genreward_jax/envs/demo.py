@@ -8,17 +8,15 @@ exactly what the agent will see.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 
-import imageio.v2 as imageio
 import numpy as np
 from absl import app, flags
 
 from genreward_jax.envs.flags import env_configs_from_flags
 from genreward_jax.envs.metaworld_env import MetaWorldEnv
 from genreward_jax.envs.tasks import expert_policy
+from genreward_jax.media import write_video
 
 _VIDEO = flags.DEFINE_string(
     "demo_video", "runs/demo/expert.mp4", "Where the demo writes its video (mp4)."
@@ -40,21 +38,6 @@ def run_expert_episode(env: MetaWorldEnv) -> tuple[np.ndarray, float, bool]:
             total += float(obs["reward"])
             success = success or bool(obs["success"])
     return np.stack(frames), total, success
-
-
-def write_video(path: str, frames: np.ndarray, fps: int) -> None:
-    """Atomic mp4 write (temp file in the same folder, then rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temp_path = tempfile.mkstemp(dir=directory, suffix=".mp4")
-    os.close(handle)
-    try:
-        # macro_block_size=1: keep 64x64 frames as they are instead of resizing to 16k pixels.
-        imageio.mimwrite(temp_path, list(frames), fps=fps, macro_block_size=1)
-        os.replace(temp_path, path)
-    except BaseException:
-        os.unlink(temp_path)
-        raise
 
 
 def main(argv: list[str]) -> None:

@@ -9,20 +9,20 @@ import numpy as np
 import pytest
 from absl import flags
 
-from genreward_jax import logging_utils
+from genreward_jax import curves, media, metrics_log, run_flags
 
 
 def test_resume_truncates_records_past_the_checkpoint_and_a_torn_line(tmp_path):
-    logger = logging_utils.MetricsLogger(str(tmp_path))
+    logger = metrics_log.MetricsLogger(str(tmp_path))
     for step in (10, 20, 30):
         logger.write(step, {"loss": np.float32(step / 10), "name": "not a scalar"})
     logger.close()
-    with open(tmp_path / logging_utils.METRICS_FILE, "a") as f:
+    with open(tmp_path / metrics_log.METRICS_FILE, "a") as f:
         f.write('{"step": 40, "lo')  # killed mid-write
-    resumed = logging_utils.MetricsLogger(str(tmp_path), resume_step=20)
+    resumed = metrics_log.MetricsLogger(str(tmp_path), resume_step=20)
     resumed.write(30, {"loss": 7.0})
     resumed.close()
-    records = logging_utils.read_metrics(str(tmp_path))
+    records = metrics_log.read_metrics(str(tmp_path))
     assert records == [
         {"step": 10, "loss": 1.0},
         {"step": 20, "loss": 2.0},
@@ -35,7 +35,7 @@ def test_video_is_a_readable_mp4_with_every_frame(tmp_path):
     frames = np.zeros((12, 64, 64, 3), np.uint8)
     frames[:, :32] = 200  # top half bright: orientation survives encoding
     path = str(tmp_path / "clip.mp4")
-    logging_utils.write_video(path, frames, fps=10)
+    media.write_video(path, frames, fps=10)
     with warnings.catch_warnings():  # JAX (imported by other tests) warns on fork+exec
         warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
         decoded = np.stack([frame for frame in imageio.get_reader(path)])  # list(): len is inf
@@ -43,7 +43,7 @@ def test_video_is_a_readable_mp4_with_every_frame(tmp_path):
     assert decoded[:, :28].mean() > 150 and decoded[:, 36:].mean() < 50
     assert os.listdir(tmp_path) == ["clip.mp4"]
     with pytest.raises(ValueError, match="uint8"):
-        logging_utils.write_video(path, frames.astype(np.float32))
+        media.write_video(path, frames.astype(np.float32))
 
 
 def test_flags_file_round_trips_through_a_flag_parser(tmp_path):
@@ -53,7 +53,7 @@ def test_flags_file_round_trips_through_a_flag_parser(tmp_path):
     flags.DEFINE_list("obs_keys", ["image"], "", flag_values=values, module_name="genreward_jax.x")
     flags.DEFINE_integer("other", 1, "", flag_values=values, module_name="absl.elsewhere")
     values(["prog", "--steps=7", "--novideo", "--obs_keys=state,image", "--other=3"])
-    path = logging_utils.write_flags(str(tmp_path), values)
+    path = run_flags.write_flags(str(tmp_path), values)
     text = open(path).read()
     assert "--other" not in text
     again = flags.FlagValues()
@@ -65,9 +65,9 @@ def test_flags_file_round_trips_through_a_flag_parser(tmp_path):
 
 
 def test_learning_curve_png_from_eval_records(tmp_path):
-    with open(tmp_path / logging_utils.METRICS_FILE, "w") as f:
+    with open(tmp_path / metrics_log.METRICS_FILE, "w") as f:
         for step, ret in ((100, 1.0), (200, 3.0)):
             f.write(json.dumps({"step": step, "eval/return": ret, "eval/success": 0.5}) + "\n")
-    path = logging_utils.plot_learning_curve(str(tmp_path))
+    path = curves.plot_learning_curve(str(tmp_path))
     assert path and imageio.imread(path).shape[1] > 400
-    assert logging_utils.plot_learning_curve(str(tmp_path / "empty")) is None
+    assert curves.plot_learning_curve(str(tmp_path / "empty")) is None

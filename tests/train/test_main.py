@@ -8,7 +8,8 @@ import warnings
 
 import pytest
 
-from genreward_jax.logging_utils import FLAGS_FILE, METRICS_FILE
+from genreward_jax.metrics_log import METRICS_FILE
+from genreward_jax.run_flags import FLAGS_FILE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

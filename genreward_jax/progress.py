@@ -1,0 +1,44 @@
+"""Progress lines on stdout: env steps and updates per second since the last line, and a few
+metrics, so a person watching a run sees it move."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from genreward_jax.metrics_log import scalar
+
+
+class Progress:
+    """Prints env steps/s and updates/s since the previous line, plus a few chosen metrics."""
+
+    def __init__(self, env_steps: int = 0, updates: int = 0, stream=sys.stdout):
+        self._stream = stream
+        self._last = (time.perf_counter(), env_steps, updates)
+
+    def rates(self, env_steps: int, updates: int) -> dict[str, float]:
+        now = time.perf_counter()
+        then, last_steps, last_updates = self._last
+        elapsed = max(now - then, 1e-9)
+        self._last = (now, env_steps, updates)
+        return {
+            "perf/env_steps_per_s": (env_steps - last_steps) / elapsed,
+            "perf/updates_per_s": (updates - last_updates) / elapsed,
+        }
+
+    def print(
+        self, env_steps: int, updates: int, rates: Mapping[str, float], metrics: Mapping[str, Any]
+    ) -> None:
+        parts = [
+            f"step {env_steps:>8d}",
+            f"updates {updates:>6d}",
+            f"{rates['perf/env_steps_per_s']:7.1f} env steps/s",
+            f"{rates['perf/updates_per_s']:6.2f} updates/s",
+        ]
+        for key, value in metrics.items():
+            number = scalar(value)
+            if number is not None:
+                parts.append(f"{key} {number:.4g}")
+        print(" | ".join(parts), file=self._stream, flush=True)
