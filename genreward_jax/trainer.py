@@ -16,13 +16,7 @@ Why it is built this way:
   `updates = 1 + floor((env_steps - start) * train_ratio / (batch_size * batch_length))` once
   `env_steps >= start` (the first update as soon as replay is full enough, as the official
   Ratio grants on its first call).
-- Exact resume needs the simulator where it was. MuJoCo state is not checkpointed; instead the
-  env-loop state records how many episodes each env has started and the actions applied since the
-  current episode began. On resume the envs are rebuilt from the same configs (seeds), reset that
-  many times (each reset draws the next object/goal placement from the env's seeded RNG, exactly
-  as the auto-reset does) and the recorded actions are replayed. The rebuilt observation is
-  compared with the checkpointed one; any difference is reported and the run continues from the
-  rebuilt env (then it is no longer bitwise identical to an uninterrupted run).
+- Exact resume needs the simulator where it was: ``resume.py`` records and replays it.
 - SIGTERM/SIGINT set a flag; the loop finishes the current iteration, writes a checkpoint and
   returns cleanly. A kill -9 loses the work since the last periodic checkpoint; rerunning the same
   command resumes from it and, by the two points above, retraces the lost steps exactly.
@@ -35,7 +29,6 @@ import dataclasses
 import math
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -47,7 +40,8 @@ import numpy as np
 from genreward_jax import curves, evaluation, media, metrics_log
 from genreward_jax.checkpoint import Checkpointer
 from genreward_jax.progress import Progress
-from genreward_jax.replay import Replay, ReplayConfig, flatten_tree
+from genreward_jax.replay import Replay, ReplayConfig
+from genreward_jax.resume import LoopState, restore_envs
 from genreward_jax.rewards.interface import RewardModel
 
 FLAG_KEYS = ("reward", "is_first", "is_last", "is_terminal")
@@ -245,7 +239,7 @@ class Trainer:
             context_spec,
         )
         checkpointer = Checkpointer(os.path.join(cfg.logdir, "checkpoints"), cfg.keep_checkpoints)
-        loop = _LoopState.fresh(self.num_envs, act_dim)
+        loop = LoopState.fresh(self.num_envs, act_dim)
         env_steps = updates = evals = 0
 
         resume_step = checkpointer.latest_step()
@@ -256,9 +250,9 @@ class Trainer:
             replay.load_state_dict({**arrays["replay"], "meta": meta["replay"]})
             if self.reward_model is not None:
                 self.reward_model.load_state_dict(arrays["reward_model"])
-            loop = _LoopState.from_arrays(arrays["loop"], meta["loop"])
+            loop = LoopState.from_arrays(arrays["loop"], meta["loop"])
             env_steps, updates, evals = meta["env_steps"], meta["updates"], meta["evals"]
-            obs = self._restore_envs(envs, obs, loop)
+            obs = restore_envs(envs, obs, loop)
             self._print(f"resumed from checkpoint at env step {env_steps} ({updates} updates)")
         logger = metrics_log.MetricsLogger(cfg.logdir, resume_step=resume_step)
         progress = Progress(env_steps, updates)
@@ -365,30 +359,6 @@ class Trainer:
         goal = np.asarray(self.reward_model.goal_index, np.int32)
         reward = np.asarray(score(train_state, carry, action, goal), np.float64)
         self.reward_model.add_agent_reward(np.where(obs["is_last"], 0.0, reward))
-
-    def _restore_envs(self, envs, obs, loop: _LoopState) -> dict[str, np.ndarray]:
-        """Rebuilds the simulator state by resetting and replaying actions (module docstring)."""
-        if len(set(loop.episodes.tolist())) != 1 or len({len(a) for a in loop.actions}) != 1:
-            _warn(
-                "envs were not in lockstep at the checkpoint (episodes "
-                f"{loop.episodes.tolist()}); continuing from fresh episodes, so this run "
-                "is not bitwise identical to an uninterrupted one"
-            )
-            loop.restart(self.num_envs)
-            return obs
-        for _ in range(int(loop.episodes[0]) - 1):
-            obs = envs.reset()
-        for step_actions in zip(*loop.actions, strict=True):
-            obs = envs.step(np.stack(step_actions))
-        mismatched = [k for k, v in loop.obs.items() if k in obs and not np.array_equal(v, obs[k])]
-        if mismatched:
-            _warn(
-                f"rebuilt env observation differs from the checkpoint in "
-                f"{mismatched}; the resumed run is not bitwise identical"
-            )
-        # Entries the env does not make (goal-reward features and rewards) come from the
-        # checkpoint, like the goal rewards' own window state.
-        return {**loop.obs, **obs}
 
     def _log(
         self, logger, progress, env_steps, updates, replay, train_metrics, episode_metrics
@@ -499,10 +469,6 @@ def updates_due(config: TrainerConfig, env_steps: int) -> int:
     )
 
 
-def _warn(text: str) -> None:
-    print(f"warning: {text}", file=sys.stderr, flush=True)
-
-
 def _crossed(env_steps: int, increment: int, every: int) -> bool:
     """True when the last increment passed a multiple of `every`."""
     return env_steps // every > (env_steps - increment) // every
@@ -521,100 +487,3 @@ def _default_env_batch(configs: list) -> Any:
     from genreward_jax.envs import EnvBatch
 
     return EnvBatch(configs)
-
-
-@dataclasses.dataclass
-class _LoopState:
-    """Env-loop bookkeeping that makes the simulator reproducible and episode stats continuous.
-
-    episodes[e]: episodes env e has started; actions[e]: actions applied since its current
-    episode's first obs; running return/success/length of the current episode; obs: the
-    observation at checkpoint time (to verify the rebuilt env).
-    """
-
-    episodes: np.ndarray
-    actions: list[list[np.ndarray]]
-    ret: np.ndarray
-    success: np.ndarray
-    length: np.ndarray
-    act_dim: int
-    obs: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-
-    @classmethod
-    def fresh(cls, num_envs: int, act_dim: int) -> _LoopState:
-        return cls(
-            np.ones(num_envs, np.int64),
-            [[] for _ in range(num_envs)],
-            np.zeros(num_envs),
-            np.zeros(num_envs, bool),
-            np.zeros(num_envs, np.int64),
-            act_dim,
-        )
-
-    def restart(self, num_envs: int) -> None:
-        fresh = _LoopState.fresh(num_envs, self.act_dim)
-        self.__dict__.update(fresh.__dict__)
-
-    def record(self, obs: Mapping[str, np.ndarray]) -> list[dict[str, float]]:
-        """Accumulates the current obs; returns stats of episodes that end with it."""
-        self.ret += np.where(obs["is_first"], 0.0, obs["reward"])
-        self.success |= obs["success"].astype(bool)
-        self.length += ~obs["is_first"]
-        ended = []
-        for env in np.flatnonzero(obs["is_last"]):
-            ended.append(
-                {
-                    "return": float(self.ret[env]),
-                    "success": float(self.success[env]),
-                    "length": float(self.length[env]),
-                }
-            )
-            self.ret[env], self.success[env], self.length[env] = 0.0, False, 0
-        return ended
-
-    def applied(self, new_obs: Mapping[str, np.ndarray], action: np.ndarray) -> None:
-        """Updates the replay log after `action` led to `new_obs`."""
-        for env, first in enumerate(new_obs["is_first"]):
-            if first:
-                self.episodes[env] += 1
-                self.actions[env] = []
-            else:
-                self.actions[env].append(action[env])
-
-    def arrays(self, obs: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        steps = max((len(a) for a in self.actions), default=0)
-        padded = np.zeros((len(self.actions), steps, self.act_dim), np.float32)
-        for env, actions in enumerate(self.actions):
-            if actions:
-                padded[env, : len(actions)] = np.stack(actions)
-        return {
-            "actions": padded,
-            "ret": self.ret.astype(np.float64),
-            "success": self.success.copy(),
-            "length": self.length.copy(),
-            "obs": {k: np.asarray(v) for k, v in flatten_tree(obs).items() if k != "extra_image"},
-        }
-
-    def meta(self) -> dict[str, Any]:
-        return {
-            "episodes": self.episodes.tolist(),
-            "action_counts": [len(a) for a in self.actions],
-            "act_dim": self.act_dim,
-        }
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> _LoopState:
-        padded = np.asarray(arrays["actions"])
-        actions = [
-            [padded[env, t] for t in range(count)]
-            for env, count in enumerate(meta["action_counts"])
-        ]
-        return cls(
-            np.asarray(meta["episodes"], np.int64),
-            actions,
-            np.asarray(arrays["ret"]),
-            np.asarray(arrays["success"]),
-            np.asarray(arrays["length"]),
-            int(meta["act_dim"]),
-            {k: np.asarray(v) for k, v in arrays["obs"].items()},
-        )
