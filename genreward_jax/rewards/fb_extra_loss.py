@@ -45,11 +45,11 @@ import numpy as np
 import optax
 
 from genreward_jax.rewards import fb
+from genreward_jax.rewards.scaling import SCALINGS
 
 GOAL_SPACES = ("dino", "state")  # each is also the replay key B reads
 GOAL_INDEX_KEY = "placement"
 TARGETS = ("actor", "reward_head")
-SCALINGS = ("calibrated", "paper")
 STATE_INPUTS = ("latent", "decoded")
 f32 = jnp.float32
 sg = jax.lax.stop_gradient

@@ -62,8 +62,9 @@ from genreward_jax.goals import (
     encoder_folder,
     load_goal,
 )
+from genreward_jax.rewards.baseline import check_run_settings, goal_placements
 from genreward_jax.rewards.combination import replay_reward
-from genreward_jax.rewards.fb_extra_loss import GOAL_SPACES, SCALINGS
+from genreward_jax.rewards.fb_extra_loss import GOAL_SPACES
 from genreward_jax.rewards.interface import ReplaySpec
 from genreward_jax.rewards.scaling import RunningStats, env_spread
 from genreward_jax.rewards.video import VIDEO_VARIANTS, VideoReward, VideoWindows, video_targets
@@ -105,21 +106,9 @@ class RewardConfig:
             raise ValueError(f"--goal_frame must be 'keyframe' or 'last', got {self.goal_frame!r}")
         if self.goal_space not in GOAL_SPACES:
             raise ValueError(f"--goal_space must be one of {GOAL_SPACES}, got {self.goal_space!r}")
-        if self.reward_scaling not in SCALINGS:
-            raise ValueError(
-                f"--reward_scaling must be one of {SCALINGS}, got {self.reward_scaling!r}"
-            )
         if self.video_interval < 1:
             raise ValueError(f"--video_interval must be positive, got {self.video_interval}")
-        if self.encoder_dtype not in ("float32", "bfloat16"):
-            raise ValueError(
-                f"--encoder_dtype must be 'float32' or 'bfloat16', got {self.encoder_dtype!r}"
-            )
-        if not os.path.isfile(self.goal_file):
-            raise FileNotFoundError(
-                f"--goal_file {self.goal_file!r} does not exist; make one "
-                "with preprocessing/make_goals.py"
-            )
+        check_run_settings(self.goal_file, self.reward_scaling, self.encoder_dtype)
 
 
 def _check_close(name: str, ours: np.ndarray, stored: np.ndarray, atol: float) -> None:
@@ -291,15 +280,7 @@ class GoalRewards:
     @property
     def placements(self) -> tuple[tuple[float, ...], ...]:
         """Each goal's recorded placement, in bank order (for EnvConfig.placements)."""
-        missing = [p for p, g in self.goals if g.placement is None]
-        if missing:
-            raise GoalFileError(
-                f"{missing[0]} records no object/goal placement (a file goal, a "
-                "foreign condition image, or made before placements were "
-                "recorded): use --placement=random, or remake it with "
-                "preprocessing/make_goals.py"
-            )
-        return tuple(tuple(g.placement.tolist()) for _, g in self.goals)
+        return goal_placements(self.goals)
 
     def _goal_frame_index(self, goal: GoalFile) -> int:
         """Which goal frame FB aims at: the keyframe (Eq. 6), or the last frame (a scripted

@@ -140,6 +140,27 @@ def _genreward_build(config, ctx: BuildContext) -> RewardSetup:
     return RewardSetup(model, extra, train, evals)
 
 
+# ------------------------------------------------------------------ baselines
+
+
+def _baseline_setup(model, ctx: BuildContext, banner: str) -> RewardSetup:
+    """A baseline's reward model at its goal's placements, with no extra loss; says so."""
+    _warn_other_task(model.goal.task, ctx.env_configs[0].task)
+    print(banner, flush=True)
+    train, evals = with_goal_placements(
+        model, ctx.env_configs, ctx.eval_configs, ctx.flag_values.placement
+    )
+    return RewardSetup(model, None, train, evals)
+
+
+def _goal_file_required(fv: flags.FlagValues, what: str) -> None:
+    if not fv.goal_file:
+        raise ValueError(
+            f"--reward_model={fv.reward_model} needs --goal_file (a goal from "
+            f"preprocessing/make_goals.py holds its {what})"
+        )
+
+
 # ------------------------------------------------------------------ VLM-RM
 
 
@@ -147,11 +168,7 @@ def _vlmrm_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int)
     from genreward_jax.rewards.vlmrm_rewards import VLMRMConfig
 
     del episode_length
-    if not fv.goal_file:
-        raise ValueError(
-            "--reward_model=vlmrm needs --goal_file (a goal from "
-            "preprocessing/make_goals.py holds its prompt embeddings)"
-        )
+    _goal_file_required(fv, "prompt embeddings")
     dtype = compute_dtype if fv.encoder_dtype == "auto" else fv.encoder_dtype
     return VLMRMConfig(
         goal_file=fv.goal_file,
@@ -167,18 +184,14 @@ def _vlmrm_build(config, ctx: BuildContext) -> RewardSetup:
     from genreward_jax.rewards.vlmrm_rewards import VLMRMRewards
 
     model = VLMRMRewards(config, len(ctx.env_configs), ctx.env_configs[0].size)
-    _warn_other_task(model.goal.task, ctx.env_configs[0].task)
     clip = model.goal.provenance["clip"]
-    print(
+    return _baseline_setup(
+        model,
+        ctx,
         f"VLM-RM: {clip['model']} at {model.clip_size}px, goal prompts "
         f"{clip['vlmrm_goal_prompts']}, baseline {clip['vlmrm_baseline_prompts']}, "
         f"λ = {config.lam}, {config.reward_scaling} scaling",
-        flush=True,
     )
-    train, evals = with_goal_placements(
-        model, ctx.env_configs, ctx.eval_configs, ctx.flag_values.placement
-    )
-    return RewardSetup(model, None, train, evals)
 
 
 # ------------------------------------------------------------------ RoboCLIP
@@ -187,11 +200,7 @@ def _vlmrm_build(config, ctx: BuildContext) -> RewardSetup:
 def _roboclip_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int):
     from genreward_jax.rewards.roboclip_rewards import RoboCLIPConfig
 
-    if not fv.goal_file:
-        raise ValueError(
-            "--reward_model=roboclip needs --goal_file (a goal from "
-            "preprocessing/make_goals.py holds its S3D target)"
-        )
+    _goal_file_required(fv, "S3D target")
     dtype = compute_dtype if fv.encoder_dtype == "auto" else fv.encoder_dtype
     return RoboCLIPConfig(
         goal_file=fv.goal_file,
@@ -208,18 +217,14 @@ def _roboclip_build(config, ctx: BuildContext) -> RewardSetup:
     from genreward_jax.rewards.roboclip_rewards import RoboCLIPRewards
 
     model = RoboCLIPRewards(config, len(ctx.env_configs), ctx.env_configs[0].size)
-    _warn_other_task(model.goal.task, ctx.env_configs[0].task)
     entry = model.goal.provenance["roboclip"]
     target = repr(entry["prompt"]) if entry["target"] == "text" else "the goal video"
-    print(
+    return _baseline_setup(
+        model,
+        ctx,
         f"RoboCLIP: {entry['id']}, target {target}, {model.crop}px crops of every "
         f"{model.stride}th frame, {config.reward_scaling} scaling",
-        flush=True,
     )
-    train, evals = with_goal_placements(
-        model, ctx.env_configs, ctx.eval_configs, ctx.flag_values.placement
-    )
-    return RewardSetup(model, None, train, evals)
 
 
 # ------------------------------------------------------------------ none
@@ -233,14 +238,12 @@ def _none_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int):
 def _none_build(goal_file, ctx: BuildContext) -> RewardSetup:
     """The env reward alone; with --goal_file and --placement=goal, at the goal's placements
     (the dense baseline of a comparison sees the scenes the other arms see)."""
+    from genreward_jax.rewards.baseline import goal_placements
     from genreward_jax.rewards.goal_rewards import load_goals
 
     train, evals = list(ctx.env_configs), list(ctx.eval_configs)
     if goal_file and ctx.flag_values.placement == "goal":
-        goals = load_goals(goal_file)
-        if any(g.placement is None for _, g in goals):
-            raise ValueError(f"{goal_file} records no placement: use --placement=random")
-        placements = tuple(tuple(g.placement.tolist()) for _, g in goals)
+        placements = goal_placements(load_goals(goal_file))
         train = [dataclasses.replace(c, placements=placements) for c in train]
         evals = [dataclasses.replace(c, placements=placements) for c in evals]
     return RewardSetup(None, None, train, evals)

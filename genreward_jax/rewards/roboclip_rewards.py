@@ -15,7 +15,6 @@ the episode's video with our Flax S3D tower. It adds to the observation batch:
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import jax
 import jax.numpy as jnp
@@ -23,9 +22,8 @@ import numpy as np
 
 from genreward_jax.encoders import load_s3d_video, weights_hash
 from genreward_jax.goals import GoalFileError, encoder_folder
-from genreward_jax.rewards.fb_extra_loss import SCALINGS
+from genreward_jax.rewards.baseline import GoalFileBaseline, check_run_settings
 from genreward_jax.rewards.goal_rewards import GoalMismatchError, load_goals
-from genreward_jax.rewards.interface import ReplaySpec
 from genreward_jax.rewards.roboclip import (
     RELEASE_RENDER,
     centre_crop,
@@ -49,26 +47,20 @@ class RoboCLIPConfig:
     encoder_dtype: str = "float32"
 
     def __post_init__(self):
-        if self.reward_scaling not in SCALINGS:
-            raise ValueError(
-                f"--reward_scaling must be one of {SCALINGS}, got {self.reward_scaling!r}"
-            )
+        check_run_settings(self.goal_file, self.reward_scaling, self.encoder_dtype)
         if self.render_size < 2:
             raise ValueError(f"--roboclip_render_size must be at least 2, got {self.render_size}")
-        if not os.path.isfile(self.goal_file):
-            raise FileNotFoundError(
-                f"--goal_file {self.goal_file!r} does not exist; make one "
-                "with preprocessing/make_goals.py"
-            )
 
 
-class RoboCLIPRewards:
+class RoboCLIPRewards(GoalFileBaseline):
     """RoboCLIP's reward model (``interface.RewardModel``) for one training run."""
 
+    raw_key = "r_roboclip"
+
     def __init__(self, config: RoboCLIPConfig, num_envs: int, image_size: int):
+        super().__init__(load_goals(config.goal_file), num_envs)
         self.config = config
-        self.goals = load_goals(config.goal_file)
-        goal_path, self.goal = self.goals[0]
+        goal_path = self.goal_path
         if self.goal.roboclip_target is None:
             raise GoalFileError(
                 f"{goal_path}: no RoboCLIP section (S3D target); remake the goal "
@@ -90,12 +82,10 @@ class RoboCLIPRewards:
         self.stride, self.unit_pixels = int(entry["stride"]), entry["pixel_range"] == "[0, 1]"
         self.crop = min(int(entry["crop"]), config.render_size)
         self.needs_extra_render = config.render_size != image_size
-        self.num_envs = num_envs
         capacity = config.episode_length // self.stride + 2
         self.frames = np.zeros((num_envs, capacity, self.crop, self.crop, 3), np.uint8)
         self.kept = np.zeros(num_envs, np.int64)
         self.episode_step = np.zeros(num_envs, np.int64)
-        self._goal_index = np.zeros(num_envs, np.int64)
         self.raw_stats, self.env_stats = RunningStats(), RunningStats()
         self._scores: list[float] = []
 
@@ -104,38 +94,9 @@ class RoboCLIPRewards:
         return float(self._embed_and_score(jnp.asarray(clip)))
 
     # ------------------------------------------------------------------ RewardModel
-    needs_frames = True
-
     @property
     def extra_size(self) -> int | None:
         return self.config.render_size if self.needs_extra_render else None
-
-    @property
-    def num_goals(self) -> int:
-        return len(self.goals)
-
-    @property
-    def goal_index(self) -> np.ndarray:
-        return self._goal_index
-
-    @property
-    def goal_frames(self) -> np.ndarray:
-        return self.goal.frames
-
-    @property
-    def placements(self) -> tuple[tuple[float, ...], ...]:
-        missing = [p for p, g in self.goals if g.placement is None]
-        if missing:
-            raise GoalFileError(
-                f"{missing[0]} records no object/goal placement: use --placement=random"
-            )
-        return tuple(tuple(g.placement.tolist()) for _, g in self.goals)
-
-    def replay_entries(self, obs: dict[str, np.ndarray]) -> ReplaySpec:
-        entries = {"r_env": ((), np.float32), "r_roboclip": ((), np.float32)}
-        if self.num_goals > 1:
-            entries["placement"] = ((), np.int32)
-        return entries
 
     def render_mask(self, next_is_first: np.ndarray | None = None) -> np.ndarray:
         upcoming = self.episode_step + 1
@@ -157,8 +118,7 @@ class RoboCLIPRewards:
         last = np.asarray(obs["is_last"], bool)
         self.episode_step = np.where(first, 0, self.episode_step + 1)
         self.kept[first] = 0
-        if "placement" in obs and self.num_goals > 1:
-            self._goal_index = np.where(first, np.asarray(obs["placement"]), self._goal_index)
+        self.track_goal_index(obs, first)
         keep = kept_step(self.episode_step, self.stride)
         if keep.any():
             frames = obs["extra_image"] if self.needs_extra_render else obs["image"]
@@ -185,9 +145,6 @@ class RoboCLIPRewards:
                 )
         reward = (r_env if cfg.env_reward else np.zeros_like(r_env)) + term
         return {**obs, "r_env": r_env, "r_roboclip": raw, "reward": reward.astype(np.float32)}
-
-    def add_agent_reward(self, reward: np.ndarray) -> None:
-        del reward  # RoboCLIP adds no loss to the agent
 
     def metrics(self) -> dict[str, float]:
         """Episode scores since the last call, and the scale applied to them."""

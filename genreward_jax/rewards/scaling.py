@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+SCALINGS = ("calibrated", "paper")  # --reward_scaling: ours, or the release's literal weights
+
 
 class RunningStats:
     """Mean and variance of a stream of numbers (Welford), checkpointable as one array."""

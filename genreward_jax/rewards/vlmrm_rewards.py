@@ -18,7 +18,6 @@ kernels differ by about a grey level, a wrong tower or normalisation by far more
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 
 import jax
@@ -28,9 +27,8 @@ import numpy as np
 from genreward_jax.encoders import load_clip_vision, weights_hash
 from genreward_jax.encoders.clip_vit import preprocess_images
 from genreward_jax.goals import GoalFile, GoalFileError, encoder_folder
-from genreward_jax.rewards.fb_extra_loss import SCALINGS
+from genreward_jax.rewards.baseline import GoalFileBaseline, check_run_settings
 from genreward_jax.rewards.goal_rewards import GoalMismatchError, load_goals
-from genreward_jax.rewards.interface import ReplaySpec
 from genreward_jax.rewards.scaling import RunningStats, env_spread
 from genreward_jax.rewards.vlmrm import normalise, prompt_embedding, vlmrm_reward
 
@@ -51,19 +49,7 @@ class VLMRMConfig:
     def __post_init__(self):
         if not 0.0 <= self.lam <= 1.0:
             raise ValueError(f"--vlmrm_lambda must be in [0, 1], got {self.lam}")
-        if self.reward_scaling not in SCALINGS:
-            raise ValueError(
-                f"--reward_scaling must be one of {SCALINGS}, got {self.reward_scaling!r}"
-            )
-        if self.encoder_dtype not in ("float32", "bfloat16"):
-            raise ValueError(
-                f"--encoder_dtype must be 'float32' or 'bfloat16', got {self.encoder_dtype!r}"
-            )
-        if not os.path.isfile(self.goal_file):
-            raise FileNotFoundError(
-                f"--goal_file {self.goal_file!r} does not exist; make one "
-                "with preprocessing/make_goals.py"
-            )
+        check_run_settings(self.goal_file, self.reward_scaling, self.encoder_dtype)
 
 
 def clip_folder(goal_path: str, goal: GoalFile) -> str:
@@ -123,56 +109,26 @@ def _check_keyframe(tower, goal: GoalFile, goal_path: str) -> None:
         )
 
 
-class VLMRMRewards:
+class VLMRMRewards(GoalFileBaseline):
     """VLM-RM's reward model (``interface.RewardModel``) for one training run."""
 
+    raw_key = "r_vlmrm"
+
     def __init__(self, config: VLMRMConfig, num_envs: int, image_size: int):
+        super().__init__(load_goals(config.goal_file), num_envs)
         self.config = config
-        self.goals = load_goals(config.goal_file)
-        goal_path, self.goal = self.goals[0]
         self._reward, self.clip_size = vlmrm_reward_fn(
-            goal_path, self.goal, config.lam, config.encoder_dtype
+            self.goal_path, self.goal, config.lam, config.encoder_dtype
         )
         self.needs_extra_render = self.clip_size != image_size
-        self.num_envs = num_envs
-        self._goal_index = np.zeros(num_envs, np.int64)
         self.raw_stats, self.env_stats = RunningStats(), RunningStats()
         self._raw: list[np.ndarray] = []
         self._scaled: list[np.ndarray] = []
 
     # ------------------------------------------------------------------ RewardModel
-    needs_frames = True
-
     @property
     def extra_size(self) -> int | None:
         return self.clip_size if self.needs_extra_render else None
-
-    @property
-    def num_goals(self) -> int:
-        return len(self.goals)
-
-    @property
-    def goal_index(self) -> np.ndarray:
-        return self._goal_index
-
-    @property
-    def goal_frames(self) -> np.ndarray:
-        return self.goal.frames
-
-    @property
-    def placements(self) -> tuple[tuple[float, ...], ...]:
-        missing = [p for p, g in self.goals if g.placement is None]
-        if missing:
-            raise GoalFileError(
-                f"{missing[0]} records no object/goal placement: use --placement=random"
-            )
-        return tuple(tuple(g.placement.tolist()) for _, g in self.goals)
-
-    def replay_entries(self, obs: dict[str, np.ndarray]) -> ReplaySpec:
-        entries = {"r_env": ((), np.float32), "r_vlmrm": ((), np.float32)}
-        if self.num_goals > 1:
-            entries["placement"] = ((), np.int32)
-        return entries
 
     def render_mask(self, next_is_first: np.ndarray | None = None) -> np.ndarray:
         return np.full(self.num_envs, self.needs_extra_render)
@@ -187,8 +143,7 @@ class VLMRMRewards:
         """Adds r_env, r_vlmrm and the combined reward to a batch of observations."""
         cfg = self.config
         first = np.asarray(obs["is_first"], bool)
-        if "placement" in obs and self.num_goals > 1:
-            self._goal_index = np.where(first, np.asarray(obs["placement"]), self._goal_index)
+        self.track_goal_index(obs, first)
         frames = obs["extra_image"] if self.needs_extra_render else obs["image"]
         raw = np.asarray(self._reward(jnp.asarray(frames)), np.float32)
         r_env = np.asarray(obs["reward"], np.float32)
@@ -203,9 +158,6 @@ class VLMRMRewards:
         self._scaled.append(term[~first])
         reward = (r_env if cfg.env_reward else np.zeros_like(r_env)) + term
         return {**obs, "r_env": r_env, "r_vlmrm": raw, "reward": reward.astype(np.float32)}
-
-    def add_agent_reward(self, reward: np.ndarray) -> None:
-        del reward  # VLM-RM adds no loss to the agent
 
     def metrics(self) -> dict[str, float]:
         """Raw and scaled reward over the steps since the last call, and the scaled term's
