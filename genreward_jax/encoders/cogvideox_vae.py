@@ -340,6 +340,18 @@ class Downsample3D(nn.Module):
         return conv(x), segments
 
 
+def run_resnets(
+    resnets: list[ResnetBlock3D], x: jax.Array, segments: Segments, cache: ConvCache | None
+) -> tuple[jax.Array, ConvCache]:
+    """A block's ResNets in order, each with its slice of the carried conv cache
+    (``resnet_<i>``); the down and mid blocks share this loop."""
+    cache = cache or {}
+    new_cache = {}
+    for i, resnet in enumerate(resnets):
+        x, new_cache[f"resnet_{i}"] = resnet(x, segments, cache.get(f"resnet_{i}"))
+    return x, new_cache
+
+
 class DownBlock3D(nn.Module):
     out_channels: int
     num_layers: int
@@ -364,10 +376,7 @@ class DownBlock3D(nn.Module):
     def __call__(
         self, x: jax.Array, segments: Segments, cache: ConvCache | None
     ) -> tuple[jax.Array, Segments, ConvCache]:
-        cache = cache or {}
-        new_cache = {}
-        for i, resnet in enumerate(self.resnets):
-            x, new_cache[f"resnet_{i}"] = resnet(x, segments, cache.get(f"resnet_{i}"))
+        x, new_cache = run_resnets(self.resnets, x, segments, cache)
         if self.add_downsample:
             x, segments = self.downsamplers[0](x, segments)
         return x, segments, new_cache
@@ -392,11 +401,7 @@ class MidBlock3D(nn.Module):
     def __call__(
         self, x: jax.Array, segments: Segments, cache: ConvCache | None
     ) -> tuple[jax.Array, ConvCache]:
-        cache = cache or {}
-        new_cache = {}
-        for i, resnet in enumerate(self.resnets):
-            x, new_cache[f"resnet_{i}"] = resnet(x, segments, cache.get(f"resnet_{i}"))
-        return x, new_cache
+        return run_resnets(self.resnets, x, segments, cache)
 
 
 class Encoder3D(nn.Module):
