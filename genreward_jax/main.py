@@ -8,6 +8,7 @@ loop and agent-size flags are defined here, next to the code that turns them int
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -18,8 +19,10 @@ from genreward_jax.dreamer.config import PRESETS
 from genreward_jax.envs import flags as env_flags
 from genreward_jax.rewards import flags as reward_flags  # noqa: F401 (defines the reward flags)
 from genreward_jax.rewards import plugins
+from genreward_jax.trainer import TrainerConfig
 
 FLAGS = flags.FLAGS
+_TRAINER = {f.name: f.default for f in dataclasses.fields(TrainerConfig)}  # the flags' defaults
 
 flags.DEFINE_string(
     "logdir",
@@ -27,34 +30,39 @@ flags.DEFINE_string(
     "Run directory: checkpoints, metrics, videos, flags. An existing run directory is resumed.",
 )
 flags.DEFINE_integer(
-    "steps", 1_000_000, "Total env steps (summed over training envs).", lower_bound=1
+    "steps", _TRAINER["steps"], "Total env steps (summed over training envs).", lower_bound=1
 )
 flags.DEFINE_float(
     "train_ratio",
-    32.0,
+    _TRAINER["train_ratio"],
     "Replayed steps per env step (batch_size * batch_length steps per update).",
     lower_bound=1e-6,
 )
-flags.DEFINE_integer("batch_size", 16, "Sequences per update.", lower_bound=1)
+flags.DEFINE_integer("batch_size", _TRAINER["batch_size"], "Sequences per update.", lower_bound=1)
 flags.DEFINE_integer(
     "batch_length",
-    64,
+    _TRAINER["batch_length"],
     "Training steps T per sequence (plus one replay-context step).",
     lower_bound=1,
 )
 flags.DEFINE_integer(
-    "replay_capacity", 5_000_000, "Replay size in steps over all envs.", lower_bound=1
+    "replay_capacity",
+    _TRAINER["replay_capacity"],
+    "Replay size in steps over all envs.",
+    lower_bound=1,
 )
-flags.DEFINE_bool("replay_online", True, "Train on every fresh sequence at least once.")
+flags.DEFINE_bool(
+    "replay_online", _TRAINER["replay_online"], "Train on every fresh sequence at least once."
+)
 flags.DEFINE_bool(
     "compact_context",
-    True,
+    _TRAINER["compact_context"],
     "Store the replay context (posterior state per step) "
     "as float16 deter + uint8 one-hot stoch instead of float32.",
 )
 flags.DEFINE_integer(
     "prefill",
-    0,
+    _TRAINER["prefill"],
     "Env steps with uniform random actions. 0 (default) is the "
     "official start: the agent acts with its initial policy from the first "
     "step, and training starts once replay holds batch_size x batch_length "
@@ -63,7 +71,7 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_list(
     "obs_keys",
-    ["image"],
+    list(_TRAINER["obs_keys"]),
     "Observation keys the agent encodes: image and/or "
     "state (the 39-d proprioceptive vector, needs --proprio).",
 )
@@ -80,58 +88,58 @@ flags.DEFINE_integer(
     "warmup", None, "Override the preset's learning-rate warmup (updates).", lower_bound=0
 )
 flags.DEFINE_integer(
-    "eval_every", 10_000, "Evaluate every this many env steps (and at the end).", lower_bound=1
+    "eval_every",
+    _TRAINER["eval_every"],
+    "Evaluate every this many env steps (and at the end).",
+    lower_bound=1,
 )
-flags.DEFINE_integer("eval_episodes", 10, "Episodes per evaluation.", lower_bound=1)
+flags.DEFINE_integer(
+    "eval_episodes", _TRAINER["eval_episodes"], "Episodes per evaluation.", lower_bound=1
+)
 flags.DEFINE_enum(
     "eval_mode",
-    "mean",
+    _TRAINER["eval_mode"],
     ["mean", "sample"],
     "Eval actions: the policy's mean (deterministic) or samples, as the official agent evaluates.",
 )
 flags.DEFINE_integer(
-    "eval_envs", 1, "Parallel eval envs (eval seeds differ from training).", lower_bound=1
+    "eval_envs",
+    _TRAINER["eval_envs"],
+    "Parallel eval envs (eval seeds differ from training).",
+    lower_bound=1,
 )
-flags.DEFINE_bool("video", True, "Write an mp4 of one eval episode per evaluation.")
+flags.DEFINE_bool("video", _TRAINER["video"], "Write an mp4 of one eval episode per evaluation.")
 flags.DEFINE_integer(
-    "checkpoint_every", 10_000, "Checkpoint every this many env steps.", lower_bound=1
+    "checkpoint_every",
+    _TRAINER["checkpoint_every"],
+    "Checkpoint every this many env steps.",
+    lower_bound=1,
 )
-flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept (the latest ones).", lower_bound=1)
-flags.DEFINE_integer("log_every", 1000, "Log metrics every this many env steps.", lower_bound=1)
+flags.DEFINE_integer(
+    "keep_checkpoints",
+    _TRAINER["keep_checkpoints"],
+    "Checkpoints kept (the latest ones).",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "log_every", _TRAINER["log_every"], "Log metrics every this many env steps.", lower_bound=1
+)
 
 OBS_KEYS = ("image", "state")
 TRAIN_STREAM, EVAL_STREAM = 0, 1  # env seed streams: eval envs never share training placements
 
 
-def trainer_config_from_flags():
-    from genreward_jax.trainer import TrainerConfig
-
+def trainer_config_from_flags() -> TrainerConfig:
+    """TrainerConfig from the flags of the same names (their defaults are its defaults)."""
     unknown = [k for k in FLAGS.obs_keys if k not in OBS_KEYS]
     if unknown or not FLAGS.obs_keys:
         raise ValueError(f"--obs_keys {FLAGS.obs_keys} must be a non-empty subset of {OBS_KEYS}")
     if not FLAGS.logdir:
         raise ValueError("--logdir is required (the run directory; reuse it to resume)")
-    return TrainerConfig(
-        logdir=os.path.abspath(FLAGS.logdir),
-        steps=FLAGS.steps,
-        train_ratio=FLAGS.train_ratio,
-        batch_size=FLAGS.batch_size,
-        batch_length=FLAGS.batch_length,
-        replay_capacity=FLAGS.replay_capacity,
-        replay_online=FLAGS.replay_online,
-        compact_context=FLAGS.compact_context,
-        prefill=FLAGS.prefill,
-        obs_keys=tuple(FLAGS.obs_keys),
-        eval_every=FLAGS.eval_every,
-        eval_episodes=FLAGS.eval_episodes,
-        eval_mode=FLAGS.eval_mode,
-        eval_envs=FLAGS.eval_envs,
-        video=FLAGS.video,
-        checkpoint_every=FLAGS.checkpoint_every,
-        keep_checkpoints=FLAGS.keep_checkpoints,
-        log_every=FLAGS.log_every,
-        seed=FLAGS.seed,
-    )  # --seed: env flags (also seeds the envs)
+    # --seed is an env flag (it also seeds the envs).
+    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(TrainerConfig)}
+    values.update(logdir=os.path.abspath(FLAGS.logdir), obs_keys=tuple(FLAGS.obs_keys))
+    return TrainerConfig(**values)
 
 
 def agent_config_from_flags():

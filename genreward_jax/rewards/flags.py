@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from absl import flags
 
 from genreward_jax.rewards.fb import FBConfig
@@ -154,16 +156,19 @@ flags.DEFINE_integer(
     "Env steps during which F and B train; frozen afterwards.",
     lower_bound=0,
 )
-flags.DEFINE_integer("fb_z_dim", 64, "FB embedding size.", lower_bound=1)
-flags.DEFINE_integer("fb_hidden", 512, "FB hidden units.", lower_bound=1)
-flags.DEFINE_float("fb_discount", 0.98, "FB discount γ.", lower_bound=0.0, upper_bound=0.999)
-flags.DEFINE_float("fb_lr", 1e-4, "FB Adam learning rate.", lower_bound=0.0)
+_FB = {f.name: f.default for f in dataclasses.fields(FBConfig)}  # the FB flags' defaults
+flags.DEFINE_integer("fb_z_dim", _FB["z_dim"], "FB embedding size.", lower_bound=1)
+flags.DEFINE_integer("fb_hidden", _FB["hidden"], "FB hidden units.", lower_bound=1)
 flags.DEFINE_float(
-    "fb_tau", 0.01, "FB target-network update rate.", lower_bound=0.0, upper_bound=1.0
+    "fb_discount", _FB["discount"], "FB discount γ.", lower_bound=0.0, upper_bound=0.999
+)
+flags.DEFINE_float("fb_lr", _FB["lr"], "FB Adam learning rate.", lower_bound=0.0)
+flags.DEFINE_float(
+    "fb_tau", _FB["tau"], "FB target-network update rate.", lower_bound=0.0, upper_bound=1.0
 )
 flags.DEFINE_bool(
     "fb_standardise_inputs",
-    True,
+    _FB["standardise_goal_inputs"],
     "Feed B per-dimension z-scores of its goal-space "
     "features (running replay statistics, frozen with FB); off: raw features.",
 )
