@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 
-# name -> (deter, hidden, classes, cnn depth, units); blocks 8 and stoch 32 are fixed.
+# The official size presets (DreamerV3's configs.yaml); blocks 8 and stoch 32 are fixed.
 _SIZES = {
-    "1m": (512, 64, 4, 4, 64),
-    "12m": (2048, 256, 16, 16, 256),
-    "25m": (3072, 384, 24, 24, 384),
-    "50m": (4096, 512, 32, 32, 512),
-    "100m": (6144, 768, 48, 48, 768),
-    "200m": (8192, 1024, 64, 64, 1024),
-    "400m": (12288, 1536, 96, 96, 1536),
+    "1m": dict(deter=512, hidden=64, classes=4, depth=4, units=64),
+    "12m": dict(deter=2048, hidden=256, classes=16, depth=16, units=256),
+    "25m": dict(deter=3072, hidden=384, classes=24, depth=24, units=384),
+    "50m": dict(deter=4096, hidden=512, classes=32, depth=32, units=512),
+    "100m": dict(deter=6144, hidden=768, classes=48, depth=48, units=768),
+    "200m": dict(deter=8192, hidden=1024, classes=64, depth=64, units=1024),
+    "400m": dict(deter=12288, hidden=1536, classes=96, depth=96, units=1536),
 }
 PRESETS = (*_SIZES, "tiny")
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -123,8 +123,7 @@ def preset(name: str, **overrides) -> DreamerConfig:
             compute_dtype="float32",
         )
     elif name in _SIZES:
-        deter, hidden, classes, depth, units = _SIZES[name]
-        base = dict(deter=deter, hidden=hidden, classes=classes, depth=depth, units=units)
+        base = dict(_SIZES[name])
     else:
         raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
     base.update(overrides)
