@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from genreward_jax.dreamer import Agent, preset
+from genreward_jax.envs import ACT_DIM
 
-ACT_DIM = 4
 VECTOR_SPEC = {"state": ((39,), np.float32), "reward": ((), np.float32), "is_first": ((), bool)}
 IMAGE_SPEC = {"image": ((64, 64, 3), np.uint8), "state": ((39,), np.float32)}
 

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from genreward_jax.envs import ACT_DIM
 from genreward_jax.goals import load_goal
 from preprocessing.goal_builder import GoalConfig, build_goal
 from preprocessing.models import ModelSpec
@@ -41,7 +42,7 @@ def make_fb_batch(config, batch=3, length=6, seed=0, goal_dim=FB_GOAL_DIM):
     out = {
         "state": rng.normal(size=(*shape, 39)).astype(np.float32),
         "dino": rng.normal(size=(*shape, goal_dim)).astype(np.float32),
-        "action": rng.uniform(-1, 1, (*shape, 4)).astype(np.float32),
+        "action": rng.uniform(-1, 1, (*shape, ACT_DIM)).astype(np.float32),
         "reward": np.zeros(shape, np.float32),
         "r_env": np.zeros(shape, np.float32),
         "is_first": np.zeros(shape, bool),

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genreward_jax.envs import EnvConfig, MetaWorldEnv
+from genreward_jax.envs import ACT_DIM, EnvConfig, MetaWorldEnv
 from genreward_jax.goals import GoalFileError
 from genreward_jax.rewards import fb
 from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec, reward_shares
@@ -125,7 +125,7 @@ def test_paper_scaling_keeps_the_release_formula(tiny_goal):
 def test_calibrated_fb_reward_uses_env_spread_and_q_normaliser():
     spec = FBRewardSpec(
         state_dim=6,
-        action_dim=4,
+        action_dim=ACT_DIM,
         goal_feature=np.ones(5, np.float32),
         beta=0.25,
         freeze_after_updates=10,
@@ -244,7 +244,7 @@ def test_goal_bank_pairs_each_episode_with_its_own_goal(bank):
     assert seen == {0, 1}
     spec = FBRewardSpec(
         state_dim=6,
-        action_dim=4,
+        action_dim=ACT_DIM,
         goal_feature=rewards.goal_features,
         beta=1.0,
         freeze_after_updates=1,
@@ -294,7 +294,7 @@ def test_training_with_a_bank_stores_each_steps_goal(bank, tmp_path):
         fb.FBConfig(z_dim=8, hidden=16),
         FBRewardSpec(
             state_dim=config.feat_size,
-            action_dim=4,
+            action_dim=ACT_DIM,
             goal_feature=rewards.goal_features,
             beta=0.5,
             freeze_after_updates=10**6,

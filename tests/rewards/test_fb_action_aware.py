@@ -11,12 +11,12 @@ from genreward_jax.dreamer import Agent, preset
 from genreward_jax.dreamer import actor_critic as ac
 from genreward_jax.dreamer import distributions as dists
 from genreward_jax.dreamer import world_model as wm
+from genreward_jax.envs import ACT_DIM
 from genreward_jax.rewards import fb
 from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec
 
 from .conftest import FB_GOAL_DIM, make_fb_batch
 
-ACT_DIM = 4
 SPEC = {"state": ((39,), np.float32)}
 FB_CONFIG = fb.FBConfig(z_dim=8, hidden=32)
 

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from genreward_jax.dreamer import Agent, preset
+from genreward_jax.envs import ACT_DIM
 from genreward_jax.rewards import fb
 from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec, goal_closeness_corr
 
 from .conftest import FB_GOAL_DIM, make_fb_batch
 
-ACT_DIM = 4
 SPEC = {"state": ((39,), np.float32)}
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from genreward_jax.checkpoint import Checkpointer
 from genreward_jax.dreamer import Agent, preset
-from genreward_jax.envs import EnvConfig
+from genreward_jax.envs import ACT_DIM, EnvConfig
 from genreward_jax.rewards import fb
 from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec
 from genreward_jax.rewards.goal_rewards import GoalRewards, RewardConfig
@@ -33,7 +33,7 @@ def agent_factory(tiny_goal):
         fb.FBConfig(z_dim=8, hidden=16),
         FBRewardSpec(
             state_dim=config.feat_size,
-            action_dim=4,
+            action_dim=ACT_DIM,
             goal_feature=rewards.goal_feature,
             beta=0.1,
             freeze_after_updates=10**6,
