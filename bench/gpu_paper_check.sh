@@ -107,7 +107,7 @@ echo
 "$PYTHON" - "$OUT" <<'EOF'
 import os, sys
 sys.path.insert(0, os.getcwd())
-from genreward_jax.logging_utils import read_metrics
+from genreward_jax.metrics_log import read_metrics
 out = sys.argv[1]
 runs = {name: [m for m in read_metrics(os.path.join(out, name)) if "eval/dense_return" in m]
         for name in ("genreward", "dreamerv3")}
