@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from genreward_jax.encoders import latent_mean_fn, load_dinov3, load_vae_encoder, pooled_feature_fn
-from genreward_jax.goals import GoalFile, encoder_folder
+from genreward_jax.goals import GoalFile, GoalFileError, encoder_folder
 from genreward_jax.rewards import fb
 from genreward_jax.rewards.quality import Rollout
 from genreward_jax.rewards.video import VideoReward, VideoWindows, video_targets
@@ -285,7 +285,11 @@ def vlmrm_terms(goal_file: str, goal: GoalFile, options) -> list:
         return []
     terms = []
     for lam in dict.fromkeys((options.vlmrm_lambda, 0.0)):
-        reward, _ = vlmrm_reward_fn(goal_file, goal, lam)
+        try:
+            reward, _ = vlmrm_reward_fn(goal_file, goal, lam)
+        except GoalFileError as error:  # e.g. CLIP weights not in a folder the tower can load
+            print(f"no VLM-RM rows: {error}", flush=True)
+            return []
         terms.append(VLMRMTerm(reward, f"vlmrm λ={lam:g}" + (" (CLIP cosine)" if lam == 0 else "")))
     return terms
 

@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from genreward_jax.goals import GoalFileError, validate_goal
+from genreward_jax.goals import GoalFileError, load_goal, validate_goal
 from genreward_jax.rewards.goal_rewards import GoalMismatchError
+from genreward_jax.rewards.quality_terms import vlmrm_terms
 from genreward_jax.rewards.vlmrm_rewards import VLMRMConfig, VLMRMRewards, clip_folder
 
 from .test_goal_rewards import copy_goal
@@ -147,5 +148,8 @@ def test_goals_it_cannot_trust_are_refused_in_one_line(tmp_path, tiny_goal):
         path = copy_goal(tmp_path / str(i), goal_path, goal, **changes)
         with pytest.raises(error, match=message):
             VLMRMRewards(VLMRMConfig(goal_file=path), num_envs=1, image_size=64)
+        if i == 1:  # the benchmark skips VLM-RM's rows for such a goal instead of failing
+            options = type("Options", (), {"vlmrm_lambda": 0.5})
+            assert vlmrm_terms(path, load_goal(path), options) == []
     with pytest.raises(ValueError, match="vlmrm_lambda"):
         VLMRMConfig(goal_file=goal_path, lam=1.5)
