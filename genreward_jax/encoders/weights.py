@@ -131,14 +131,8 @@ def load_clip_vision(
     (unnormalised); pixels from `clip_vit.preprocess_images(frames, loaded.config)`.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"checkpoint folder does not exist: {folder}")
-    path = _require_file(folder / CLIP_CONFIG)
-    try:
-        with open(path) as f:
-            raw = json.load(f)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path} is not valid JSON: {err}") from err
+    raw = _read_config(folder, CLIP_CONFIG)
+    path = folder / CLIP_CONFIG
     if "model_cfg" not in raw:
         raise CheckpointError(f"{path} has no 'model_cfg' (not an open_clip hub config)")
     try:
@@ -168,13 +162,11 @@ def load_s3d_video(folder: str | os.PathLike, dtype: Any = f32) -> LoadedEncoder
     """S3D folder exported by `preprocessing/s3d.py` (`s3d_config.json` +
     `s3d_video.safetensors`) -> `S3DVideoTower`; `apply(params, video)` gives [B, 512]."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"checkpoint folder does not exist: {folder}")
-    path = _require_file(folder / S3D_CONFIG)
-    with open(path) as f:
-        config = json.load(f)
+    config = _read_config(folder, S3D_CONFIG)
     if config.get("embed_dim") != s3d.EMBED_DIM:
-        raise CheckpointError(f"{path}: not an S3D video tower of embedding size {s3d.EMBED_DIM}")
+        raise CheckpointError(
+            f"{folder / S3D_CONFIG}: not an S3D video tower of embedding size {s3d.EMBED_DIM}"
+        )
     tensors = _read_tensors(folder, S3D_WEIGHTS, lambda key: key)
     params = _to_params(tensors, s3d.init_shapes(), f32, folder / S3D_WEIGHTS)
     return LoadedEncoder(s3d.S3DVideoTower(dtype), params, config)
@@ -209,10 +201,11 @@ def _require_file(path: Path) -> Path:
     return path
 
 
-def _read_config(folder: Path) -> dict[str, Any]:
+def _read_config(folder: Path, name: str = CONFIG) -> dict[str, Any]:
+    """A checkpoint folder's JSON config (`config.json`, or the open_clip / S3D one)."""
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder does not exist: {folder}")
-    path = _require_file(folder / CONFIG)
+    path = _require_file(folder / name)
     try:
         with open(path) as f:
             return json.load(f)

@@ -191,7 +191,7 @@ def reward_config_from_flags(
         return None
     if not (fv.video_reward or fv.fb_reward or fv.env_reward):
         raise ValueError("--noenv_reward, --novideo_reward and --nofb_reward leave no reward")
-    dtype = default_dtype if fv.encoder_dtype == "auto" else fv.encoder_dtype
+    dtype = encoder_dtype(fv, default_dtype)
     return RewardConfig(
         goal_file=fv.goal_file,
         alpha=fv.alpha,
@@ -206,6 +206,11 @@ def reward_config_from_flags(
         goal_space=fv.goal_space,
         goal_frame=fv.goal_frame,
     )
+
+
+def encoder_dtype(fv: flags.FlagValues, compute_dtype: str) -> str:
+    """--encoder_dtype resolved: 'auto' follows the agent's compute dtype."""
+    return compute_dtype if fv.encoder_dtype == "auto" else fv.encoder_dtype
 
 
 def fb_config_from_flags(fv: flags.FlagValues = FLAGS) -> FBConfig:

@@ -66,7 +66,7 @@ from genreward_jax.rewards.baseline import check_run_settings, goal_placements
 from genreward_jax.rewards.combination import replay_reward
 from genreward_jax.rewards.fb_extra_loss import GOAL_SPACES
 from genreward_jax.rewards.interface import ReplaySpec
-from genreward_jax.rewards.scaling import RunningStats, env_spread
+from genreward_jax.rewards.scaling import RunningStats, env_spread, generated_term
 from genreward_jax.rewards.video import VIDEO_VARIANTS, VideoReward, VideoWindows, video_targets
 
 f32 = jnp.float32
@@ -379,11 +379,9 @@ class GoalRewards:
     def _video_term(self, raw: np.ndarray) -> np.ndarray:
         """The video reward as it enters the total reward (module docstring)."""
         cfg = self.config
-        if cfg.reward_scaling == "paper":
-            return (cfg.alpha * raw).astype(np.float32)
-        self.video_stats.update(raw)
-        z = self.video_stats.standardise(raw.astype(np.float64))
-        return (self.video_scale() * z).astype(np.float32)
+        return generated_term(
+            raw, self.video_stats, cfg.reward_scaling, cfg.alpha, self.video_scale()
+        )
 
     def add_agent_reward(self, reward: np.ndarray) -> None:
         """The FB reward [N] the agent gives this step's (s_t, a_t), for the episode-level

@@ -20,6 +20,7 @@ from typing import Any
 
 from absl import flags
 
+from genreward_jax.rewards.flags import encoder_dtype
 from genreward_jax.rewards.interface import RewardModel
 
 
@@ -169,7 +170,7 @@ def _vlmrm_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int)
 
     del episode_length
     _goal_file_required(fv, "prompt embeddings")
-    dtype = compute_dtype if fv.encoder_dtype == "auto" else fv.encoder_dtype
+    dtype = encoder_dtype(fv, compute_dtype)
     return VLMRMConfig(
         goal_file=fv.goal_file,
         weight=fv.vlmrm_weight,
@@ -201,7 +202,7 @@ def _roboclip_config(fv: flags.FlagValues, compute_dtype: str, episode_length: i
     from genreward_jax.rewards.roboclip_rewards import RoboCLIPConfig
 
     _goal_file_required(fv, "S3D target")
-    dtype = compute_dtype if fv.encoder_dtype == "auto" else fv.encoder_dtype
+    dtype = encoder_dtype(fv, compute_dtype)
     return RoboCLIPConfig(
         goal_file=fv.goal_file,
         weight=fv.roboclip_weight,

@@ -311,14 +311,13 @@ class RoboCLIPTerm:
         )
 
     def episode_rewards(self, rollouts: Sequence[Rollout]) -> list[np.ndarray]:
-        from genreward_jax.rewards.roboclip import centre_crop, episode_clip, kept_step
+        from genreward_jax.rewards.roboclip import kept_step
 
         out = []
         for rollout in rollouts:
             kept = rollout.frames[kept_step(np.arange(len(rollout.frames)), self.model.stride)]
-            clip = episode_clip(centre_crop(kept, self.model.crop), self.model.unit_pixels)
             rewards = np.zeros(len(rollout.actions), np.float32)
-            rewards[-1] = self.model.score(clip)
+            rewards[-1] = self.model.score(kept)
             out.append(rewards)
         return out
 

@@ -30,7 +30,7 @@ from genreward_jax.rewards.roboclip import (
     episode_clip,
     kept_step,
 )
-from genreward_jax.rewards.scaling import RunningStats, env_spread
+from genreward_jax.rewards.scaling import RunningStats, env_spread, generated_term
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +89,10 @@ class RoboCLIPRewards(GoalFileBaseline):
         self.raw_stats, self.env_stats = RunningStats(), RunningStats()
         self._scores: list[float] = []
 
-    def score(self, clip: np.ndarray) -> float:
-        """⟨S3D(clip), target⟩ of an episode clip [T, c, c, 3] (``roboclip.episode_clip``)."""
+    def score(self, kept: np.ndarray) -> float:
+        """⟨S3D(video), target⟩ of an episode's kept frames [K, H, W, 3] uint8 (centre-cropped
+        here if they are larger than the crop, then ``roboclip.episode_clip``)."""
+        clip = episode_clip(centre_crop(kept, self.crop), self.unit_pixels)
         return float(self._embed_and_score(jnp.asarray(clip)))
 
     # ------------------------------------------------------------------ RewardModel
@@ -128,21 +130,16 @@ class RoboCLIPRewards(GoalFileBaseline):
                     self.kept[env] += 1
         r_env = np.asarray(obs["reward"], np.float32)
         self.env_stats.update(r_env[~first])
+        ended = last & ~first
         raw = np.zeros_like(r_env)
-        for env in np.flatnonzero(last & ~first):
-            clip = episode_clip(self.frames[env, : self.kept[env]], self.unit_pixels)
-            raw[env] = self.score(clip)
+        for env in np.flatnonzero(ended):
+            raw[env] = self.score(self.frames[env, : self.kept[env]])
             self._scores.append(float(raw[env]))
         term = np.zeros_like(r_env)
-        ended = last & ~first
         if ended.any():
-            if cfg.reward_scaling == "paper":
-                term[ended] = cfg.weight * raw[ended]
-            else:
-                self.raw_stats.update(raw[ended])
-                term[ended] = self.scale() * self.raw_stats.standardise(
-                    raw[ended].astype(np.float64)
-                )
+            term[ended] = generated_term(
+                raw[ended], self.raw_stats, cfg.reward_scaling, cfg.weight, self.scale()
+            )
         reward = (r_env if cfg.env_reward else np.zeros_like(r_env)) + term
         return {**obs, "r_env": r_env, "r_roboclip": raw, "reward": reward.astype(np.float32)}
 

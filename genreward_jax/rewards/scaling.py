@@ -45,6 +45,18 @@ class RunningStats:
         self.count, self.mean, self.m2 = (float(v) for v in np.asarray(array))
 
 
+def generated_term(
+    raw: np.ndarray, stats: RunningStats, scaling: str, weight: float, calibrated_scale: float
+) -> np.ndarray:
+    """A generated term as it enters the reward, float32 like ``raw``: ``weight·raw`` (``paper``)
+    or ``calibrated_scale·(raw − μ)/σ`` (``calibrated``), μ, σ the running statistics of the raw
+    values, updated with ``raw`` first. GenReward's video term and the baselines share it."""
+    if scaling == "paper":
+        return (weight * raw).astype(np.float32)
+    stats.update(raw)
+    return (calibrated_scale * stats.standardise(raw.astype(np.float64))).astype(np.float32)
+
+
 def env_spread(env_stats: RunningStats, env_reward_on: bool) -> float:
     """σ_env: per-step std of the env reward so far; 1 with the env reward off or while it has
     not varied (generated terms then speak in their own units)."""

@@ -29,7 +29,7 @@ from genreward_jax.encoders.clip_vit import preprocess_images
 from genreward_jax.goals import GoalFile, GoalFileError, encoder_folder
 from genreward_jax.rewards.baseline import GoalFileBaseline, check_run_settings
 from genreward_jax.rewards.goal_rewards import GoalMismatchError, load_goals
-from genreward_jax.rewards.scaling import RunningStats, env_spread
+from genreward_jax.rewards.scaling import RunningStats, env_spread, generated_term
 from genreward_jax.rewards.vlmrm import normalise, prompt_embedding, vlmrm_reward
 
 KEYFRAME_MIN_COSINE = 0.99
@@ -148,12 +148,10 @@ class VLMRMRewards(GoalFileBaseline):
         raw = np.asarray(self._reward(jnp.asarray(frames)), np.float32)
         r_env = np.asarray(obs["reward"], np.float32)
         self.env_stats.update(r_env[~first])
-        if cfg.reward_scaling == "paper":
-            term = cfg.weight * raw
-        else:
-            self.raw_stats.update(raw[~first])
-            term = self.scale() * self.raw_stats.standardise(raw.astype(np.float64))
-        term = np.where(first, 0.0, term).astype(np.float32)  # a reset is no transition
+        term = np.zeros_like(raw)  # a reset is no transition: no term
+        term[~first] = generated_term(
+            raw[~first], self.raw_stats, cfg.reward_scaling, cfg.weight, self.scale()
+        )
         self._raw.append(raw[~first])
         self._scaled.append(term[~first])
         reward = (r_env if cfg.env_reward else np.zeros_like(r_env)) + term
