@@ -1,5 +1,6 @@
 """Frozen encoders ported to Flax: the CogVideoX VAE encoder and DINOv3 ViT (GenReward's goal
-targets), open_clip's ViT image tower (the VLM-RM baseline) and S3D-G's video tower (RoboCLIP).
+targets), open_clip's ViT image tower (the VLM-RM baseline), S3D-G's video tower (RoboCLIP) and Stable
+Diffusion's VAE encoder and UNet (TADPoLe).
 
 Load with `load_vae_encoder(folder)` / `load_dinov3(folder)` / `load_clip_vision(folder)` (see
 `weights` for the API); each returns `LoadedEncoder(module, params, config)` whose
@@ -32,6 +33,8 @@ from genreward_jax.encoders.weights import (
     load_clip_vision,
     load_dinov3,
     load_s3d_video,
+    load_sd_unet,
+    load_sd_vae_encoder,
     load_vae_encoder,
     weights_hash,
 )
@@ -50,6 +53,8 @@ __all__ = [
     "load_clip_vision",
     "load_dinov3",
     "load_s3d_video",
+    "load_sd_unet",
+    "load_sd_vae_encoder",
     "load_vae_encoder",
     "pooled_feature_fn",
     "preprocess_images",

@@ -14,6 +14,8 @@ Public API (all numpy + safetensors; nothing here imports torch):
 
     clip = load_clip_vision(folder)                              # open_clip image tower
     s3d = load_s3d_video(folder)                                 # RoboCLIP's S3D video tower
+    sd_vae = load_sd_vae_encoder(folder)                         # TADPoLe: SD's image VAE
+    unet = load_sd_unet(folder)                                  #   and UNet (ε prediction)
     weights_hash(folder) -> hex sha256 of the config bytes followed by the weights file bytes
 
 Both loaders return a `LoadedEncoder(module, params, config)` named tuple (so
@@ -46,7 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 from safetensors import safe_open
 
-from genreward_jax.encoders import clip_vit, cogvideox_vae, dinov3, s3d
+from genreward_jax.encoders import clip_vit, cogvideox_vae, dinov3, s3d, sd_unet, sd_vae
+from genreward_jax.encoders.torch_pickle import TorchPickleError, load_torch_checkpoint
 
 f32 = jnp.float32
 
@@ -56,6 +59,7 @@ CLIP_WEIGHTS = "open_clip_model.safetensors"
 CLIP_CONFIG = "open_clip_config.json"
 S3D_WEIGHTS = "s3d_video.safetensors"  # written by preprocessing/s3d.py export_video_tower
 S3D_CONFIG = "s3d_config.json"
+DIFFUSERS_BIN = "diffusion_pytorch_model.bin"  # the torch pickle some diffusers folders ship
 CONFIG = "config.json"
 _MAX_LISTED = 8
 
@@ -172,6 +176,61 @@ def load_s3d_video(folder: str | os.PathLike, dtype: Any = f32) -> LoadedEncoder
     return LoadedEncoder(s3d.S3DVideoTower(dtype), params, config)
 
 
+def load_sd_vae_encoder(
+    folder: str | os.PathLike, dtype: Any = f32, param_dtype: Any = f32
+) -> LoadedEncoder:
+    """diffusers ``AutoencoderKL`` folder (Stable Diffusion's ``vae/``) -> `SDVAEEncoder`;
+    ``apply(params, pixels)`` gives (mean, logvar), see ``sd_vae``. Reads the safetensors file or,
+    failing that, ``diffusion_pytorch_model.bin``."""
+    folder = Path(folder)
+    try:
+        config = sd_vae.SDVAEConfig.from_diffusers(_read_config(folder))
+    except ValueError as err:
+        raise CheckpointError(f"{folder / CONFIG}: {err}") from err
+
+    def rename(key: str) -> str | None:
+        return None if key.startswith(("decoder.", "post_quant_conv.")) else key
+
+    tensors, source = _read_diffusers_tensors(folder, rename)
+    params = _to_params(tensors, sd_vae.init_shapes(config), param_dtype, source)
+    return LoadedEncoder(sd_vae.SDVAEEncoder(config, dtype), params, config)
+
+
+def load_sd_unet(
+    folder: str | os.PathLike, dtype: Any = f32, param_dtype: Any = f32
+) -> LoadedEncoder:
+    """diffusers ``UNet2DConditionModel`` folder (Stable Diffusion's ``unet/``) -> `SDUNet`;
+    ``apply(params, sample, timesteps, context)`` gives ε, see ``sd_unet``."""
+    folder = Path(folder)
+    try:
+        config = sd_unet.SDUNetConfig.from_diffusers(_read_config(folder))
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{folder / CONFIG}: {err}") from err
+    tensors, source = _read_diffusers_tensors(folder, lambda key: key)
+    params = _to_params(tensors, sd_unet.init_shapes(config), param_dtype, source)
+    return LoadedEncoder(sd_unet.SDUNet(config, dtype), params, config)
+
+
+def _read_diffusers_tensors(
+    folder: Path, rename: Callable[[str], str | None]
+) -> tuple[dict[str, tuple[str, np.ndarray]], Path]:
+    """A diffusers model folder's tensors from its safetensors file (or shards), else from
+    ``diffusion_pytorch_model.bin`` (our torch-free reader); with the file they came from."""
+    if _weight_files(folder, VAE_WEIGHTS, False) or not (folder / DIFFUSERS_BIN).is_file():
+        return _read_tensors(folder, VAE_WEIGHTS, rename), folder / VAE_WEIGHTS
+    path = folder / DIFFUSERS_BIN
+    try:
+        state = load_torch_checkpoint(path)
+    except (TorchPickleError, OSError) as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from err
+    tensors = {}
+    for key, array in state.items():
+        new_key = rename(key)
+        if new_key is not None:
+            tensors[new_key] = (key, array)
+    return tensors, path
+
+
 def weights_hash(folder: str | os.PathLike) -> str:
     """sha256 (hex) of the config bytes (`config.json`, or an open_clip folder's
     `open_clip_config.json`) followed by the weights bytes (shards sorted by name).
@@ -179,8 +238,10 @@ def weights_hash(folder: str | os.PathLike) -> str:
     Identifies the exact encoder that produced a set of goal targets.
     """
     folder = Path(folder)
-    names = (VAE_WEIGHTS, DINO_WEIGHTS, CLIP_WEIGHTS, S3D_WEIGHTS)
+    names = (VAE_WEIGHTS, DINO_WEIGHTS, CLIP_WEIGHTS, S3D_WEIGHTS, DIFFUSERS_BIN)
     present = [name for name in names if _weight_files(folder, name, False)]
+    if VAE_WEIGHTS in present and DIFFUSERS_BIN in present:
+        present.remove(DIFFUSERS_BIN)  # the loaders read the safetensors file then
     if len(present) != 1:
         raise CheckpointError(
             f"{folder}: expected exactly one of {' / '.join(names)} (or a sharded index), found "
@@ -360,6 +421,8 @@ __all__ = (
     "LoadedEncoder",
     "load_clip_vision",
     "load_dinov3",
+    "load_sd_unet",
+    "load_sd_vae_encoder",
     "load_vae_encoder",
     "weights_hash",
 )
