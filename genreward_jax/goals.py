@@ -37,6 +37,11 @@ roboclip_target (opt.)      float32    [512]        S3D embedding of RoboCLIP's 
                                                     prompt or the goal video); provenance
                                                     'roboclip' says which, with the clip settings
                                                     and the exported S3D folder's path and hash
+tadpole_context (opt.)      float32    [2, L, D]    Stable Diffusion text embeddings (the text
+                                                    encoder's last hidden states, 77 tokens) of the
+                                                    empty prompt (row 0) and TADPoLe's prompt (row
+                                                    1); provenance 'tadpole' gives the prompt, the
+                                                    SD folder and its UNet's and VAE's hashes
 ==========================  =========  =============================================================
 
 The optional keys were added within schema version 1: files without them load unchanged. The
@@ -120,6 +125,7 @@ class GoalFile:
     vlmrm_baseline_text: np.ndarray | None = None
     clip_keyframe_embedding: np.ndarray | None = None
     roboclip_target: np.ndarray | None = None
+    tadpole_context: np.ndarray | None = None
 
     @property
     def has_vlmrm(self) -> bool:
@@ -159,6 +165,7 @@ _OPTIONAL_SPECS: dict[str, tuple[np.dtype, int]] = {
     "vlmrm_baseline_text": (np.dtype(np.float32), 2),
     "clip_keyframe_embedding": (np.dtype(np.float32), 1),
     "roboclip_target": (np.dtype(np.float32), 1),
+    "tadpole_context": (np.dtype(np.float32), 3),
 }
 VLMRM_KEYS = ("vlmrm_goal_text", "vlmrm_baseline_text", "clip_keyframe_embedding")
 _SCALAR_KEYS = ("schema_version", "keyframe_index", "task", "video_prompt", "provenance")
@@ -207,6 +214,19 @@ def validate_goal(goal: GoalFile, source: str = "goal") -> None:
             fail(
                 f"'roboclip_target' needs provenance 'roboclip' with {', '.join(needed)}, got "
                 f"{entry!r}"
+            )
+    if goal.tadpole_context is not None:
+        entry = goal.provenance.get("tadpole") if isinstance(goal.provenance, dict) else None
+        needed = ("id", "prompt", "unet_hash", "vae_hash")
+        if not isinstance(entry, dict) or any(k not in entry for k in needed):
+            fail(
+                f"'tadpole_context' needs provenance 'tadpole' with {', '.join(needed)}, got "
+                f"{entry!r}"
+            )
+        if goal.tadpole_context.shape[0] != 2:
+            fail(
+                f"'tadpole_context' has shape {goal.tadpole_context.shape}, expected [2, L, D] "
+                "(empty prompt, TADPoLe prompt)"
             )
     if goal.clip_scores.shape != (n,):
         fail(f"'clip_scores' has shape {goal.clip_scores.shape}, expected ({n},) (one per frame)")
@@ -324,8 +344,8 @@ def check_goal_matches(
 
 
 def encoder_folder(goal_path: str | os.PathLike, goal: GoalFile, encoder: str) -> str:
-    """Folder of the 'vae', 'dinov3', 'clip' or 'roboclip' (S3D) weights the goal was encoded
-    with.
+    """Folder of the 'vae', 'dinov3', 'clip', 'roboclip' (S3D) or 'tadpole' (Stable Diffusion)
+    weights the goal was encoded with.
 
     Prefers the path relative to the goal file (so a goal folder can be moved or copied with its
     encoders/), then the absolute path recorded at write time.

@@ -19,6 +19,7 @@ from genreward_jax.goals import SAMPLING_NAME, SCHEMA_VERSION, GoalFile, save_go
 from genreward_jax.rewards import roboclip
 from preprocessing import artefacts, encoding, keyframe, models, prompts, sources
 from preprocessing.roboclip_section import roboclip_section
+from preprocessing.tadpole_section import tadpole_section
 from preprocessing.vlmrm_section import vlmrm_section
 
 GOAL_SOURCES = ("generate", "scripted", "file")
@@ -52,6 +53,7 @@ class GoalConfig:
     roboclip_target: str = "text"  # "text" (the task's video prompt) | "goal_video"
     roboclip_crop: int = roboclip.RELEASE_CROP
     roboclip_stride: int = roboclip.RELEASE_STRIDE
+    tadpole_prompt: str | None = None  # None: prompts.tadpole_prompt(task)
     placements: int = 1  # > 1: a goal bank, one goal per placement (env seeds seed, seed+1, ...)
     camera: str = "corner"
     device: str = "cpu"
@@ -182,6 +184,7 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
     clip = models.load_clip(spec)
     dino, processor = models.load_dinov3(spec)
     s3d = models.load_s3d(spec, prompts.vocabulary())
+    sd = models.load_stable_diffusion(spec)
 
     video = goal_video(dataclasses.replace(cfg, models=spec), prompt, vae.model, start)
     n = video.frames.shape[0]
@@ -229,6 +232,12 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
             cfg.roboclip_crop,
             cfg.roboclip_stride,
         )
+    tadpole = None
+    if sd is not None:
+        _log("TADPoLe prompt embeddings with Stable Diffusion's text encoder", start)
+        tadpole = tadpole_section(
+            sd, cfg.tadpole_prompt or prompts.tadpole_prompt(cfg.task), cfg.out_dir
+        )
     provenance = {
         "schema_version": SCHEMA_VERSION,
         "source": cfg.goal_source,
@@ -266,6 +275,7 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
             **vlmrm.provenance,
         },
         **({"roboclip": robo.provenance} if robo is not None else {}),
+        **({"tadpole": tadpole.provenance} if tadpole is not None else {}),
         "models": spec.mode,
         "seed": cfg.seed,
         "model_seed": spec.seed,
@@ -291,6 +301,7 @@ def build_goal(cfg: GoalConfig) -> dict[str, str]:
         vlmrm_baseline_text=vlmrm.baseline_text,
         clip_keyframe_embedding=vlmrm.keyframe_embedding,
         roboclip_target=None if robo is None else robo.target,
+        tadpole_context=None if tadpole is None else tadpole.context,
     )
     goal_path = os.path.join(cfg.out_dir, "goal.npz")
     save_goal(goal_path, goal)

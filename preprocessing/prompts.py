@@ -43,6 +43,21 @@ KEYFRAME_PROMPT_SETS = ("task", "generic")
 # VLM-RM's own tasks used e.g. "a humanoid robot" against "a humanoid robot kneeling").
 VLMRM_BASELINE_PROMPTS = ("a robot arm on a table",)
 
+# TADPoLe's prompt names the behaviour, short, as its release's Meta-World prompts do ("closing a
+# door"); ours for the paper's five tasks.
+TADPOLE_PROMPTS = {
+    "pick-place-v3": "a robot arm placing a red puck at the goal",
+    "pick-out-of-hole-v3": "a robot arm pulling a red peg out of a hole",
+    "bin-picking-v3": "a robot arm moving a green block into the blue bin",
+    "shelf-place-v3": "a robot arm placing a blue block on a shelf",
+    "disassemble-v3": "a robot arm lifting a nut off a peg",
+}
+
+
+def tadpole_prompt(task: str) -> str:
+    """TADPoLe's prompt for a task; the task's video prompt outside the paper's five."""
+    return TADPOLE_PROMPTS.get(task, task_prompt(task))
+
 
 def keyframe_prompts(task: str, prompt_set: str = "task") -> tuple[str, ...]:
     """Keyframe prompts: the task's description of its solved state ('task'; the task's video
@@ -68,6 +83,7 @@ def vocabulary() -> list[str]:
         *TASK_PROMPTS.values(),
         *KEYFRAME_PROMPTS,
         *VLMRM_BASELINE_PROMPTS,
+        *TADPOLE_PROMPTS.values(),
         *keyframes,
         "a robot arm solves the task",
     ]

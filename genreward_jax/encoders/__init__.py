@@ -1,6 +1,6 @@
 """Frozen encoders ported to Flax: the CogVideoX VAE encoder and DINOv3 ViT (GenReward's goal
-targets), open_clip's ViT image tower (the VLM-RM baseline), S3D-G's video tower (RoboCLIP) and Stable
-Diffusion's VAE encoder and UNet (TADPoLe).
+targets), open_clip's ViT image tower (the VLM-RM baseline), S3D-G's video tower (RoboCLIP) and
+Stable Diffusion's VAE encoder and UNet (TADPoLe).
 
 Load with `load_vae_encoder(folder)` / `load_dinov3(folder)` / `load_clip_vision(folder)` (see
 `weights` for the API); each returns `LoadedEncoder(module, params, config)` whose

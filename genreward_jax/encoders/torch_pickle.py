@@ -117,8 +117,6 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
         prefix = pickles[0].removesuffix("/data.pkl")
         with archive.open(pickles[0]) as f:
             state = _Unpickler(f, archive, prefix, path).load()
-    if not isinstance(state, dict) or not all(
-        isinstance(v, np.ndarray) for v in state.values()
-    ):
+    if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
         raise TorchPickleError(f"{path}: not a flat state dict of tensors")
     return {str(k): np.asarray(v) for k, v in state.items()}

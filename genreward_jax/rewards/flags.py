@@ -18,7 +18,7 @@ from genreward_jax.rewards.video import VIDEO_VARIANTS
 # Chosen by AUC(expert vs random) in bench/reward_quality.py with the tiny models (README).
 DEFAULT_VIDEO_VARIANT = "progress"
 
-REWARD_MODELS = ("genreward", "vlmrm", "roboclip", "none")
+REWARD_MODELS = ("genreward", "vlmrm", "roboclip", "tadpole", "none")
 flags.DEFINE_enum(
     "reward_model",
     "genreward",
@@ -26,7 +26,9 @@ flags.DEFINE_enum(
     "genreward: the paper's video + FB rewards (needs --goal_file; without one, "
     "plain DreamerV3); vlmrm: the VLM-RM baseline, a CLIP reward per frame (its "
     "prompt embeddings come from --goal_file); roboclip: the RoboCLIP baseline, an "
-    "S3D video score per episode (its target from --goal_file); none: the env "
+    "S3D video score per episode (its target from --goal_file); tadpole: the "
+    "TADPoLe baseline, a Stable Diffusion reward per frame (its prompt embeddings "
+    "and SD folder from --goal_file); none: the env "
     "reward alone (with --goal_file, still at the goal's placement).",
 )
 flags.DEFINE_float(
@@ -42,6 +44,43 @@ flags.DEFINE_integer(
     "RoboCLIP: side of the square frames its "
     "video is cropped from (the release: 480-row renders, 250-pixel crop).",
     lower_bound=2,
+)
+flags.DEFINE_float(
+    "tadpole_weight",
+    0.5,
+    "TADPoLe: weight of its reward. calibrated: its per-step spread as a fraction "
+    "of the env reward's; paper: multiplies the raw reward (the release trains on "
+    "it alone: --noenv_reward, weight 1, --tadpole_success_bonus=2).",
+)
+flags.DEFINE_integer(
+    "tadpole_noise_base",
+    500,
+    "TADPoLe: noise levels t ~ U[base, base + range), one per episode (the "
+    "release's Meta-World command: 500).",
+    lower_bound=0,
+)
+flags.DEFINE_integer(
+    "tadpole_noise_range", 100, "TADPoLe: width of the noise-level range.", lower_bound=1
+)
+flags.DEFINE_float("tadpole_align_scale", 2000.0, "TADPoLe: w_align (the release: 2000).")
+flags.DEFINE_float("tadpole_recon_scale", 200.0, "TADPoLe: w_recon (the release: 200).")
+flags.DEFINE_integer(
+    "tadpole_render_size",
+    448,
+    "TADPoLe: side of the frames it scores (the release: 448, resized to the model's 512).",
+    lower_bound=2,
+)
+flags.DEFINE_enum(
+    "tadpole_pixel_range",
+    "unit",
+    ["unit", "release"],
+    "TADPoLe: unit = frames/255 mapped to [-1, 1] (the paper); release = the "
+    "release's image variant, 2x − 1 of the raw 0-255 values.",
+)
+flags.DEFINE_float(
+    "tadpole_success_bonus",
+    0.0,
+    "TADPoLe: added × success to each step's raw reward (the release on Meta-World: 2).",
 )
 flags.DEFINE_float(
     "vlmrm_weight",

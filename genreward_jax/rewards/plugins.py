@@ -228,6 +228,45 @@ def _roboclip_build(config, ctx: BuildContext) -> RewardSetup:
     )
 
 
+# ------------------------------------------------------------------ TADPoLe
+
+
+def _tadpole_config(fv: flags.FlagValues, compute_dtype: str, episode_length: int):
+    from genreward_jax.rewards.tadpole_rewards import TADPoLeConfig
+
+    del episode_length
+    _goal_file_required(fv, "prompt embeddings")
+    return TADPoLeConfig(
+        goal_file=fv.goal_file,
+        weight=fv.tadpole_weight,
+        env_reward=fv.env_reward,
+        reward_scaling=fv.reward_scaling,
+        noise_base=fv.tadpole_noise_base,
+        noise_range=fv.tadpole_noise_range,
+        align_scale=fv.tadpole_align_scale,
+        recon_scale=fv.tadpole_recon_scale,
+        render_size=fv.tadpole_render_size,
+        pixel_range=fv.tadpole_pixel_range,
+        success_bonus=fv.tadpole_success_bonus,
+        seed=fv.seed,
+        encoder_dtype=encoder_dtype(fv, compute_dtype),
+    )
+
+
+def _tadpole_build(config, ctx: BuildContext) -> RewardSetup:
+    from genreward_jax.rewards.tadpole_rewards import TADPoLeRewards
+
+    model = TADPoLeRewards(config, len(ctx.env_configs), ctx.env_configs[0].size)
+    entry = model.goal.provenance["tadpole"]
+    return _baseline_setup(
+        model,
+        ctx,
+        f"TADPoLe: {entry['id']}, prompt {entry['prompt']!r}, t ~ U[{config.noise_base}, "
+        f"{config.noise_base + config.noise_range}), {config.render_size}px frames, "
+        f"{config.reward_scaling} scaling",
+    )
+
+
 # ------------------------------------------------------------------ none
 
 
@@ -262,6 +301,12 @@ def _vlmrm_quality_terms(goal_file: str, goal, options) -> list:
     return vlmrm_terms(goal_file, goal, options)
 
 
+def _tadpole_quality_terms(goal_file: str, goal, options) -> list:
+    from genreward_jax.rewards.quality_terms import tadpole_terms
+
+    return tadpole_terms(goal_file, goal, options)
+
+
 def _roboclip_quality_terms(goal_file: str, goal, options) -> list:
     from genreward_jax.rewards.quality_terms import roboclip_terms
 
@@ -274,6 +319,7 @@ PLUGINS = {
         RewardPlugin("genreward", _genreward_config, _genreward_build, _genreward_quality_terms),
         RewardPlugin("vlmrm", _vlmrm_config, _vlmrm_build, _vlmrm_quality_terms),
         RewardPlugin("roboclip", _roboclip_config, _roboclip_build, _roboclip_quality_terms),
+        RewardPlugin("tadpole", _tadpole_config, _tadpole_build, _tadpole_quality_terms),
         RewardPlugin("none", _none_config, _none_build),
     )
 }

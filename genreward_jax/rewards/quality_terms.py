@@ -10,6 +10,9 @@ VLM-RM: the online reward function (``vlmrm_rewards.vlmrm_reward_fn``) on every 
 the rollouts' frames (at the goal's resolution) are resized to the tower's input, where online
 the env renders at that size.
 
+TADPoLe: the online reward function (``tadpole_rewards.tadpole_reward_fn``) on every arriving
+frame, one noise level per rollout.
+
 RoboCLIP: the online scorer on each rollout's video (the kept frames, centre-cropped: at the
 rollouts' resolution, where online the env renders larger), at the rollout's last step.
 
@@ -230,6 +233,47 @@ class VLMRMTerm:
             )
             for r in rollouts
         ]
+
+
+class TADPoLeTerm:
+    """TADPoLe's reward of each arriving frame (index t: frame t + 1), one noise level per
+    episode and fresh draws per frame, as online (seeded: the same rollouts score the same)."""
+
+    name = "tadpole"
+
+    def __init__(self, reward: Callable, config, seed: int = 0):
+        self.reward, self.config, self.seed = reward, config, seed
+
+    def episode_rewards(self, rollouts: Sequence[Rollout]) -> list[np.ndarray]:
+        from genreward_jax.rewards.tadpole import draw_noise_levels
+
+        key = jax.random.key(self.seed)
+        out = []
+        for rollout in rollouts:
+            key, level_key = jax.random.split(key)
+            level = draw_noise_levels(
+                level_key, 1, self.config.noise_base, self.config.noise_range
+            )[0]
+            rewards = []
+            for i in range(1, len(rollout.frames), 16):
+                frames = jnp.asarray(rollout.frames[i : i + 16])
+                key, step_key = jax.random.split(key)
+                t = jnp.full(frames.shape[0], level, jnp.int32)
+                rewards.append(np.asarray(self.reward(frames, t, step_key)["reward"]))
+            out.append(np.concatenate(rewards))
+        return out
+
+
+def tadpole_terms(goal_file: str, goal: GoalFile, options) -> list:
+    """TADPoLe at the release's settings; none for a goal without the TADPoLe section."""
+    from genreward_jax.rewards.tadpole_rewards import TADPoLeConfig, tadpole_reward_fn
+
+    if goal.tadpole_context is None:
+        print(f"{goal_file}: no TADPoLe section, no TADPoLe row (remake the goal)", flush=True)
+        return []
+    config = TADPoLeConfig(goal_file=goal_file)
+    reward, _ = tadpole_reward_fn(goal_file, goal, config)
+    return [TADPoLeTerm(reward, config)]
 
 
 def genreward_terms(goal_file: str, goal: GoalFile, options) -> list:
