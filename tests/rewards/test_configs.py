@@ -71,6 +71,16 @@ def test_release_literal_restores_the_release_formula():
                 and v.placement == "goal"
             ),
         ),
+        (
+            "baseline_tadpole",
+            lambda v: (
+                v.reward_model == "tadpole"
+                and (v.tadpole_noise_base, v.tadpole_noise_range) == (500, 100)
+                and (v.tadpole_align_scale, v.tadpole_recon_scale) == (2000, 200)
+                and v.tadpole_render_size == 448
+                and v.placement == "goal"
+            ),
+        ),
     ],
 )
 def test_ablations_override_a_task_config(ablation, check):
@@ -91,6 +101,7 @@ def test_every_training_config_is_covered():
         "baseline_dreamerv3",
         "baseline_vlmrm",
         "baseline_roboclip",
+        "baseline_tadpole",
         "release_literal",
         "pick_place_cpu",
     }

@@ -63,7 +63,7 @@ def test_bad_flags_fail_with_a_clear_message(args, message, tmp_path):
 
 @pytest.fixture(scope="module")
 def quickstart_goal(tmp_path_factory):
-    """README's goal command, shortened: the quickstart goal (GenReward's and VLM-RM's sections)."""
+    """README's goal command, shortened: the quickstart goal (with every baseline's section)."""
     out = tmp_path_factory.mktemp("goal")
     goal = subprocess.run(
         [
@@ -150,6 +150,12 @@ def test_evaluate_refuses_a_directory_that_is_not_a_run(tmp_path):
     [
         ("vlmrm", [], "VLM-RM: tiny-openclip at 64px", "rewards/vlmrm_std"),
         ("roboclip", ["--roboclip_render_size=64"], "RoboCLIP: tiny-s3d/seed0", "rewards/roboclip"),
+        (
+            "tadpole",
+            ["--tadpole_render_size=64"],
+            "TADPoLe: tiny-stable-diffusion/seed6",
+            "rewards/tadpole_std",
+        ),
     ],
 )
 def test_baseline_flagfile_trains_end_to_end(
