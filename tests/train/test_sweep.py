@@ -94,7 +94,7 @@ def test_run_state_from_checkpoints(tmp_path):
 
 
 def _tiny_sweep(tmp_path):
-    """2 tasks x 2 methods (dense, sparse env reward) x 2 seeds of real training runs, small
+    """2 tasks x 2 methods (dense, sparse env reward) x 1 seed of real training runs, small
     enough for CI: tiny agent, 40 env steps of 20-step episodes, no goal."""
     spec = {
         "name": "tiny",
@@ -114,7 +114,7 @@ def _tiny_sweep(tmp_path):
         "axes": {
             "task": {"reach": {"flags": {"task": "reach"}}, "push": {"flags": {"task": "push"}}},
             "method": {"dense": {}, "sparse": {"flags": {"reward_mode": "sparse"}}},
-            "seed": [0, 1],
+            "seed": [0],
         },
     }
     path = tmp_path / "tiny.yaml"
@@ -147,19 +147,19 @@ def test_tiny_sweep_through_submitit_then_local_then_report(tmp_path):
         "--timeout_min=15",
     )
     assert first.returncode == 0, first.stderr[-3000:]
-    assert first.stdout.count("submitted reach/") == 4
+    assert first.stdout.count("submitted reach/") == 2
     _, runs = load_sweep(path)
     assert {r.name: run_state(r) for r in runs if r.name.startswith("reach")} == {
-        f"reach/{m}/seed_{s}": "complete" for m in ("dense", "sparse") for s in (0, 1)
+        f"reach/{m}/seed_0": "complete" for m in ("dense", "sparse")
     }
 
     second = _cli("genreward_jax.sweep", path, "--jobs=2")
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "8 runs, 4 to launch (4 complete" in second.stdout
-    assert second.stdout.count("started push/") == 4 and "started reach/" not in second.stdout
+    assert "4 runs, 2 to launch (2 complete" in second.stdout
+    assert second.stdout.count("started push/") == 2 and "started reach/" not in second.stdout
     assert all(run_state(r) == "complete" for r in runs)
     third = _cli("genreward_jax.sweep", path)
-    assert third.returncode == 0 and "8 runs, 0 to launch (8 complete" in third.stdout
+    assert third.returncode == 0 and "4 runs, 0 to launch (4 complete" in third.stdout
 
     made = _cli("genreward_jax.report", path, "--reps=200")
     assert made.returncode == 0, made.stderr[-3000:]
@@ -169,4 +169,4 @@ def test_tiny_sweep_through_submitit_then_local_then_report(tmp_path):
     final = (report_dir / "final.md").read_text()
     for task in ("reach", "push"):
         for method in ("dense", "sparse"):
-            assert f"| {task} | {method} | 2 | 40 |" in final
+            assert f"| {task} | {method} | 1 | 40 |" in final
