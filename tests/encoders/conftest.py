@@ -224,3 +224,18 @@ def tiny_clip(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clip")
     clip_reference(folder, TINY_CLIP)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory):
+    """A tiny Stable Diffusion folder (preprocessing's tiny mode), its UNet also saved as the
+    torch pickle diffusion_pytorch_model.bin under unet_bin/."""
+    from diffusers import UNet2DConditionModel
+
+    from preprocessing.models import tiny_stable_diffusion
+
+    folder = tmp_path_factory.mktemp("stable_diffusion")
+    tiny_stable_diffusion(0, str(folder))
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet")
+    unet.save_pretrained(folder / "unet_bin", safe_serialization=False)
+    return folder

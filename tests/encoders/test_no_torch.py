@@ -20,8 +20,10 @@ from genreward_jax.encoders import clip_vit
 from genreward_jax.encoders.weights import load_clip_vision
 import genreward_jax.main, genreward_jax.rewards.plugins, genreward_jax.rewards.vlmrm_rewards
 import genreward_jax.rewards.roboclip_rewards, genreward_jax.encoders.s3d
+import genreward_jax.rewards.tadpole_rewards
+from genreward_jax.encoders import load_sd_unet, load_sd_vae_encoder
 
-vae_folder, dino_folder, clip_folder = sys.argv[1:4]
+vae_folder, dino_folder, clip_folder, sd_folder = sys.argv[1:5]
 vae = load_vae_encoder(vae_folder)
 frames = np.zeros((1, 9, 16, 16, 3), np.uint8)
 mean, logvar = jax.jit(vae.apply)(vae.params, video_to_vae_input(frames))
@@ -30,7 +32,12 @@ out = jax.jit(dino.apply)(dino.params, preprocess_images(frames[0], 32))
 hashes = [weights_hash(vae_folder), weights_hash(dino_folder)]
 clip = load_clip_vision(clip_folder)
 image = jax.jit(clip.apply)(clip.params, clip_vit.preprocess_images(frames[0], clip.config))
+sd_vae = load_sd_vae_encoder(sd_folder + "/vae")
+sd_mean, _ = jax.jit(sd_vae.apply)(sd_vae.params, jnp.zeros((1, 32, 32, 3)))
+unet = load_sd_unet(sd_folder + "/unet_bin")  # the torch pickle, read by our own reader
+eps = jax.jit(unet.apply)(unet.params, sd_mean, jnp.array([500]), jnp.zeros((1, 77, 32)))
 print(json.dumps({
+    "eps": list(eps.shape),
     "torch_modules": sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")),
     "latent": list(mean.shape),
     "pooled": list(out["pooled"].shape),
@@ -40,10 +47,18 @@ print(json.dumps({
 """
 
 
-def test_encoders_run_without_importing_torch(tiny_vae, tiny_dino, tiny_clip):
+def test_encoders_run_without_importing_torch(tiny_vae, tiny_dino, tiny_clip, tiny_sd):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"}
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tiny_vae.folder), str(tiny_dino.folder), str(tiny_clip)],
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            str(tiny_vae.folder),
+            str(tiny_dino.folder),
+            str(tiny_clip),
+            str(tiny_sd),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -56,4 +71,5 @@ def test_encoders_run_without_importing_torch(tiny_vae, tiny_dino, tiny_clip):
     assert report["latent"] == [1, 3, 4, 4, 4]
     assert report["pooled"] == [9, 32]
     assert report["clip"] == [9, 24]
+    assert report["eps"] == [1, 8, 8, 4]
     assert report["finite"]
