@@ -36,6 +36,7 @@ from transformers import DINOv3ViTConfig, DINOv3ViTModel
 from genreward_jax.atomic import atomic_write_json  # noqa: E402
 from genreward_jax.encoders import load_dinov3, load_vae_encoder
 from genreward_jax.encoders.cogvideox_vae import CausalConv3d, ChunkGroupNorm, resolve_conv_impl
+from preprocessing.models import COGVIDEOX_5B_VAE_CONFIG, DINOV3_VITS16PLUS_CONFIG
 
 _DEVICE = flags.DEFINE_enum(
     "device", "auto", ["auto", "cpu", "cuda"], "Torch device; auto picks cuda when available."
@@ -52,28 +53,11 @@ _CONV_IMPL = flags.DEFINE_enum(
 )
 _OUTPUT = flags.DEFINE_string("output", "bench/results/encoders.json", "Where to write JSON.")
 
-REAL_VAE = dict(
-    block_out_channels=(128, 256, 256, 512),
-    latent_channels=16,
-    layers_per_block=3,
-    norm_num_groups=32,
-    norm_eps=1e-6,
-    scaling_factor=0.7,
-    down_block_types=("CogVideoXDownBlock3D",) * 4,
-    up_block_types=("CogVideoXUpBlock3D",) * 4,
-)
-REAL_DINO = dict(
-    hidden_size=384,
-    intermediate_size=1536,
-    num_hidden_layers=12,
-    num_attention_heads=6,
-    num_register_tokens=4,
-    use_gated_mlp=True,
-    hidden_act="silu",
-    patch_size=16,
-    layer_norm_eps=1e-5,
-    rope_theta=100.0,
-)
+REAL_VAE = {
+    **COGVIDEOX_5B_VAE_CONFIG,
+    "down_block_types": ("CogVideoXDownBlock3D",) * 4,
+    "up_block_types": ("CogVideoXUpBlock3D",) * 4,
+}
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 JAX_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -141,7 +125,7 @@ class Models:
             if model == "vae":
                 module = AutoencoderKLCogVideoX(**REAL_VAE).eval()
             else:
-                module = DINOv3ViTModel(DINOv3ViTConfig(**REAL_DINO)).eval()
+                module = DINOv3ViTModel(DINOv3ViTConfig(**DINOV3_VITS16PLUS_CONFIG)).eval()
             module.save_pretrained(os.path.join(self.workdir, model))
             if model == "vae":
                 module.decoder = None  # only encode() is timed; frees memory

@@ -1,4 +1,5 @@
-"""Per-step cost of each reward model on this machine: GenReward's terms, VLM-RM, RoboCLIP.
+"""Per-step cost of each reward model on this machine: GenReward's terms, VLM-RM, RoboCLIP,
+TADPoLe.
 
     .venv/bin/python -m bench.reward_cost                     # about 3 minutes on 2 CPU cores
     .venv/bin/python -m bench.reward_cost --goal_file=goals/pick-place-v3/goal.npz
@@ -10,8 +11,10 @@ Two parts, one run, side by side:
     episode (compiles excluded);
   * the real-size towers with random weights (no pretrained weights can be had here): open_clip
     ViT-B-32 at 224² per frame (VLM-RM's per-step call) and S3D-G on one episode's video (32
-    frames of 250², RoboCLIP's one call per 128-step episode; 64 frames for 256 steps), jitted,
-    float32: median of --repeats calls.
+    frames of 250², RoboCLIP's one call per 128-step episode; 64 frames for 256 steps) and, with
+    --real_sd, Stable Diffusion 2.1-base's VAE encoder on one 512² frame and its UNet on a batch
+    of 2 at 64² latents (TADPoLe's two calls per env step), jitted, float32: median of --repeats
+    calls.
 
 Prints a table and writes JSON (default bench/results/reward_cost.json).
 """
@@ -34,6 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--episode_length", type=int, default=128)
     parser.add_argument("--episodes", type=int, default=2, help="timed episodes per model")
     parser.add_argument("--repeats", type=int, default=3, help="calls per real-size tower")
+    parser.add_argument(
+        "--real_sd", action="store_true", help="time SD 2.1-base's VAE and UNet (minutes, 8 GB)"
+    )
     parser.add_argument("--out", default="bench/results/reward_cost.json")
     return parser.parse_args(argv)
 
@@ -61,6 +67,7 @@ def tiny_goal(folder: str) -> str:
 def reward_models(goal_file: str, length: int) -> dict:
     from genreward_jax.rewards.goal_rewards import GoalRewards, RewardConfig
     from genreward_jax.rewards.roboclip_rewards import RoboCLIPConfig, RoboCLIPRewards
+    from genreward_jax.rewards.tadpole_rewards import TADPoLeConfig, TADPoLeRewards
     from genreward_jax.rewards.vlmrm_rewards import VLMRMConfig, VLMRMRewards
 
     return {
@@ -78,6 +85,9 @@ def reward_models(goal_file: str, length: int) -> dict:
         "roboclip (S3D once per episode)": RoboCLIPRewards(
             RoboCLIPConfig(goal_file=goal_file, render_size=64, episode_length=length), 1, 64
         ),
+        "tadpole (VAE + UNet ×2 every step)": TADPoLeRewards(
+            TADPoLeConfig(goal_file=goal_file, render_size=64), 1, 64
+        ),
     }
 
 
@@ -91,6 +101,7 @@ def time_process(model, length: int, episodes: int, rng: np.random.Generator) ->
                 "reward": np.zeros(1, np.float32),
                 "is_first": np.array([step == 0]),
                 "is_last": np.array([step == length]),
+                "success": np.zeros(1, bool),
             }
             model.process(obs)
 
@@ -109,6 +120,43 @@ def time_call(fn, args, repeats: int) -> float:
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
     return 1e3 * float(np.median(times))
+
+
+def random_params(shapes, seed: int):
+    """Normal parameters of the given abstract tree, scaled by 1/sqrt(fan-in) (no init pass)."""
+    leaves, tree = jax.tree.flatten(shapes)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    scale = [leaf.shape[-2] ** -0.5 if len(leaf.shape) > 1 else 0.1 for leaf in leaves]
+    return jax.tree.unflatten(
+        tree,
+        [s * jax.random.normal(k, x.shape) for s, k, x in zip(scale, keys, leaves, strict=True)],
+    )
+
+
+def real_size_sd(repeats: int) -> dict:
+    """SD 2.1-base: VAE encoder on one 512² frame, UNet on 2 latents of 64² (text and empty
+    prompt), random weights."""
+    from genreward_jax.encoders import sd_unet, sd_vae
+    from preprocessing.models import SD21_BASE_UNET_CONFIG, SD_VAE_CONFIG
+
+    out = {}
+    vae_config = sd_vae.SDVAEConfig.from_diffusers(SD_VAE_CONFIG)
+    vae = sd_vae.SDVAEEncoder(vae_config)
+    params = random_params(sd_vae.init_shapes(vae_config), 0)
+    out["SD VAE encoder, 1 frame 512²"] = time_call(
+        jax.jit(vae.apply), ({"params": params}, jnp.zeros((1, 512, 512, 3))), repeats
+    )
+    config = sd_unet.SDUNetConfig.from_diffusers(SD21_BASE_UNET_CONFIG)
+    unet = sd_unet.SDUNet(config)
+    params = random_params(sd_unet.init_shapes(config), 1)
+    args = (
+        {"params": params},
+        jnp.zeros((2, 64, 64, 4)),
+        jnp.full(2, 550),
+        jnp.zeros((2, 77, 1024)),
+    )
+    out["SD 2.1-base UNet, batch 2 at 64²"] = time_call(jax.jit(unet.apply), args, repeats)
+    return out
 
 
 def real_size_towers(repeats: int) -> dict:
@@ -144,6 +192,8 @@ def main(argv=None) -> dict:
         for name, model in reward_models(goal_file, args.episode_length).items()
     }
     towers = real_size_towers(args.repeats)
+    if args.real_sd:
+        towers.update(real_size_sd(args.repeats))
     lines = ["| reward model, goal models | ms per env step |", "|---|---|"]
     lines += [f"| {name} | {ms:.2f} |" for name, ms in per_step.items()]
     lines += ["", "| real-size tower, random weights, float32 | ms per call |", "|---|---|"]

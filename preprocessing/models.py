@@ -29,6 +29,48 @@ TINY_LATENT_CHANNELS = 8
 TINY_TEXT_LENGTH = 32
 
 
+# The pretrained models' architectures, for random-weight stand-ins at the real size (parity tests,
+# benchmarks): no weights can be downloaded there, the shapes must still be the real ones.
+COGVIDEOX_5B_VAE_CONFIG = {
+    "block_out_channels": (128, 256, 256, 512),
+    "latent_channels": 16,
+    "layers_per_block": 3,
+    "norm_num_groups": 32,
+    "norm_eps": 1e-6,
+    "scaling_factor": 0.7,
+}
+DINOV3_VITS16PLUS_CONFIG = {
+    "hidden_size": 384,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 6,
+    "num_register_tokens": 4,
+    "use_gated_mlp": True,
+    "hidden_act": "silu",
+    "patch_size": 16,
+    "layer_norm_eps": 1e-5,
+    "rope_theta": 100.0,
+}
+SD21_BASE_UNET_CONFIG = {
+    "attention_head_dim": (5, 10, 20, 20),
+    "block_out_channels": (320, 640, 1280, 1280),
+    "cross_attention_dim": 1024,
+    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    "layers_per_block": 2,
+    "sample_size": 64,
+    "use_linear_projection": True,
+}
+SD_VAE_CONFIG = {
+    "block_out_channels": (128, 256, 512, 512),
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "layers_per_block": 2,
+    "latent_channels": 4,
+    "sample_size": 512,
+}
+
+
 class ModelUnavailableError(RuntimeError):
     """Weights are not available locally and cannot be downloaded; the message says what to do."""
 

@@ -156,7 +156,7 @@ def tiny_reach_goal(tmp_path_factory):
 @pytest.mark.slow
 def test_reward_quality_scores_every_plugin_through_the_interface(tmp_path):
     """The quality benchmark, tiny and short, from a fresh tiny goal: GenReward's rows and
-    VLM-RM's come from their plug-ins, each with finite rank statistics."""
+    the baselines' come from their plug-ins, each with finite rank statistics."""
     from bench import reward_quality
     from preprocessing.goal_builder import GoalConfig, build_goal
     from preprocessing.models import ModelSpec
@@ -186,9 +186,8 @@ def test_reward_quality_scores_every_plugin_through_the_interface(tmp_path):
     )
     names = [row["term"] for row in result["rows"]]
     assert names[0] == "env return (reference)" and "video/paper" in names
-    assert {"fb/dino", "fb/state", "vlmrm λ=0.5", "vlmrm λ=0 (CLIP cosine)", "roboclip"} <= set(
-        names
-    )
+    baselines = {"vlmrm λ=0.5", "vlmrm λ=0 (CLIP cosine)", "roboclip", "tadpole"}
+    assert {"fb/dino", "fb/state", *baselines} <= set(names)
     assert all(np.isfinite(row["auc_expert_vs_random"]) for row in result["rows"])
     only = reward_quality.main(
         [

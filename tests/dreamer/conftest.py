@@ -3,39 +3,22 @@
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from genreward_jax.dreamer import Agent, preset
 from genreward_jax.envs import ACT_DIM
+from tests.batches import replay_batch
 
 VECTOR_SPEC = {"state": ((39,), np.float32), "reward": ((), np.float32), "is_first": ((), bool)}
 IMAGE_SPEC = {"image": ((64, 64, 3), np.uint8), "state": ((39,), np.float32)}
 
 
 def make_batch(config, spec, batch=3, length=6, seed=0):
-    """Random replay batch [B, T+1, ...] in the agent's layout, with one episode start."""
-    rng = np.random.default_rng(seed)
-    shape = (batch, length + 1)
-    out = {
-        "action": rng.uniform(-1, 1, (*shape, ACT_DIM)).astype(np.float32),
-        "reward": rng.normal(size=shape).astype(np.float32),
-        "is_first": np.zeros(shape, bool),
-        "is_last": np.zeros(shape, bool),
-        "is_terminal": np.zeros(shape, bool),
-        "deter": np.zeros((*shape, config.deter), np.float32),
-        "stoch": np.zeros((*shape, config.stoch, config.classes), np.float32),
-    }
-    out["is_first"][:, 0] = True
-    out["is_first"][0, 3] = True
-    out["is_last"][0, 2] = True
-    out["is_terminal"][1, -1] = True
-    if "state" in spec:
-        out["state"] = rng.normal(size=(*shape, 39)).astype(np.float32)
-    if "image" in spec:
-        out["image"] = rng.integers(0, 256, (*shape, 64, 64, 3), dtype=np.uint8)
-    return {k: jnp.asarray(v) for k, v in out.items()}
+    """Random replay batch [B, T+1, ...] with the spec's state / image, one episode start."""
+    shapes = {"state": (39,), "image": (64, 64, 3)}
+    features = {k: v for k, v in shapes.items() if k in spec}
+    return replay_batch(config, batch, length, seed, features=features)
 
 
 @pytest.fixture(scope="session")

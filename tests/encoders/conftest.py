@@ -19,6 +19,8 @@ from diffusers import AutoencoderKLCogVideoX
 from safetensors.torch import save_file
 from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
+from preprocessing.models import COGVIDEOX_5B_VAE_CONFIG, DINOV3_VITS16PLUS_CONFIG
+
 
 @dataclasses.dataclass
 class Reference:
@@ -98,15 +100,7 @@ TINY_VAE_QUANT = dict(
     use_quant_conv=True,
     temporal_compression_ratio=2,
 )
-# The CogVideoX-5B(-I2V) VAE config.
-REAL_VAE = dict(
-    block_out_channels=(128, 256, 256, 512),
-    latent_channels=16,
-    layers_per_block=3,
-    norm_num_groups=32,
-    norm_eps=1e-6,
-    scaling_factor=0.7,
-)
+REAL_VAE = COGVIDEOX_5B_VAE_CONFIG
 
 TINY_DINO_GATED = dict(
     hidden_size=32,
@@ -132,21 +126,8 @@ TINY_DINO_PLAIN = dict(
     key_bias=True,
     layer_norm_eps=1e-6,
 )
-# DINOv3 ViT-S/16+.
-REAL_DINO = dict(
-    hidden_size=384,
-    intermediate_size=1536,
-    num_hidden_layers=12,
-    num_attention_heads=6,
-    num_register_tokens=4,
-    use_gated_mlp=True,
-    hidden_act="silu",
-    patch_size=16,
-    layer_norm_eps=1e-5,
-    rope_theta=100.0,
-    key_bias=False,
-    initializer_range=0.05,
-)
+# DINOv3 ViT-S/16+, with a larger init range so attention is far from uniform.
+REAL_DINO = {**DINOV3_VITS16PLUS_CONFIG, "key_bias": False, "initializer_range": 0.05}
 
 
 @pytest.fixture(scope="session")

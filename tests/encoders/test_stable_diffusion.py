@@ -20,7 +20,12 @@ from genreward_jax.encoders import (
     weights_hash,
 )
 from genreward_jax.encoders.torch_pickle import TorchPickleError, load_torch_checkpoint
-from preprocessing.models import TINY_SD_VAE_CONFIG, TINY_UNET_CONFIG
+from preprocessing.models import (
+    SD21_BASE_UNET_CONFIG,
+    SD_VAE_CONFIG,
+    TINY_SD_VAE_CONFIG,
+    TINY_UNET_CONFIG,
+)
 
 # SD 1.5's layout in small: one head count for every block, 1x1-conv projections.
 SD15_STYLE_UNET = {
@@ -28,24 +33,6 @@ SD15_STYLE_UNET = {
     "attention_head_dim": 4,
     "use_linear_projection": False,
     "cross_attention_dim": 24,
-}
-SD21_BASE_UNET = {
-    "attention_head_dim": [5, 10, 20, 20],
-    "block_out_channels": [320, 640, 1280, 1280],
-    "cross_attention_dim": 1024,
-    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
-    "layers_per_block": 2,
-    "sample_size": 64,
-    "use_linear_projection": True,
-}
-SD_VAE = {
-    "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "layers_per_block": 2,
-    "latent_channels": 4,
-    "sample_size": 512,
 }
 
 
@@ -212,7 +199,7 @@ def _in_memory_params(model: torch.nn.Module, config, module):
 def test_real_sd21_base_config_matches_diffusers_at_a_small_size():
     """SD 2.1-base's UNet (865M parameters) at an 8x8 latent and SD's VAE encoder at 64x64:
     every block type, head layout and width of the real config, random weights."""
-    unet = _fast_random(UNet2DConditionModel, SD21_BASE_UNET, seed=0)
+    unet = _fast_random(UNet2DConditionModel, SD21_BASE_UNET_CONFIG, seed=0)
     config = sd_unet.SDUNetConfig.from_diffusers(dict(unet.config))
     assert config.heads == (5, 10, 20, 20) and config.use_linear_projection
     sample, t, context = unet_inputs(dict(unet.config))
@@ -227,7 +214,7 @@ def test_real_sd21_base_config_matches_diffusers_at_a_small_size():
     np.testing.assert_allclose(np.asarray(ours), want, atol=1e-4)
     del params
 
-    vae = _fast_random(AutoencoderKL, SD_VAE, seed=1)
+    vae = _fast_random(AutoencoderKL, SD_VAE_CONFIG, seed=1)
     vae_config = sd_vae.SDVAEConfig.from_diffusers(dict(vae.config))
     pixels = np.random.default_rng(1).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
     with torch.no_grad():
