@@ -212,15 +212,16 @@ def plot(rows: Sequence[dict], levels: Sequence[str], path: str, title: str) -> 
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [3, 2]})
     x = np.arange(len(levels))
-    for row in rows:
+    colours = plt.get_cmap("tab20").colors  # distinct for up to 20 terms (tab10 repeats)
+    for i, row in enumerate(rows):
         means = np.array([row["levels"][lvl]["mean"] for lvl in levels])
         spread = means.std() or 1.0
         ref = row["term"].startswith("env return")
         left.plot(
             x,
             (means - means.mean()) / spread,
-            marker="o",
-            color="black" if ref else None,
+            marker="os^D"[i % 4],
+            color="black" if ref else colours[i % len(colours)],
             linewidth=3 if ref else 1.5,
             label=row["term"],
         )
