@@ -248,6 +248,19 @@ class _Transformer2D(nn.Module):
         return x + project_out(h.reshape(x.shape))
 
 
+def _resnet(
+    cfg: SDUNetConfig, channels: int, dtype: Any, name: str, scale: float = 1.0
+) -> ResnetBlock:
+    return ResnetBlock(channels, cfg.norm_num_groups, cfg.norm_eps, scale, dtype, name=name)
+
+
+def _transformer(cfg: SDUNetConfig, channels: int, heads: int, dtype: Any, j: int):
+    linear = cfg.use_linear_projection
+    return _Transformer2D(
+        channels, heads, cfg.norm_num_groups, linear, dtype, name=f"attentions_{j}"
+    )
+
+
 class _DownBlock(nn.Module):
     """``CrossAttnDownBlock2D`` (`cross`) or ``DownBlock2D``; returns the output and its skips."""
 
@@ -260,30 +273,15 @@ class _DownBlock(nn.Module):
 
     @nn.compact
     def __call__(self, h, temb, context) -> tuple[jax.Array, list[jax.Array]]:
-        cfg = self.config
         skips = []
-        for j in range(cfg.layers_per_block):
-            h = ResnetBlock(
-                self.channels,
-                cfg.norm_num_groups,
-                cfg.norm_eps,
-                dtype=self.dtype,
-                name=f"resnets_{j}",
-            )(h, temb)
+        for j in range(self.config.layers_per_block):
+            h = _resnet(self.config, self.channels, self.dtype, f"resnets_{j}")(h, temb)
             if self.cross:
-                h = _Transformer2D(
-                    self.channels,
-                    self.heads,
-                    cfg.norm_num_groups,
-                    cfg.use_linear_projection,
-                    self.dtype,
-                    name=f"attentions_{j}",
-                )(h, context)
+                h = _transformer(self.config, self.channels, self.heads, self.dtype, j)(h, context)
             skips.append(h)
         if self.downsample:
-            h = Downsample(
-                self.channels, cfg.downsample_padding, self.dtype, name="downsamplers_0"
-            )(h)
+            padding = self.config.downsample_padding
+            h = Downsample(self.channels, padding, self.dtype, name="downsamplers_0")(h)
             skips.append(h)
         return h, skips
 
@@ -300,25 +298,11 @@ class _UpBlock(nn.Module):
 
     @nn.compact
     def __call__(self, h, skips, temb, context) -> jax.Array:
-        cfg = self.config
         for j, skip in enumerate(skips):
             h = jnp.concatenate([h, skip], axis=-1)
-            h = ResnetBlock(
-                self.channels,
-                cfg.norm_num_groups,
-                cfg.norm_eps,
-                dtype=self.dtype,
-                name=f"resnets_{j}",
-            )(h, temb)
+            h = _resnet(self.config, self.channels, self.dtype, f"resnets_{j}")(h, temb)
             if self.cross:
-                h = _Transformer2D(
-                    self.channels,
-                    self.heads,
-                    cfg.norm_num_groups,
-                    cfg.use_linear_projection,
-                    self.dtype,
-                    name=f"attentions_{j}",
-                )(h, context)
+                h = _transformer(self.config, self.channels, self.heads, self.dtype, j)(h, context)
         if self.upsample:
             h = Upsample(self.channels, self.dtype, name="upsamplers_0")(h)
         return h
@@ -334,28 +318,10 @@ class _MidBlock(nn.Module):
 
     @nn.compact
     def __call__(self, h, temb, context) -> jax.Array:
-        cfg = self.config
-
-        def resnet(name: str) -> ResnetBlock:
-            return ResnetBlock(
-                self.channels,
-                cfg.norm_num_groups,
-                cfg.norm_eps,
-                cfg.mid_block_scale_factor,
-                self.dtype,
-                name=name,
-            )
-
-        h = resnet("resnets_0")(h, temb)
-        h = _Transformer2D(
-            self.channels,
-            self.heads,
-            cfg.norm_num_groups,
-            cfg.use_linear_projection,
-            self.dtype,
-            name="attentions_0",
-        )(h, context)
-        return resnet("resnets_1")(h, temb)
+        cfg, scale = self.config, self.config.mid_block_scale_factor
+        h = _resnet(cfg, self.channels, self.dtype, "resnets_0", scale)(h, temb)
+        h = _transformer(cfg, self.channels, self.heads, self.dtype, 0)(h, context)
+        return _resnet(cfg, self.channels, self.dtype, "resnets_1", scale)(h, temb)
 
 
 class SDUNet(nn.Module):
