@@ -15,6 +15,7 @@ from genreward_jax.rewards.goal_rewards import GoalRewards, RewardConfig, Runnin
 from genreward_jax.rewards.plugins import with_goal_placements
 from preprocessing.goal_builder import GoalConfig, build_goal
 from preprocessing.models import ModelSpec
+from tests.tiny_runs import tiny_fb_extra, tiny_trainer_config
 
 INTERVAL = 16
 ALPHA = 0.3
@@ -270,7 +271,7 @@ def test_training_with_a_bank_stores_each_steps_goal(bank, tmp_path):
     trains with both goals' features."""
     from genreward_jax.checkpoint import Checkpointer
     from genreward_jax.dreamer import Agent, preset
-    from genreward_jax.trainer import Trainer, TrainerConfig
+    from genreward_jax.trainer import Trainer
 
     rewards = GoalRewards(
         RewardConfig(
@@ -290,33 +291,8 @@ def test_training_with_a_bank_stores_each_steps_goal(bank, tmp_path):
         "goal",
     )
     config = preset("tiny")
-    extra = FBExtraLoss(
-        fb.FBConfig(z_dim=8, hidden=16),
-        FBRewardSpec(
-            state_dim=config.feat_size,
-            action_dim=ACT_DIM,
-            goal_feature=rewards.goal_features,
-            beta=0.5,
-            freeze_after_updates=10**6,
-        ),
-    )
-    trainer_config = TrainerConfig(
-        logdir=str(tmp_path),
-        steps=80,
-        train_ratio=16.0,
-        batch_size=2,
-        batch_length=8,
-        replay_capacity=1000,
-        prefill=20,
-        obs_keys=("state",),
-        eval_every=10**6,
-        eval_episodes=1,
-        video=False,
-        checkpoint_every=10**6,
-        keep_checkpoints=1,
-        log_every=40,
-        seed=0,
-    )
+    extra = tiny_fb_extra(rewards.goal_features, 0.5, config.feat_size)
+    trainer_config = tiny_trainer_config(tmp_path)
     result = Trainer(
         trainer_config,
         lambda spec, act: Agent(config, spec, act, extra=extra),

@@ -9,11 +9,10 @@ import pytest
 
 from genreward_jax.checkpoint import Checkpointer
 from genreward_jax.dreamer import Agent, preset
-from genreward_jax.envs import ACT_DIM, EnvConfig
-from genreward_jax.rewards import fb
-from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec
+from genreward_jax.envs import EnvConfig
 from genreward_jax.rewards.goal_rewards import GoalRewards, RewardConfig
-from genreward_jax.trainer import Trainer, TrainerConfig
+from genreward_jax.trainer import Trainer
+from tests.tiny_runs import tiny_fb_extra, tiny_trainer_config
 
 TIME_LIMIT = 32
 INTERVAL = 16
@@ -29,16 +28,7 @@ def agent_factory(tiny_goal):
         RewardConfig(goal_file=tiny_goal[0], video_interval=INTERVAL), num_envs=1, image_size=64
     )
     config = preset("tiny")
-    extra = FBExtraLoss(
-        fb.FBConfig(z_dim=8, hidden=16),
-        FBRewardSpec(
-            state_dim=config.feat_size,
-            action_dim=ACT_DIM,
-            goal_feature=rewards.goal_feature,
-            beta=0.1,
-            freeze_after_updates=10**6,
-        ),
-    )
+    extra = tiny_fb_extra(rewards.goal_feature, 0.1, config.feat_size)
     agents = {}
 
     def factory(obs_spec, act_dim):
@@ -55,23 +45,7 @@ def run(logdir, tiny_goal, agent_factory, steps):
         num_envs=1,
         image_size=64,
     )
-    config = TrainerConfig(
-        logdir=str(logdir),
-        steps=steps,
-        train_ratio=16.0,
-        batch_size=2,
-        batch_length=8,
-        replay_capacity=1000,
-        prefill=20,
-        obs_keys=("state",),
-        eval_every=10**6,
-        eval_episodes=1,
-        video=False,
-        checkpoint_every=10**6,
-        keep_checkpoints=2,
-        log_every=33,
-        seed=1,
-    )
+    config = tiny_trainer_config(logdir, steps=steps, keep_checkpoints=2, log_every=33, seed=1)
     return Trainer(
         config, agent_factory, TRAIN_ENVS, EVAL_ENVS, stdout=False, reward_model=rewards
     ).run()

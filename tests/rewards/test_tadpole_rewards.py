@@ -89,7 +89,7 @@ def test_reward_matches_the_release_computation_in_diffusers(tiny_goal):
     scheduler = DDIMScheduler.from_pretrained(os.path.join(folder, "scheduler"))
     posterior_key, noise_key = jax.random.split(key)
     shape = (3, 8, 8, 4)
-    draws = [np.asarray(jax.random.normal(k, shape)) for k in (posterior_key, noise_key)]
+    draws = [np.array(jax.random.normal(k, shape)) for k in (posterior_key, noise_key)]
     posterior_draw, noise = (torch.from_numpy(d).permute(0, 3, 1, 2) for d in draws)
     c_in = torch.from_numpy(goal.tadpole_context)  # [uncond, text], as the release's c_in
     with torch.no_grad():

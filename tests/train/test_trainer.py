@@ -17,6 +17,7 @@ import pytest
 from genreward_jax.checkpoint import Checkpointer
 from genreward_jax.envs import EnvBatch, EnvConfig
 from genreward_jax.trainer import Trainer, TrainerConfig, train_start
+from tests.tiny_runs import tiny_trainer_config
 
 TIME_LIMIT = 20  # an episode spans 21 loop iterations (20 steps + the auto-reset step)
 TRAIN_ENVS = [EnvConfig("reach", seed=s, time_limit=TIME_LIMIT) for s in (11, 12)]
@@ -25,25 +26,16 @@ EVAL_ENVS = [EnvConfig("reach", seed=99, time_limit=TIME_LIMIT)]
 
 def _config(logdir, **overrides) -> TrainerConfig:
     values = dict(
-        logdir=str(logdir),
         steps=120,
         train_ratio=32.0,
         batch_size=4,
-        batch_length=8,
-        replay_capacity=1000,
         prefill=30,
-        obs_keys=("state",),
-        eval_every=10**6,
-        eval_episodes=1,
         eval_envs=1,
-        video=False,
         checkpoint_every=50,
         keep_checkpoints=2,
-        log_every=40,
         seed=3,
     )
-    values.update(overrides)
-    return TrainerConfig(**values)
+    return tiny_trainer_config(logdir, **{**values, **overrides})
 
 
 class _SigtermAfter:
