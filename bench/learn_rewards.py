@@ -259,14 +259,9 @@ def closest_approach(logdir: str, goal_state: np.ndarray) -> list[dict]:
     hand came to its position in the goal frame, ‖hand − hand_goal‖ (state[:3]), in metres.
     For reach this is the task's own success distance (success: < 0.05); unlike success it
     also shows an agent that heads for the goal without arriving."""
-    from genreward_jax.checkpoint import Checkpointer
+    from genreward_jax.replay_store import read_run_replay
 
-    checkpointer = Checkpointer(os.path.join(logdir, "checkpoints"), keep=1)
-    try:
-        arrays, _ = checkpointer.restore_arrays(checkpointer.latest_step())
-    finally:
-        checkpointer.close()
-    data = arrays["replay"]["data"]
+    data = read_run_replay(logdir)["data"]
     state, first = np.asarray(data["state"])[0], np.asarray(data["is_first"])[0]
     starts = [*np.flatnonzero(first), len(state)]
     hand = np.asarray(goal_state, np.float32)[:3]

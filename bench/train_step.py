@@ -36,6 +36,12 @@ _LENGTH = flags.DEFINE_integer(
     "Training steps per sequence (T); the batch holds T+1 steps including the replay-context step.",
 )
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed updates after the warm-up update.")
+_OVERRIDES = flags.DEFINE_string(
+    "overrides",
+    "",
+    'DreamerConfig fields as JSON, e.g. \'{"remat_observe": false, "scan_unroll": 4}\' (same '
+    "mathematics, other compiled programs).",
+)
 _OUT = flags.DEFINE_string("out", "bench/results/train_step.json", "JSON output path.")
 _CHILD = flags.DEFINE_string("child", None, "Internal: run one configuration, print JSON.")
 
@@ -65,7 +71,15 @@ def _batch(config, obs: str, batch: int, length: int):
     return {k: jnp.asarray(v) for k, v in data.items()}
 
 
-def run_one(preset_name: str, obs: str, dtype: str, batch: int, length: int, steps: int) -> dict:
+def run_one(
+    preset_name: str,
+    obs: str,
+    dtype: str,
+    batch: int,
+    length: int,
+    steps: int,
+    overrides: dict | None = None,
+) -> dict:
     """Measure one configuration in this process."""
     import jax
     import numpy as np
@@ -74,7 +88,7 @@ def run_one(preset_name: str, obs: str, dtype: str, batch: int, length: int, ste
 
     if obs not in ("vector", "image"):
         raise ValueError(f"obs must be 'vector' or 'image', got {obs!r}")
-    config = preset(preset_name, compute_dtype=dtype)
+    config = preset(preset_name, compute_dtype=dtype, **(overrides or {}))
     spec = (
         {"state": ((VECTOR_DIM,), np.float32)}
         if obs == "vector"
@@ -127,6 +141,7 @@ def run_one(preset_name: str, obs: str, dtype: str, batch: int, length: int, ste
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_device_mib": (stats or {}).get("peak_bytes_in_use", 0) / 2**20 or None,
         "loadavg_1m": os.getloadavg()[0],
+        "overrides": overrides or {},
     }
 
 
@@ -156,7 +171,8 @@ def main(argv):
     del argv
     if _CHILD.value:
         preset_name, obs, dtype = _CHILD.value.split(",")
-        row = run_one(preset_name, obs, dtype, _BATCH.value, _LENGTH.value, _STEPS.value)
+        overrides = json.loads(_OVERRIDES.value) if _OVERRIDES.value else None
+        row = run_one(preset_name, obs, dtype, _BATCH.value, _LENGTH.value, _STEPS.value, overrides)
         print("RESULT " + json.dumps(row), flush=True)
         return
     rows = []
@@ -170,6 +186,7 @@ def main(argv):
                     f"--batch={_BATCH.value}",
                     f"--length={_LENGTH.value}",
                     f"--steps={_STEPS.value}",
+                    f"--overrides={_OVERRIDES.value}",
                 ]
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 found = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]

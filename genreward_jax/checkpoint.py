@@ -1,11 +1,12 @@
 """Orbax checkpoints of a whole training run: agent TrainState, loop state, replay, counters.
 
-One checkpoint step directory holds three items:
+One checkpoint step directory holds three items (the replay's contents live beside them, in
+``<logdir>/replay``, written incrementally by ``replay_store``; the meta names its chunks):
 - 'state':  a pytree of arrays (the agent's TrainState: params, optimizer state, slow critic,
             return-normaliser state, update counter; plus the trainer's PRNG keys, policy carry and
             env-loop arrays). Restored against a template so the pytree classes come back.
-- 'arrays': free-form nested dict of numpy arrays whose shapes vary between checkpoints (replay
-            contents, only the written slots; env-loop action log), restored without a template.
+- 'arrays': free-form nested dict of numpy arrays whose shapes vary between checkpoints (the
+            reward model's state, the env-loop action log), restored without a template.
 - 'meta':   JSON (counters, replay write head and numpy Generator state, env-loop bookkeeping).
 
 Orbax (0.12.8 `CheckpointManager`) writes each step into a temporary directory and renames it
@@ -157,6 +158,11 @@ class Checkpointer:
             args=ocp.args.Composite(arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()),
         )
         return _restored_arrays(restored), dict(restored.meta["user"])
+
+    def restore_meta(self, step: int) -> dict:
+        """The JSON meta of checkpoint `step` alone (e.g. the replay chunks it is made of)."""
+        restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(restored.meta["user"])
 
     def _restore(self, step: int, state_template: Any, with_arrays: bool) -> Any:
         items = {

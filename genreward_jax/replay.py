@@ -24,6 +24,10 @@ Why this shape:
   as float16 and the one-hot stochastic state as uint8 by default (`compact_context`), which
   cuts the 12m preset's context from 10 KiB to 4.5 KiB per step (see `memory_bytes`).
 - All randomness comes from one explicit `numpy.random.Generator` whose state is checkpointed.
+- Checkpoints are incremental (`replay_store.ReplayStore`): the ring is cut into chunks of
+  `chunk_steps` slots of every stream, and the replay remembers which chunks' step data and
+  which chunks' context changed since they were last saved (`dirty_chunks`), so a checkpoint
+  writes those, not the whole replay.
 
 Layout of a step (the agreed DreamerV3 convention): obs_t keys, action_t taken FROM obs_t (zeros at
 the last step of an episode), reward_t received on arriving at obs_t, is_first_t, is_last_t,
@@ -51,12 +55,15 @@ class ReplayConfig:
     length: int
     online: bool = True
     seed: int = 0
+    chunk_steps: int = 1024  # slots per stream in one checkpoint chunk
 
     def __post_init__(self) -> None:
         if self.num_envs < 1:
             raise ValueError(f"replay num_envs must be >= 1, got {self.num_envs}")
         if self.length < 2:
             raise ValueError(f"replay sequence length must be >= 2 (T + 1), got {self.length}")
+        if self.chunk_steps < 1:
+            raise ValueError(f"replay chunk_steps must be >= 1, got {self.chunk_steps}")
         if self.capacity // self.num_envs < self.length:
             raise ValueError(
                 f"replay capacity {self.capacity} gives {self.capacity // self.num_envs} steps per "
@@ -175,6 +182,8 @@ class Replay:
         self._count = 0
         self._online: collections.deque[tuple[int, int]] = collections.deque()
         self._rng = np.random.default_rng(config.seed)
+        # Chunks changed since they were last saved, per part ('data', 'context').
+        self._dirty: dict[str, set[int]] = {"data": set(), "context": set()}
 
     # ---------------------------------------------------------------- writing
     def add(self, step: Mapping[str, Any]) -> None:
@@ -199,6 +208,9 @@ class Replay:
         for key, buffer in self._context.items():
             value = flat_step.get(key, 0)
             buffer[:, slot] = _as_stored(key, value, buffer.dtype)
+        chunk = slot // self.config.chunk_steps
+        self._dirty["data"].add(chunk)
+        self._dirty["context"].add(chunk)
         self._count += 1
         length = self.config.length
         if self.config.online and self._count % length == 0:
@@ -229,9 +241,11 @@ class Replay:
             absolute = index.start[:, None] + offset + np.arange(steps)[None]  # [B, steps]
             alive = absolute >= self._count - min(self._count, self._cap)
             env = np.broadcast_to(index.env[:, None], absolute.shape)
-            self._context[key][env[alive], absolute[alive] % self._cap] = _as_stored(
+            slots = absolute[alive] % self._cap
+            self._context[key][env[alive], slots] = _as_stored(
                 key, value[alive], self._context[key].dtype
             )
+            self._dirty["context"].update(np.unique(slots // self.config.chunk_steps).tolist())
 
     # ---------------------------------------------------------------- reading
     def __len__(self) -> int:
@@ -285,24 +299,46 @@ class Replay:
         return Sample(data, context, SampleIndex(env, start))
 
     # ---------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Arrays {'data', 'context'} (only the written slots) plus JSON-able 'meta'."""
-        used = min(self._count, self._cap)
+    @property
+    def num_chunks(self) -> int:
+        return -(-self._cap // self.config.chunk_steps)
+
+    def dirty_chunks(self, part: str) -> list[int]:
+        """Chunks of `part` ('data' or 'context') changed since `mark_saved`, in order."""
+        return sorted(self._dirty[part])
+
+    def chunk(self, part: str, index: int) -> dict[str, np.ndarray]:
+        """{key: [num_envs, chunk slots, ...]} of one chunk of `part` (a view)."""
+        size = self.config.chunk_steps
+        buffers = self._data if part == "data" else self._context
+        return {k: v[:, index * size : (index + 1) * size] for k, v in buffers.items()}
+
+    def load_chunk(self, part: str, index: int, arrays: Mapping[str, np.ndarray]) -> None:
+        target = self.chunk(part, index)
+        if set(target) != set(arrays):
+            raise ValueError(
+                f"replay chunk {part} {index} has keys {sorted(arrays)}, this run's replay "
+                f"{sorted(target)}"
+            )
+        for key, view in target.items():
+            view[...] = np.asarray(arrays[key]).reshape(view.shape)
+
+    def mark_saved(self) -> None:
+        """Every chunk is as last saved (after a save, or a load)."""
+        self._dirty = {"data": set(), "context": set()}
+
+    def meta(self) -> dict[str, Any]:
+        """JSON-able write head, online queue, shape and Generator state."""
         return {
-            "data": {k: v[:, :used].copy() for k, v in self._data.items()},
-            "context": {k: v[:, :used].copy() for k, v in self._context.items()},
-            "meta": {
-                "online": [[int(e), int(s)] for e, s in self._online],
-                "count": int(self._count),
-                "per_env_capacity": int(self._cap),
-                "num_envs": int(self.config.num_envs),
-                "length": int(self.config.length),
-                "rng": _rng_state_to_json(self._rng),
-            },
+            "online": [[int(e), int(s)] for e, s in self._online],
+            "count": int(self._count),
+            "per_env_capacity": int(self._cap),
+            "num_envs": int(self.config.num_envs),
+            "length": int(self.config.length),
+            "rng": _rng_state_to_json(self._rng),
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        meta = state["meta"]
+    def load_meta(self, meta: Mapping[str, Any]) -> None:
         ours = {
             "per_env_capacity": self._cap,
             "num_envs": self.config.num_envs,
@@ -314,6 +350,22 @@ class Replay:
                 f"replay checkpoint was written with {theirs}, this run uses {ours}; "
                 "resume with the same --replay_capacity/--num_envs/--batch_length"
             )
+        self._count = int(meta["count"])
+        self._online = collections.deque((int(e), int(s)) for e, s in meta["online"])
+        self._rng.bit_generator.state = _rng_state_from_json(meta["rng"])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Arrays {'data', 'context'} (only the written slots) plus JSON-able 'meta': the whole
+        replay at once (the trainer's checkpoints go through ``replay_store`` instead)."""
+        used = min(self._count, self._cap)
+        return {
+            "data": {k: v[:, :used].copy() for k, v in self._data.items()},
+            "context": {k: v[:, :used].copy() for k, v in self._context.items()},
+            "meta": self.meta(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.load_meta(state["meta"])
         for target, source, name in (
             (self._data, state["data"], "data"),
             (self._context, state["context"], "context"),
@@ -328,9 +380,7 @@ class Replay:
                 used = value.shape[1]
                 buffer[:, :used] = value
                 buffer[:, used:] = 0
-        self._count = int(meta["count"])
-        self._online = collections.deque((int(e), int(s)) for e, s in meta["online"])
-        self._rng.bit_generator.state = _rng_state_from_json(meta["rng"])
+        self.mark_saved()
 
 
 def _as_stored(key: str, value: Any, dtype: np.dtype) -> np.ndarray:

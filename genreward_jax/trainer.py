@@ -41,6 +41,7 @@ from genreward_jax import curves, evaluation, media, metrics_log
 from genreward_jax.checkpoint import Checkpointer
 from genreward_jax.progress import Progress
 from genreward_jax.replay import Replay, ReplayConfig
+from genreward_jax.replay_store import REPLAY_DIR, ReplayStore
 from genreward_jax.resume import LoopState, restore_envs
 from genreward_jax.rewards.interface import RewardModel
 
@@ -239,6 +240,8 @@ class Trainer:
             context_spec,
         )
         checkpointer = Checkpointer(os.path.join(cfg.logdir, "checkpoints"), cfg.keep_checkpoints)
+        store = ReplayStore(os.path.join(cfg.logdir, REPLAY_DIR))
+        manifests: dict[int, dict] = {}  # replay chunks of each checkpoint step
         loop = LoopState.fresh(self.num_envs, act_dim)
         env_steps = updates = evals = 0
 
@@ -247,7 +250,9 @@ class Trainer:
             template = {"agent": train_state, "carry": carry}
             state, arrays, meta = checkpointer.restore(resume_step, template)
             train_state, carry = state["agent"], state["carry"]
-            replay.load_state_dict({**arrays["replay"], "meta": meta["replay"]})
+            replay.load_meta(meta["replay"])
+            store.load(replay, meta["replay_chunks"])
+            manifests[resume_step] = meta["replay_chunks"]
             if self.reward_model is not None:
                 self.reward_model.load_state_dict(arrays["reward_model"])
             loop = LoopState.from_arrays(arrays["loop"], meta["loop"])
@@ -264,19 +269,29 @@ class Trainer:
         def save() -> None:
             if env_steps in checkpointer.all_steps():
                 return
-            replay_state = replay.state_dict()
+            previous = manifests[max(manifests)] if manifests else None
+            manifests[env_steps] = store.save(replay, env_steps, previous)
             meta = {
                 "env_steps": env_steps,
                 "updates": updates,
                 "evals": evals,
-                "replay": replay_state.pop("meta"),
+                "replay": replay.meta(),
+                "replay_chunks": manifests[env_steps],
                 "loop": loop.meta(),
                 "seed": cfg.seed,
             }
-            arrays = {"replay": replay_state, "loop": loop.arrays(obs)}
+            arrays = {"loop": loop.arrays(obs)}
             if self.reward_model is not None:
                 arrays["reward_model"] = self.reward_model.state_dict()
             checkpointer.save(env_steps, {"agent": train_state, "carry": carry}, arrays, meta)
+            kept = checkpointer.all_steps()
+            for step in list(manifests):
+                if step not in kept:
+                    del manifests[step]
+            for step in kept:  # checkpoints of an earlier process of this run
+                if step not in manifests:
+                    manifests[step] = checkpointer.restore_meta(step)["replay_chunks"]
+            store.prune(manifests.values())
 
         try:
             while env_steps < cfg.steps:

@@ -138,6 +138,8 @@ class DreamerNets(nnx.Module):
             unimix=c.unimix,
             rngs=rngs,
             dtype=dtype,
+            remat_observe=c.remat_observe,
+            scan_unroll=c.scan_unroll,
             eps=eps,
         )
         self.dec = Decoder(

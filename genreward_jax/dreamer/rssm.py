@@ -1,7 +1,8 @@
 """Recurrent state-space model with a block GRU and categorical latents.
 
 State: deter f32-or-compute [N, D] and stoch one-hot [N, S, K]. ``observe`` and ``imagine``
-run as ``lax.scan`` over time (unrolling multiplies compile time). The prior is not needed
+run as ``lax.scan`` over time (``scan_unroll`` steps per loop iteration; unrolling multiplies
+compile time). The prior is not needed
 inside the observe loop, so it is computed afterwards on all steps at once (one big matmul
 instead of T small ones).
 """
@@ -46,7 +47,10 @@ class RSSM(nnx.Module):
         rngs: nnx.Rngs,
         dtype=f32,
         eps: float = 1e-4,
+        remat_observe: bool = False,
+        scan_unroll: int = 1,
     ):
+        self.remat_observe, self.scan_unroll = remat_observe, scan_unroll
         self.deter, self.hidden, self.stoch, self.classes = deter, hidden, stoch, classes
         self.blocks, self.unimix, self.dtype = blocks, unimix, dtype
         kw = dict(rngs=rngs, dtype=dtype, eps=eps)
@@ -156,12 +160,12 @@ class RSSM(nnx.Module):
         state: initial {deter [B, D], stoch [B, S, K]}; prev_actions [B, T, A];
         embeds [B, T, E]; is_first bool [B, T].
         Returns posterior states {deter [B, T, D], stoch [B, T, S, K]} and log-probs
-        [B, T, S, K]. The step is rematerialised in the backward pass: saving only the carry
-        keeps the scan's residuals (and the compiled program) small."""
+        [B, T, S, K]. With ``remat_observe`` the step is rematerialised in the backward pass:
+        saving only the carry keeps the scan's residuals (and the compiled program) small, at
+        the price of running every step's forward twice."""
         b, t = is_first.shape
         gumbel = jax.random.gumbel(key, (t, b, self.stoch, self.classes), f32)
 
-        @jax.checkpoint
         def step(carry, inputs):
             act, emb, first, noise = inputs
             carry, logits = self.obs_step(carry, act, emb, first, noise)
@@ -171,7 +175,10 @@ class RSSM(nnx.Module):
             return jnp.swapaxes(x, 0, 1)
 
         _, (states, logits) = jax.lax.scan(
-            step, state, (swap(prev_actions), swap(embeds), swap(is_first), gumbel)
+            jax.checkpoint(step) if self.remat_observe else step,
+            state,
+            (swap(prev_actions), swap(embeds), swap(is_first), gumbel),
+            unroll=self.scan_unroll,
         )
         return jax.tree.map(swap, states), swap(logits)
 
@@ -200,7 +207,9 @@ class RSSM(nnx.Module):
             stoch = dists.onehot_sample_gumbel(lat_noise, self.prior(deter))
             return {"deter": deter, "stoch": stoch}, (carry, action)
 
-        last, (states, actions) = jax.lax.scan(step, state, (gumbel, act_noise[:-1]))
+        last, (states, actions) = jax.lax.scan(
+            step, state, (gumbel, act_noise[:-1]), unroll=self.scan_unroll
+        )
         last_action = policy(last, act_noise[-1])
         states = jax.tree.map(lambda xs, x: jnp.concatenate([xs, x[None]], 0), states, last)
         actions = jnp.concatenate([actions, last_action[None]], 0)

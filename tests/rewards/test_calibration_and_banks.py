@@ -9,6 +9,7 @@ import pytest
 
 from genreward_jax.envs import ACT_DIM, EnvConfig, MetaWorldEnv
 from genreward_jax.goals import GoalFileError
+from genreward_jax.replay_store import read_run_replay
 from genreward_jax.rewards import fb
 from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec, reward_shares
 from genreward_jax.rewards.goal_rewards import GoalRewards, RewardConfig, RunningStats
@@ -269,7 +270,6 @@ def test_bank_errors(tmp_path, tiny_goal):
 def test_training_with_a_bank_stores_each_steps_goal(bank, tmp_path):
     """The real loop with a bank: replay records which goal each step's episode uses, and FB
     trains with both goals' features."""
-    from genreward_jax.checkpoint import Checkpointer
     from genreward_jax.dreamer import Agent, preset
     from genreward_jax.trainer import Trainer
 
@@ -302,18 +302,7 @@ def test_training_with_a_bank_stores_each_steps_goal(bank, tmp_path):
         reward_model=rewards,
     ).run()
     assert int(result["train_state"].extra_state["updates"]) == result["updates"] > 0
-    template = {
-        "agent": result["train_state"],
-        "carry": {
-            "deter": np.zeros((1, config.deter)),
-            "stoch": np.zeros((1, config.stoch, config.classes)),
-            "prev_action": np.zeros((1, 4)),
-        },
-    }
-    checkpointer = Checkpointer(str(tmp_path / "checkpoints"), keep=1)
-    _, arrays, _ = checkpointer.restore(checkpointer.latest_step(), template)
-    checkpointer.close()
-    data = {k: np.asarray(v)[0] for k, v in arrays["replay"]["data"].items()}
+    data = {k: np.asarray(v)[0] for k, v in read_run_replay(tmp_path)["data"].items()}
     stored = len(data["is_first"])
     placement, first = data["placement"][:stored], data["is_first"][:stored]
     starts = np.flatnonzero(first)

@@ -1,15 +1,13 @@
 """The full GenReward loop on real Meta-World envs with a tiny agent: what lands in replay, FB
 training inside the agent's step, and exact resume with the goal rewards' window state."""
 
-import os
-
 import jax
 import numpy as np
 import pytest
 
-from genreward_jax.checkpoint import Checkpointer
 from genreward_jax.dreamer import Agent, preset
 from genreward_jax.envs import EnvConfig
+from genreward_jax.replay_store import read_run_replay
 from genreward_jax.rewards.goal_rewards import GoalRewards, RewardConfig
 from genreward_jax.trainer import Trainer
 from tests.tiny_runs import tiny_fb_extra, tiny_trainer_config
@@ -51,13 +49,6 @@ def run(logdir, tiny_goal, agent_factory, steps):
     ).run()
 
 
-def final_checkpoint(logdir, template):
-    checkpointer = Checkpointer(os.path.join(logdir, "checkpoints"), keep=2)
-    state, arrays, _ = checkpointer.restore(checkpointer.latest_step(), template)
-    checkpointer.close()
-    return state, arrays
-
-
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, tiny_goal, agent_factory):
     logdir = tmp_path_factory.mktemp("full")
@@ -66,20 +57,8 @@ def full_run(tmp_path_factory, tiny_goal, agent_factory):
 
 @pytest.mark.slow
 def test_replay_holds_goal_reward_entries(full_run):
-    logdir, result = full_run
-    template = {
-        "agent": result["train_state"],
-        "carry": jax.tree.map(
-            np.zeros_like,
-            {
-                "deter": np.zeros((1, 32)),
-                "stoch": np.zeros((1, 4, 4)),
-                "prev_action": np.zeros((1, 4)),
-            },
-        ),
-    }
-    _, arrays = final_checkpoint(logdir, template)
-    data = {k: np.asarray(v)[0] for k, v in arrays["replay"]["data"].items()}
+    logdir, _ = full_run
+    data = {k: np.asarray(v)[0] for k, v in read_run_replay(logdir)["data"].items()}
     steps_in_episode = np.zeros(len(data["is_first"]), np.int64)
     for t in range(1, len(steps_in_episode)):
         steps_in_episode[t] = 0 if data["is_first"][t] else steps_in_episode[t - 1] + 1

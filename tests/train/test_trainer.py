@@ -16,6 +16,7 @@ import pytest
 
 from genreward_jax.checkpoint import Checkpointer
 from genreward_jax.envs import EnvBatch, EnvConfig
+from genreward_jax.replay_store import REPLAY_DIR, read_run_replay
 from genreward_jax.trainer import Trainer, TrainerConfig, train_start
 from tests.tiny_runs import tiny_trainer_config
 
@@ -80,10 +81,14 @@ def _assert_same_tree(a, b):
 
 
 def _final_arrays(logdir, template):
+    """(state, arrays with the replay's contents, meta without the replay chunks' versions:
+    those say when each chunk was written, which differs between an interrupted and an
+    uninterrupted run; the contents must not)."""
     checkpointer = Checkpointer(os.path.join(logdir, "checkpoints"), keep=2)
     state, arrays, meta = checkpointer.restore(checkpointer.latest_step(), template)
     checkpointer.close()
-    return state, arrays, meta
+    meta.pop("replay_chunks")
+    return state, {**arrays, "replay": read_run_replay(logdir)}, meta
 
 
 def _logged_steps(logdir):
@@ -119,9 +124,11 @@ def test_interrupted_and_killed_runs_resume_to_identical_parameters(tmp_path, ti
     assert resumed["eval"]["eval/return"] == full["eval"]["eval/return"]
     assert _logged_steps(sig_dir) == [40, 80, 120]
 
-    # kill -9 after env step 100: only checkpoint 100 (mid-episode 3) and stale metrics remain.
+    # kill -9 after env step 100: only checkpoint 100 (mid-episode 3), the replay chunks on
+    # disk and stale metrics remain.
     os.makedirs(kill_dir / "checkpoints")
     shutil.copytree(full_dir / "checkpoints" / "100", kill_dir / "checkpoints" / "100")
+    shutil.copytree(full_dir / REPLAY_DIR, kill_dir / REPLAY_DIR)
     shutil.copy(full_dir / "metrics.jsonl", kill_dir / "metrics.jsonl")
     killed = Trainer(
         _config(kill_dir), tiny_agent_factory, TRAIN_ENVS, EVAL_ENVS, stdout=False
