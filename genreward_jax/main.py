@@ -125,6 +125,23 @@ flags.DEFINE_integer(
     "log_every", _TRAINER["log_every"], "Log metrics every this many env steps.", lower_bound=1
 )
 
+flags.DEFINE_integer(
+    "train_devices",
+    _TRAINER["train_devices"],
+    "Devices the train step runs data-parallel on (the batch split along B, parameters "
+    "replicated; --batch_size must divide evenly); 0: every device (of every process with "
+    "--distributed).",
+    lower_bound=0,
+)
+flags.DEFINE_enum(
+    "distributed",
+    "auto",
+    ["auto", "on", "off"],
+    "Multi-process runs (jax.distributed.initialize): auto = when a multi-task SLURM job, a TPU "
+    "pod slice or JAX_COORDINATOR_ADDRESS is found; each process keeps its own envs and replay "
+    "under <logdir>/process_<i> and contributes its batch to the global one.",
+)
+
 OBS_KEYS = ("image", "state")
 TRAIN_STREAM, EVAL_STREAM = 0, 1  # env seed streams: eval envs never share training placements
 
@@ -138,7 +155,12 @@ def trainer_config_from_flags() -> TrainerConfig:
         raise ValueError("--logdir is required (the run directory; reuse it to resume)")
     # --seed is an env flag (it also seeds the envs).
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(TrainerConfig)}
-    values.update(logdir=os.path.abspath(FLAGS.logdir), obs_keys=tuple(FLAGS.obs_keys))
+    logdir = os.path.abspath(FLAGS.logdir)
+    import jax
+
+    if jax.process_count() > 1:
+        logdir = os.path.join(logdir, f"process_{jax.process_index()}")
+    values.update(logdir=logdir, obs_keys=tuple(FLAGS.obs_keys))
     return TrainerConfig(**values)
 
 
@@ -164,6 +186,9 @@ def main(argv: list[str]) -> None:
     if not FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
     from genreward_jax import run_flags
+    from genreward_jax.sharding import initialize_distributed
+
+    initialize_distributed(FLAGS.distributed)  # before anything else starts JAX
     from genreward_jax.checkpoint import CheckpointMismatchError
     from genreward_jax.dreamer import Agent
     from genreward_jax.goals import GoalFileError

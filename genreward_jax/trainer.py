@@ -44,6 +44,7 @@ from genreward_jax.replay import Replay, ReplayConfig
 from genreward_jax.replay_store import REPLAY_DIR, ReplayStore
 from genreward_jax.resume import LoopState, restore_envs
 from genreward_jax.rewards.interface import RewardModel
+from genreward_jax.sharding import DataParallel
 
 FLAG_KEYS = ("reward", "is_first", "is_last", "is_terminal")
 CONTEXT_KEYS = ("deter", "stoch")
@@ -75,6 +76,7 @@ class TrainerConfig:
     keep_checkpoints: int = 3
     log_every: int = 1000
     seed: int = 0
+    train_devices: int = 1  # data-parallel train step over this many devices (0: all)
 
     def __post_init__(self) -> None:
         positive = (
@@ -105,6 +107,8 @@ class TrainerConfig:
             raise ValueError("--logdir is required")
         if self.seed < 0:
             raise ValueError(f"--seed must be >= 0, got {self.seed}")
+        if self.train_devices < 0:
+            raise ValueError(f"--train_devices must be >= 0 (0: all), got {self.train_devices}")
 
 
 class Trainer:
@@ -259,6 +263,11 @@ class Trainer:
             env_steps, updates, evals = meta["env_steps"], meta["updates"], meta["evals"]
             obs = restore_envs(envs, obs, loop)
             self._print(f"resumed from checkpoint at env step {env_steps} ({updates} updates)")
+        parallel = DataParallel.create(cfg.train_devices)
+        if parallel is not None:
+            parallel.check_batch_size(cfg.batch_size)
+            train_state = parallel.replicate(train_state)
+            self._print(f"train step data-parallel over {parallel.size} devices")
         logger = metrics_log.MetricsLogger(cfg.logdir, resume_step=resume_step)
         progress = Progress(env_steps, updates)
         train_metrics: list[dict] = []
@@ -324,6 +333,8 @@ class Trainer:
                         **sample.data,
                         **{k: sample.context[k].astype(np.float32) for k in CONTEXT_KEYS},
                     }
+                    if parallel is not None:
+                        batch = parallel.shard_batch(batch)
                     train_state, metrics, new_context = agent.train(
                         train_state, batch, jax.random.fold_in(train_key, updates)
                     )
