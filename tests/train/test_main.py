@@ -4,26 +4,18 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 
 import pytest
 
 from genreward_jax.metrics_log import METRICS_FILE
 from genreward_jax.run_flags import FLAGS_FILE
+from tests.cli import run_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _main(*args, timeout=120, module="genreward_jax.main"):
-    with warnings.catch_warnings():  # JAX (imported by other tests) warns on fork+exec
-        warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
-        return subprocess.run(
-            [sys.executable, "-m", module, *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+    return run_module(module, *args, timeout=timeout)
 
 
 def test_helpfull_lists_trainer_and_env_flags():

@@ -2,13 +2,12 @@
 
 import glob
 import os
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from genreward_jax.sweep import Run, SweepError, expand, load_sweep, run_state
+from tests.cli import run_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -122,23 +121,13 @@ def _tiny_sweep(tmp_path):
     return str(path)
 
 
-def _cli(module, *args, timeout=900):
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.mark.slow
 def test_tiny_sweep_through_submitit_then_local_then_report(tmp_path):
     """The SLURM path (one job array, a run per task) through submitit's local executor for the
     reach runs; the local executor then launches only the rest; a third launch has nothing left
     to do; the report covers both tasks and methods."""
     path = _tiny_sweep(tmp_path)
-    first = _cli(
+    first = run_module(
         "genreward_jax.sweep",
         path,
         "--executor=submitit_local",
@@ -153,15 +142,15 @@ def test_tiny_sweep_through_submitit_then_local_then_report(tmp_path):
         f"reach/{m}/seed_0": "complete" for m in ("dense", "sparse")
     }
 
-    second = _cli("genreward_jax.sweep", path, "--jobs=2")
+    second = run_module("genreward_jax.sweep", path, "--jobs=2")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "4 runs, 2 to launch (2 complete" in second.stdout
     assert second.stdout.count("started push/") == 2 and "started reach/" not in second.stdout
     assert all(run_state(r) == "complete" for r in runs)
-    third = _cli("genreward_jax.sweep", path)
+    third = run_module("genreward_jax.sweep", path)
     assert third.returncode == 0 and "4 runs, 0 to launch (4 complete" in third.stdout
 
-    made = _cli("genreward_jax.report", path, "--reps=200")
+    made = run_module("genreward_jax.report", path, "--reps=200")
     assert made.returncode == 0, made.stderr[-3000:]
     report_dir = tmp_path / "tiny" / "report"
     for name in ("curves.png", "final.md", "final.csv", "iqm.md"):
