@@ -323,6 +323,11 @@ class Replay:
         for key, view in target.items():
             view[...] = np.asarray(arrays[key]).reshape(view.shape)
 
+    def mark_dirty(self) -> None:
+        """Every chunk written so far is to be saved again (a replay loaded from elsewhere)."""
+        written = -(-min(self._count, self._cap) // self.config.chunk_steps)
+        self._dirty = {part: set(range(written)) for part in ("data", "context")}
+
     def mark_saved(self) -> None:
         """Every chunk is as last saved (after a save, or a load)."""
         self._dirty = {"data": set(), "context": set()}

@@ -137,6 +137,9 @@ def read_run_replay(logdir: str | os.PathLike, step: int | None = None) -> dict[
         if step is None:
             raise FileNotFoundError(f"{logdir} has no checkpoint")
         meta = checkpointer.restore_meta(step)
+        if "replay_chunks" not in meta:  # written before incremental replay: in its arrays
+            arrays, _ = checkpointer.restore_arrays(step)
+            return {part: arrays["replay"][part] for part in PARTS}
     finally:
         checkpointer.close()
     used = min(meta["replay"]["count"], meta["replay"]["per_env_capacity"])

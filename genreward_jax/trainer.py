@@ -254,9 +254,13 @@ class Trainer:
             template = {"agent": train_state, "carry": carry}
             state, arrays, meta = checkpointer.restore(resume_step, template)
             train_state, carry = state["agent"], state["carry"]
-            replay.load_meta(meta["replay"])
-            store.load(replay, meta["replay_chunks"])
-            manifests[resume_step] = meta["replay_chunks"]
+            if "replay_chunks" in meta:
+                replay.load_meta(meta["replay"])
+                store.load(replay, meta["replay_chunks"])
+                manifests[resume_step] = meta["replay_chunks"]
+            else:  # a checkpoint from before incremental replay: the replay in its arrays
+                replay.load_state_dict({**arrays["replay"], "meta": meta["replay"]})
+                replay.mark_dirty()
             if self.reward_model is not None:
                 self.reward_model.load_state_dict(arrays["reward_model"])
             loop = LoopState.from_arrays(arrays["loop"], meta["loop"])

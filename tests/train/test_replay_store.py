@@ -110,3 +110,18 @@ def test_prune_keeps_retained_checkpoints_and_names_a_missing_chunk(tmp_path):
     os.remove(tmp_path / "data_000000_v12.npz")
     with pytest.raises(FileNotFoundError, match="data_000000_v12.npz"):
         store.load(make_replay(), m2)
+
+
+def test_a_checkpoint_from_before_incremental_replay_still_reads(tmp_path):
+    """Older runs kept the whole replay in the checkpoint's arrays (and no chunk manifest)."""
+    from genreward_jax.checkpoint import Checkpointer
+    from genreward_jax.replay_store import read_run_replay
+
+    replay = make_replay()
+    add_steps(replay, 12, np.random.default_rng(3))
+    state = replay.state_dict()
+    checkpointer = Checkpointer(tmp_path / "checkpoints", keep=1)
+    checkpointer.save(12, {"w": np.zeros(2)}, {"replay": state}, {"replay": state.pop("meta")})
+    checkpointer.close()
+    read = read_run_replay(tmp_path)
+    np.testing.assert_array_equal(read["data"]["state"], replay.state_dict()["data"]["state"])
