@@ -3,9 +3,11 @@ metrics, so a person watching a run sees it move."""
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from genreward_jax.metrics_log import scalar
@@ -42,3 +44,30 @@ class Progress:
             if number is not None:
                 parts.append(f"{key} {number:.4g}")
         print(" | ".join(parts), file=self._stream, flush=True)
+
+
+class PhaseClock:
+    """Wall time the loop spends in each phase (acting, env stepping, the reward model, replay,
+    training, evaluation, checkpoints), read out per log line as seconds and shares: where a
+    run's time goes, and how busy the accelerator is (act + train)."""
+
+    def __init__(self):
+        self._seconds: collections.Counter[str] = collections.Counter()
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._seconds[name] += time.perf_counter() - start
+
+    def read(self) -> dict[str, float]:
+        """perf/seconds_<phase> and perf/share_<phase> since the last read (then reset)."""
+        total = sum(self._seconds.values()) or 1.0
+        out = {}
+        for name, seconds in sorted(self._seconds.items()):
+            out[f"perf/seconds_{name}"] = seconds
+            out[f"perf/share_{name}"] = seconds / total
+        self._seconds.clear()
+        return out

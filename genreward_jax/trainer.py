@@ -39,7 +39,7 @@ import numpy as np
 
 from genreward_jax import curves, evaluation, media, metrics_log
 from genreward_jax.checkpoint import Checkpointer
-from genreward_jax.progress import Progress
+from genreward_jax.progress import PhaseClock, Progress
 from genreward_jax.replay import Replay, ReplayConfig
 from genreward_jax.replay_store import REPLAY_DIR, ReplayStore
 from genreward_jax.resume import LoopState, restore_envs
@@ -215,11 +215,15 @@ class Trainer:
         mask = self.reward_model.render_mask(np.ones(self.num_envs, bool))
         return self.reward_model.process(envs.reset(render_extra=mask))
 
-    def _step(self, envs, action, obs) -> dict[str, np.ndarray]:
+    def _step(self, envs, action, obs, clock: PhaseClock) -> dict[str, np.ndarray]:
         if self.reward_model is None:
-            return envs.step(action)
+            with clock.phase("env"):
+                return envs.step(action)
         mask = self.reward_model.render_mask(obs["is_last"])
-        return self.reward_model.process(envs.step(action, render_extra=mask))
+        with clock.phase("env"):
+            stepped = envs.step(action, render_extra=mask)
+        with clock.phase("reward"):
+            return self.reward_model.process(stepped)
 
     def _run(self, envs) -> dict[str, Any]:
         cfg = self.config
@@ -274,6 +278,7 @@ class Trainer:
             self._print(f"train step data-parallel over {parallel.size} devices")
         logger = metrics_log.MetricsLogger(cfg.logdir, resume_step=resume_step)
         progress = Progress(env_steps, updates)
+        clock = PhaseClock()
         train_metrics: list[dict] = []
         episode_metrics: list[dict] = []
         last_eval: dict[str, float] = {}
@@ -309,55 +314,74 @@ class Trainer:
         try:
             while env_steps < cfg.steps:
                 policy_obs = {k: obs[k] for k in (*cfg.obs_keys, "is_first")}
-                action, carry = agent.policy(
-                    train_state,
-                    carry,
-                    policy_obs,
-                    jax.random.fold_in(policy_key, env_steps),
-                    "train",
-                )
-                action = np.asarray(action, np.float32)
-                if env_steps < cfg.prefill:
-                    rng = np.random.default_rng([cfg.seed, env_steps])
-                    action = rng.uniform(-1, 1, (self.num_envs, act_dim)).astype(np.float32)
-                    carry = {**carry, "prev_action": jnp.asarray(action)}
-                context = {k: np.asarray(carry[k]) for k in CONTEXT_KEYS}
-                self._log_transition_reward(agent, train_state, carry, action, obs)
+                with clock.phase("act"):
+                    action, carry = agent.policy(
+                        train_state,
+                        carry,
+                        policy_obs,
+                        jax.random.fold_in(policy_key, env_steps),
+                        "train",
+                    )
+                    action = np.asarray(action, np.float32)
+                    if env_steps < cfg.prefill:
+                        rng = np.random.default_rng([cfg.seed, env_steps])
+                        action = rng.uniform(-1, 1, (self.num_envs, act_dim)).astype(np.float32)
+                        carry = {**carry, "prev_action": jnp.asarray(action)}
+                    context = {k: np.asarray(carry[k]) for k in CONTEXT_KEYS}
+                    self._log_transition_reward(agent, train_state, carry, action, obs)
                 action = np.where(obs["is_last"][:, None], 0.0, action).astype(np.float32)
-                replay.add({**{k: obs[k] for k in step_keys}, "action": action, **context})
+                with clock.phase("replay"):
+                    replay.add({**{k: obs[k] for k in step_keys}, "action": action, **context})
                 episode_metrics.extend(loop.record(obs))
-                obs = self._step(envs, action, obs)
+                obs = self._step(envs, action, obs, clock)
                 loop.applied(obs, action)
                 env_steps += self.num_envs
 
                 due = updates_due(cfg, env_steps)
                 while updates < due:
-                    sample = replay.sample(cfg.batch_size)
-                    batch = {
-                        **sample.data,
-                        **{k: sample.context[k].astype(np.float32) for k in CONTEXT_KEYS},
-                    }
-                    if parallel is not None:
-                        batch = parallel.shard_batch(batch)
-                    train_state, metrics, new_context = agent.train(
-                        train_state, batch, jax.random.fold_in(train_key, updates)
-                    )
-                    replay.write_context(sample.index, jax.device_get(new_context))
+                    with clock.phase("replay"):
+                        sample = replay.sample(cfg.batch_size)
+                        batch = {
+                            **sample.data,
+                            **{k: sample.context[k].astype(np.float32) for k in CONTEXT_KEYS},
+                        }
+                    with clock.phase("train"):
+                        if parallel is not None:
+                            batch = parallel.shard_batch(batch)
+                        train_state, metrics, new_context = agent.train(
+                            train_state, batch, jax.random.fold_in(train_key, updates)
+                        )
+                        new_context = jax.device_get(new_context)
+                    with clock.phase("replay"):
+                        replay.write_context(sample.index, new_context)
                     train_metrics.append(metrics)
                     updates += 1
 
                 if _crossed(env_steps, self.num_envs, cfg.log_every) or env_steps >= cfg.steps:
                     self._log(
-                        logger, progress, env_steps, updates, replay, train_metrics, episode_metrics
+                        logger,
+                        progress,
+                        env_steps,
+                        updates,
+                        replay,
+                        train_metrics,
+                        episode_metrics,
+                        clock.read(),
                     )
                     train_metrics, episode_metrics = [], []
                 if _crossed(env_steps, self.num_envs, cfg.eval_every) or env_steps >= cfg.steps:
-                    last_eval = self._evaluate(
-                        agent, train_state, jax.random.fold_in(eval_key, evals), env_steps, logger
-                    )
+                    with clock.phase("eval"):
+                        last_eval = self._evaluate(
+                            agent,
+                            train_state,
+                            jax.random.fold_in(eval_key, evals),
+                            env_steps,
+                            logger,
+                        )
                     evals += 1
                 if _crossed(env_steps, self.num_envs, cfg.checkpoint_every):
-                    save()
+                    with clock.phase("checkpoint"):
+                        save()
                 if self._stop_signal is not None:
                     status = f"interrupted by signal {self._stop_signal}"
                     break
@@ -391,11 +415,12 @@ class Trainer:
         self.reward_model.add_agent_reward(np.where(obs["is_last"], 0.0, reward))
 
     def _log(
-        self, logger, progress, env_steps, updates, replay, train_metrics, episode_metrics
+        self, logger, progress, env_steps, updates, replay, train_metrics, episode_metrics, phases
     ) -> None:
-        """Means over the updates and episodes since the last log line."""
+        """Means over the updates and episodes since the last log line, and where the time went
+        (``PhaseClock``)."""
         rates = progress.rates(env_steps, updates)
-        metrics: dict[str, float] = dict(rates)
+        metrics: dict[str, float] = {**rates, **phases}
         if train_metrics:
             host = jax.device_get(train_metrics)
             for key in host[0]:
