@@ -89,8 +89,8 @@ class ReplayStore:
         replay.mark_saved()
 
     def prune(self, manifests: Iterable[Manifest]) -> list[str]:
-        """Deletes every chunk file no manifest in `manifests` references; returns their
-        names."""
+        """Deletes every chunk file no manifest in `manifests` references, and half-written
+        ones; returns their names. Saves are sequential, so no write is in flight here."""
         keep = {
             os.path.basename(self._path(part, int(chunk), int(version)))
             for manifest in manifests
@@ -99,7 +99,8 @@ class ReplayStore:
         }
         removed = []
         for name in sorted(os.listdir(self.directory)):
-            if _NAME.match(name) and name not in keep:
+            partial = name.startswith(".tmp-")  # a chunk whose writer was killed mid-write
+            if partial or (_NAME.match(name) and name not in keep):
                 os.remove(os.path.join(self.directory, name))
                 removed.append(name)
         return removed

@@ -100,8 +100,10 @@ def test_prune_keeps_retained_checkpoints_and_names_a_missing_chunk(tmp_path):
     add_steps(replay, 12, rng)
     m2 = store.save(replay, 24, m1)
     (tmp_path / "data_000009_v7.npz").write_bytes(b"orphan of a crashed save")
+    (tmp_path / ".tmp-abc.npz").write_bytes(b"a chunk killed mid-write")
     removed = store.prune([m2])  # checkpoint 12 no longer retained
     assert "data_000009_v7.npz" in removed and "data_000001_v12.npz" in removed
+    assert ".tmp-abc.npz" in removed
     assert "data_000000_v12.npz" not in removed  # checkpoint 24 still uses chunk 0 of step 12
     restored = make_replay()
     restored.load_meta(replay.meta())
