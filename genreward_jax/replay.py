@@ -324,7 +324,7 @@ class Replay:
             view[...] = np.asarray(arrays[key]).reshape(view.shape)
 
     def mark_dirty(self) -> None:
-        """Every chunk written so far is to be saved again (a replay loaded from elsewhere)."""
+        """Every chunk written so far is to be saved (a first save, or another chunking)."""
         written = -(-min(self._count, self._cap) // self.config.chunk_steps)
         self._dirty = {part: set(range(written)) for part in ("data", "context")}
 

@@ -55,14 +55,12 @@ class ReplayStore:
         chunk_steps = replay.config.chunk_steps
         if previous is not None and previous["chunk_steps"] != chunk_steps:
             previous = None  # another chunking: write everything
+        if previous is None:
+            replay.mark_dirty()
         manifest: Manifest = {"chunk_steps": chunk_steps}
-        written = -(-min(replay.count, replay.config.per_env_capacity) // chunk_steps)
         for part in PARTS:
-            if previous is None:
-                versions, changed = {}, range(written)
-            else:
-                versions, changed = dict(previous[part]), replay.dirty_chunks(part)
-            for chunk in changed:
+            versions = {} if previous is None else dict(previous[part])
+            for chunk in replay.dirty_chunks(part):
                 self._write(self._path(part, chunk, version), replay.chunk(part, chunk))
                 versions[str(chunk)] = version
             manifest[part] = versions

@@ -264,7 +264,6 @@ class Trainer:
                 manifests[resume_step] = meta["replay_chunks"]
             else:  # a checkpoint from before incremental replay: the replay in its arrays
                 replay.load_state_dict({**arrays["replay"], "meta": meta["replay"]})
-                replay.mark_dirty()
             if self.reward_model is not None:
                 self.reward_model.load_state_dict(arrays["reward_model"])
             loop = LoopState.from_arrays(arrays["loop"], meta["loop"])
