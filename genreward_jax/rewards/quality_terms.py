@@ -272,7 +272,7 @@ def tadpole_terms(goal_file: str, goal: GoalFile, options) -> list:
         print(f"{goal_file}: no TADPoLe section, no TADPoLe row (remake the goal)", flush=True)
         return []
     config = TADPoLeConfig(goal_file=goal_file)
-    reward, _ = tadpole_reward_fn(goal_file, goal, config)
+    reward = tadpole_reward_fn(goal_file, goal, config)
     return [TADPoLeTerm(reward, config)]
 
 

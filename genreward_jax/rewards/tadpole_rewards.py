@@ -87,26 +87,23 @@ def sd_folder(goal_path: str, goal: GoalFile) -> str:
     return folder
 
 
-def tadpole_reward_fn(
-    goal_path: str,
-    goal: GoalFile,
-    config: TADPoLeConfig,
-) -> tuple[Callable, np.ndarray]:
+def tadpole_reward_fn(goal_path: str, goal: GoalFile, config: TADPoLeConfig) -> Callable:
     """The jitted TADPoLe reward of a goal, (uint8 frames [N, H, W, 3], noise levels t [N] int,
-    key) -> {'reward', 'alignment', 'reconstruction'} each [N], and ᾱ of the model's schedule."""
+    key) -> {'reward', 'alignment', 'reconstruction'} each [N]. The schedule and noise range
+    are checked before the (large) UNet is read."""
     folder = sd_folder(goal_path, goal)
     with open(os.path.join(folder, SCHEDULER_CONFIG)) as f:
         scheduler = json.load(f)
     tadpole.check_epsilon_model(scheduler, os.path.join(folder, SCHEDULER_CONFIG))
     alpha_bars = tadpole.alphas_cumprod(scheduler)
-    dtype = jnp.dtype(config.encoder_dtype)
-    vae = load_sd_vae_encoder(os.path.join(folder, "vae"), dtype)
-    unet = load_sd_unet(os.path.join(folder, "unet"), dtype)
     if not config.noise_base + config.noise_range <= len(alpha_bars):
         raise ValueError(
             f"noise levels [{config.noise_base}, {config.noise_base + config.noise_range}) exceed "
             f"the model's {len(alpha_bars)} timesteps"
         )
+    dtype = jnp.dtype(config.encoder_dtype)
+    vae = load_sd_vae_encoder(os.path.join(folder, "vae"), dtype)
+    unet = load_sd_unet(os.path.join(folder, "unet"), dtype)
     resolution = unet.config.sample_size * vae.config.downscale
     context = jnp.asarray(goal.tadpole_context)  # [2, L, D]: empty prompt, task prompt
     alphas = jnp.asarray(alpha_bars)
@@ -126,7 +123,7 @@ def tadpole_reward_fn(
             eps[n:], eps[:n], noise, config.align_scale, config.recon_scale
         )
 
-    return reward, alpha_bars
+    return reward
 
 
 class TADPoLeRewards(FrameRewardBaseline):
@@ -137,7 +134,7 @@ class TADPoLeRewards(FrameRewardBaseline):
     def __init__(self, config: TADPoLeConfig, num_envs: int, image_size: int):
         goals = load_goals(config.goal_file)
         goal_path, goal = goals[0]
-        self._reward, _ = tadpole_reward_fn(goal_path, goal, config)
+        self._reward = tadpole_reward_fn(goal_path, goal, config)
         super().__init__(goals, num_envs, config, config.render_size, image_size)
         self.key = jax.random.key(config.seed)
         self.noise_level = np.full(num_envs, config.noise_base, np.int32)

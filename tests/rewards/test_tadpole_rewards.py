@@ -76,7 +76,7 @@ def test_reward_matches_the_release_computation_in_diffusers(tiny_goal):
     draws."""
     goal_path, goal = tiny_goal
     cfg = config(goal_path)
-    reward, _ = tadpole_reward_fn(goal_path, goal, cfg)
+    reward = tadpole_reward_fn(goal_path, goal, cfg)
     frames = goal.frames[[0, len(goal.frames) // 2, -1]]
     t = np.array([512, 512, 577], np.int32)
     key = jax.random.key(7)
