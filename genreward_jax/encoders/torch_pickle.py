@@ -14,6 +14,7 @@ message.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import pickle
 import zipfile
@@ -46,22 +47,28 @@ class _StorageType:
         self.dtype = _STORAGE_DTYPES[name]
 
 
-class _Storage(np.ndarray):
-    """A storage's elements (1-D), remembering whether they are bfloat16 bits."""
+@dataclasses.dataclass(frozen=True)
+class _Storage:
+    """A storage's elements (1-D), and whether they are bfloat16 bits to widen."""
 
-    bfloat16: bool = False
+    values: np.ndarray
+    bfloat16: bool
 
 
-def _rebuild_tensor(storage, offset, size, stride, *unused) -> np.ndarray:
+def widen_bfloat16(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 values stored as their uint16 bits -> the same values in float32, exactly
+    (numpy has no bfloat16)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def _rebuild_tensor(storage: _Storage, offset, size, stride, *unused) -> np.ndarray:
     del unused  # requires_grad, backward hooks, metadata
-    itemsize = storage.dtype.itemsize
+    values = storage.values
     view = np.lib.stride_tricks.as_strided(
-        storage[offset:], shape=tuple(size), strides=tuple(s * itemsize for s in stride)
+        values[offset:], shape=tuple(size), strides=tuple(s * values.itemsize for s in stride)
     )
     array = np.array(view)  # own the memory, contiguous
-    if getattr(storage, "bfloat16", False):
-        return (array.astype(np.uint32) << 16).view(np.float32)
-    return array
+    return widen_bfloat16(array) if storage.bfloat16 else array
 
 
 def _rebuild_parameter(data, requires_grad, backward_hooks, *unused) -> np.ndarray:
@@ -90,16 +97,15 @@ class _Unpickler(pickle.Unpickler):
             f"{self.path}: refuses to unpickle {module}.{name} (only plain tensors are read)"
         )
 
-    def persistent_load(self, pid: Any) -> np.ndarray:
+    def persistent_load(self, pid: Any) -> _Storage:
         if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
             raise TorchPickleError(f"{self.path}: unknown persistent id {pid!r}")
         storage_type, key = pid[1], pid[2]
         if not isinstance(storage_type, _StorageType):
             raise TorchPickleError(f"{self.path}: storage of unknown type {storage_type!r}")
         raw = self.archive.read(f"{self.prefix}/data/{key}")
-        storage = np.frombuffer(raw, dtype=storage_type.dtype).view(_Storage)
-        storage.bfloat16 = storage_type.name == "BFloat16Storage"
-        return storage
+        values = np.frombuffer(raw, dtype=storage_type.dtype)
+        return _Storage(values, storage_type.name == "BFloat16Storage")
 
 
 def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:

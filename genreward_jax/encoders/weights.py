@@ -38,7 +38,7 @@ import json
 import os
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -49,7 +49,11 @@ import numpy as np
 from safetensors import safe_open
 
 from genreward_jax.encoders import clip_vit, cogvideox_vae, dinov3, s3d, sd_unet, sd_vae
-from genreward_jax.encoders.torch_pickle import TorchPickleError, load_torch_checkpoint
+from genreward_jax.encoders.torch_pickle import (
+    TorchPickleError,
+    load_torch_checkpoint,
+    widen_bfloat16,
+)
 
 f32 = jnp.float32
 
@@ -216,19 +220,21 @@ def _read_diffusers_tensors(
 ) -> tuple[dict[str, tuple[str, np.ndarray]], Path]:
     """A diffusers model folder's tensors from its safetensors file (or shards), else from
     ``diffusion_pytorch_model.bin`` (our torch-free reader); with the file they came from."""
-    if _weight_files(folder, VAE_WEIGHTS, False) or not (folder / DIFFUSERS_BIN).is_file():
+    if not _reads_bin(folder):
         return _read_tensors(folder, VAE_WEIGHTS, rename), folder / VAE_WEIGHTS
     path = folder / DIFFUSERS_BIN
     try:
         state = load_torch_checkpoint(path)
     except (TorchPickleError, OSError) as err:
         raise CheckpointError(f"cannot read {path}: {err}") from err
-    tensors = {}
-    for key, array in state.items():
-        new_key = rename(key)
-        if new_key is not None:
-            tensors[new_key] = (key, array)
+    tensors: dict[str, tuple[str, np.ndarray]] = {}
+    _add_renamed(tensors, ((k, lambda a=a: a) for k, a in state.items()), rename, path)
     return tensors, path
+
+
+def _reads_bin(folder: Path) -> bool:
+    """A diffusers folder is read from its torch pickle only when it has no safetensors."""
+    return not _weight_files(folder, VAE_WEIGHTS, False) and (folder / DIFFUSERS_BIN).is_file()
 
 
 def weights_hash(folder: str | os.PathLike) -> str:
@@ -239,9 +245,9 @@ def weights_hash(folder: str | os.PathLike) -> str:
     """
     folder = Path(folder)
     names = (VAE_WEIGHTS, DINO_WEIGHTS, CLIP_WEIGHTS, S3D_WEIGHTS, DIFFUSERS_BIN)
-    present = [name for name in names if _weight_files(folder, name, False)]
-    if VAE_WEIGHTS in present and DIFFUSERS_BIN in present:
-        present.remove(DIFFUSERS_BIN)  # the loaders read the safetensors file then
+    present = [name for name in names[:-1] if _weight_files(folder, name, False)]
+    if _reads_bin(folder):
+        present.append(DIFFUSERS_BIN)  # hash what the loaders read
     if len(present) != 1:
         raise CheckpointError(
             f"{folder}: expected exactly one of {' / '.join(names)} (or a sharded index), found "
@@ -297,13 +303,8 @@ def _read_tensors(
     for path in _weight_files(folder, name, True):
         try:
             with safe_open(str(path), framework="numpy") as f:
-                for key in f.keys():
-                    new_key = rename(key)
-                    if new_key is None:
-                        continue
-                    if new_key in tensors:
-                        raise CheckpointError(f"{path}: key {key!r} appears twice (as {new_key!r})")
-                    tensors[new_key] = (key, _get_tensor(f, path, key))
+                entries = ((k, functools.partial(_get_tensor, f, path, k)) for k in f.keys())
+                _add_renamed(tensors, entries, rename, path)
         except CheckpointError:
             raise
         except Exception as err:  # safetensors raises its own error types for corrupt files
@@ -311,8 +312,25 @@ def _read_tensors(
     return tensors
 
 
+def _add_renamed(
+    tensors: dict[str, tuple[str, np.ndarray]],
+    entries: Iterable[tuple[str, Callable[[], np.ndarray]]],
+    rename: Callable[[str], str | None],
+    path: Path,
+) -> None:
+    """Adds (key, read) entries under their renamed keys; only kept keys are read, and two
+    keys renamed alike are an error."""
+    for key, read in entries:
+        new_key = rename(key)
+        if new_key is None:
+            continue
+        if new_key in tensors:
+            raise CheckpointError(f"{path}: key {key!r} appears twice (as {new_key!r})")
+        tensors[new_key] = (key, read())
+
+
 def _get_tensor(handle: Any, path: Path, key: str) -> np.ndarray:
-    # numpy has no bfloat16: read those tensors' raw bytes and widen them to float32 exactly.
+    # numpy has no bfloat16: read those tensors' raw bytes and widen them to float32.
     if handle.get_slice(key).get_dtype() != "BF16":
         return handle.get_tensor(key)
     stat = path.stat()
@@ -320,7 +338,7 @@ def _get_tensor(handle: Any, path: Path, key: str) -> np.ndarray:
     with open(path, "rb") as f:
         f.seek(start)
         raw = np.frombuffer(f.read(end - start), dtype="<u2")
-    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(shape)
+    return widen_bfloat16(raw).reshape(shape)
 
 
 @functools.lru_cache(maxsize=4)
