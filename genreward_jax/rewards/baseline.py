@@ -56,6 +56,8 @@ class GoalFileBaseline:
         self.goal_path, self.goal = goals[0]
         self.num_envs = num_envs
         self._goal_index = np.zeros(num_envs, np.int64)
+        # Running statistics of the raw reward and the env reward (the calibrated scaling).
+        self.raw_stats, self.env_stats = RunningStats(), RunningStats()
 
     @property
     def num_goals(self) -> int:
@@ -87,6 +89,19 @@ class GoalFileBaseline:
     def add_agent_reward(self, reward: np.ndarray) -> None:
         del reward  # the baselines add no loss to the agent
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Each env's goal of the bank and the running statistics (subclasses add theirs)."""
+        return {
+            "goal_index": self._goal_index.copy(),
+            "raw_stats": self.raw_stats.array(),
+            "env_stats": self.env_stats.array(),
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self._goal_index = np.asarray(state["goal_index"], np.int64).copy()
+        self.raw_stats.load(state["raw_stats"])
+        self.env_stats.load(state["env_stats"])
+
 
 class FrameRewardBaseline(GoalFileBaseline):
     """A baseline whose raw reward scores each step's frame (``raw_rewards``), calibrated or
@@ -115,7 +130,6 @@ class FrameRewardBaseline(GoalFileBaseline):
         self.config = config
         self.frame_size = frame_size
         self.needs_extra_render = frame_size != image_size
-        self.raw_stats, self.env_stats = RunningStats(), RunningStats()
         self._raw: list[np.ndarray] = []
         self._scaled: list[np.ndarray] = []
 
@@ -181,15 +195,3 @@ class FrameRewardBaseline(GoalFileBaseline):
             )
         self._raw, self._scaled = [], []
         return out
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {
-            "goal_index": self._goal_index.copy(),
-            "raw_stats": self.raw_stats.array(),
-            "env_stats": self.env_stats.array(),
-        }
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self._goal_index = np.asarray(state["goal_index"], np.int64).copy()
-        self.raw_stats.load(state["raw_stats"])
-        self.env_stats.load(state["env_stats"])

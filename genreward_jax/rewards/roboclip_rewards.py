@@ -30,7 +30,7 @@ from genreward_jax.rewards.roboclip import (
     episode_clip,
     kept_step,
 )
-from genreward_jax.rewards.scaling import RunningStats, env_spread, generated_term
+from genreward_jax.rewards.scaling import env_spread, generated_term
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +86,6 @@ class RoboCLIPRewards(GoalFileBaseline):
         self.frames = np.zeros((num_envs, capacity, self.crop, self.crop, 3), np.uint8)
         self.kept = np.zeros(num_envs, np.int64)
         self.episode_step = np.zeros(num_envs, np.int64)
-        self.raw_stats, self.env_stats = RunningStats(), RunningStats()
         self._scores: list[float] = []
 
     def score(self, kept: np.ndarray) -> float:
@@ -162,18 +161,14 @@ class RoboCLIPRewards(GoalFileBaseline):
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {
+            **super().state_dict(),
             "frames": self.frames.copy(),
             "kept": self.kept.copy(),
             "episode_step": self.episode_step.copy(),
-            "goal_index": self._goal_index.copy(),
-            "raw_stats": self.raw_stats.array(),
-            "env_stats": self.env_stats.array(),
         }
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        super().load_state_dict(state)
         self.frames = np.asarray(state["frames"], np.uint8).copy()
         self.kept = np.asarray(state["kept"], np.int64).copy()
         self.episode_step = np.asarray(state["episode_step"], np.int64).copy()
-        self._goal_index = np.asarray(state["goal_index"], np.int64).copy()
-        self.raw_stats.load(state["raw_stats"])
-        self.env_stats.load(state["env_stats"])
