@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -99,8 +100,7 @@ def summarise(metrics_path: str) -> dict:
 
 
 def run(setting: dict, goal: str, num_envs: int, steps: int, logdir: str) -> dict:
-    if os.path.exists(logdir):
-        subprocess.run(["rm", "-rf", logdir], check=True)
+    shutil.rmtree(logdir, ignore_errors=True)  # a fresh run, not a resumed one
     command = [
         sys.executable,
         "-m",

@@ -148,6 +148,8 @@ TRAIN_STREAM, EVAL_STREAM = 0, 1  # env seed streams: eval envs never share trai
 
 def trainer_config_from_flags() -> TrainerConfig:
     """TrainerConfig from the flags of the same names (their defaults are its defaults)."""
+    import jax
+
     unknown = [k for k in FLAGS.obs_keys if k not in OBS_KEYS]
     if unknown or not FLAGS.obs_keys:
         raise ValueError(f"--obs_keys {FLAGS.obs_keys} must be a non-empty subset of {OBS_KEYS}")
@@ -156,8 +158,6 @@ def trainer_config_from_flags() -> TrainerConfig:
     # --seed is an env flag (it also seeds the envs).
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(TrainerConfig)}
     logdir = os.path.abspath(FLAGS.logdir)
-    import jax
-
     if jax.process_count() > 1:
         logdir = os.path.join(logdir, f"process_{jax.process_index()}")
     values.update(logdir=logdir, obs_keys=tuple(FLAGS.obs_keys))
