@@ -142,6 +142,35 @@ flags.DEFINE_enum(
     "under <logdir>/process_<i> and contributes its batch to the global one.",
 )
 
+flags.DEFINE_string(
+    "policy_device",
+    _TRAINER["policy_device"],
+    "Where the policy acts: empty = with the train step's parameters, 'cpu' = the host, or a "
+    "local device index (e.g. 1 for a second GPU); the parameters are copied there after "
+    "updates.",
+)
+flags.DEFINE_enum(
+    "loop",
+    _TRAINER["loop"],
+    ["auto", "sync", "async"],
+    "sync: act, then train, in one thread (bitwise exact resume); async: acting and learning "
+    "overlap in two threads, the train ratio kept by a rate limiter (resume works, not "
+    "bitwise); auto: sync on CPU, async on GPU/TPU.",
+)
+flags.DEFINE_integer(
+    "actor_max_ahead",
+    _TRAINER["actor_max_ahead"],
+    "--loop=async: env steps acting may run ahead of the updates learning has done "
+    "(at least --num_envs).",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "policy_refresh",
+    _TRAINER["policy_refresh"],
+    "--loop=async: updates between copies of the learner's parameters to the actor.",
+    lower_bound=1,
+)
+
 OBS_KEYS = ("image", "state")
 TRAIN_STREAM, EVAL_STREAM = 0, 1  # env seed streams: eval envs never share training placements
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -48,11 +49,13 @@ class Progress:
 
 class PhaseClock:
     """Wall time the loop spends in each phase (acting, env stepping, the reward model, replay,
-    training, evaluation, checkpoints), read out per log line as seconds and shares: where a
-    run's time goes, and how busy the accelerator is (act + train)."""
+    training, evaluation, checkpoints, waiting), read out per log line as seconds and shares:
+    where a run's time goes, and how busy the accelerator is. One clock per thread; ``read`` may
+    come from another thread (the async loop's actor reads the learner's)."""
 
     def __init__(self):
         self._seconds: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -60,14 +63,17 @@ class PhaseClock:
         try:
             yield
         finally:
-            self._seconds[name] += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            with self._lock:
+                self._seconds[name] += elapsed
 
-    def read(self) -> dict[str, float]:
-        """perf/seconds_<phase> and perf/share_<phase> since the last read (then reset)."""
-        total = sum(self._seconds.values()) or 1.0
+    def read(self, prefix: str = "perf/") -> dict[str, float]:
+        """<prefix>seconds_<phase> and <prefix>share_<phase> since the last read (then reset)."""
+        with self._lock:
+            seconds, self._seconds = self._seconds, collections.Counter()
+        total = sum(seconds.values()) or 1.0
         out = {}
-        for name, seconds in sorted(self._seconds.items()):
-            out[f"perf/seconds_{name}"] = seconds
-            out[f"perf/share_{name}"] = seconds / total
-        self._seconds.clear()
+        for name, value in sorted(seconds.items()):
+            out[f"{prefix}seconds_{name}"] = value
+            out[f"{prefix}share_{name}"] = value / total
         return out

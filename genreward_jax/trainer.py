@@ -25,6 +25,8 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import math
 import os
@@ -39,6 +41,7 @@ import numpy as np
 
 from genreward_jax import curves, evaluation, media, metrics_log
 from genreward_jax.checkpoint import Checkpointer
+from genreward_jax.policy_params import PolicyPublisher, parse_policy_device, resolve_policy_device
 from genreward_jax.progress import PhaseClock, Progress
 from genreward_jax.replay import Replay, ReplayConfig
 from genreward_jax.replay_store import REPLAY_DIR, ReplayStore
@@ -49,6 +52,7 @@ from genreward_jax.sharding import DataParallel
 FLAG_KEYS = ("reward", "is_first", "is_last", "is_terminal")
 CONTEXT_KEYS = ("deter", "stoch")
 EVAL_MODES = ("mean", "sample")
+LOOPS = ("auto", "sync", "async")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +81,14 @@ class TrainerConfig:
     log_every: int = 1000
     seed: int = 0
     train_devices: int = 1  # data-parallel train step over this many devices (0: all)
+    # Where the policy acts: "" with the train step's parameters (in the sync loop the same
+    # arrays), "cpu" the host, an integer a local device's index (a copy after every refresh).
+    policy_device: str = ""
+    # sync: act, then train, in one thread (exact resume); async: acting and learning overlap
+    # in two threads (async_loop.py); auto: sync on CPU, async on GPU/TPU.
+    loop: str = "auto"
+    actor_max_ahead: int = 64  # async: env steps acting may run past what learning has done
+    policy_refresh: int = 1  # async: updates between copies of the parameters to the actor
 
     def __post_init__(self) -> None:
         positive = (
@@ -109,6 +121,64 @@ class TrainerConfig:
             raise ValueError(f"--seed must be >= 0, got {self.seed}")
         if self.train_devices < 0:
             raise ValueError(f"--train_devices must be >= 0 (0: all), got {self.train_devices}")
+        if self.loop not in LOOPS:
+            raise ValueError(f"--loop must be one of {LOOPS}, got {self.loop!r}")
+        for name in ("actor_max_ahead", "policy_refresh"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+        parse_policy_device(self.policy_device)
+
+
+def resolve_loop(loop: str) -> str:
+    """--loop=auto: the synchronous loop on CPU (where acting and learning share the same
+    cores, and where runs resume exactly), the overlapped one on an accelerator."""
+    if loop != "auto":
+        return loop
+    return "sync" if jax.default_backend() == "cpu" else "async"
+
+
+@dataclasses.dataclass
+class RunState:
+    """The mutable state of one run, shared by the sync and async loops. In the async loop the
+    actor thread owns the env side (obs, carry, loop, episode metrics, env_steps) and the
+    learner thread the train side (train_state, updates, train metrics); the replay is shared
+    under a lock, and the actor acts with ``policy_state``, a copy the learner refreshes."""
+
+    agent: Any
+    act_dim: int
+    policy_key: jax.Array
+    train_key: jax.Array
+    eval_key: jax.Array
+    train_state: Any
+    carry: dict[str, jax.Array]
+    obs: dict[str, np.ndarray]
+    loop: LoopState
+    replay: Replay
+    step_keys: tuple[str, ...]
+    checkpointer: Checkpointer
+    store: ReplayStore
+    manifests: dict[int, dict] = dataclasses.field(default_factory=dict)  # replay chunks per
+    # checkpoint step
+    policy_state: Any = None
+    publisher: PolicyPublisher | None = None
+    parallel: DataParallel | None = None
+    logger: metrics_log.MetricsLogger | None = None
+    progress: Progress | None = None
+    clock: PhaseClock = dataclasses.field(default_factory=PhaseClock)
+    env_steps: int = 0
+    updates: int = 0
+    evals: int = 0
+    train_metrics: collections.deque = dataclasses.field(default_factory=collections.deque)
+    episode_metrics: list[dict] = dataclasses.field(default_factory=list)
+    last_eval: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def drain_train_metrics(self) -> list[dict]:
+        """The train steps' metrics since the last call (the deque is safe across threads)."""
+        drained = []
+        while self.train_metrics:
+            drained.append(self.train_metrics.popleft())
+        return drained
 
 
 class Trainer:
@@ -154,6 +224,12 @@ class Trainer:
         if not self.eval_env_configs:
             raise ValueError("need at least one eval env")
         self.num_envs = len(self.env_configs)
+        resolve_policy_device(config.policy_device)  # a bad index fails before any env starts
+        if resolve_loop(config.loop) == "async" and config.actor_max_ahead < self.num_envs:
+            raise ValueError(
+                f"--actor_max_ahead={config.actor_max_ahead} must be at least --num_envs="
+                f"{self.num_envs}: one loop iteration steps every env"
+            )
         self._make_envs = make_envs or _default_env_batch
         self._stdout = stdout
         self._stop_signal: int | None = None
@@ -225,7 +301,9 @@ class Trainer:
         with clock.phase("reward"):
             return self.reward_model.process(stepped)
 
-    def _run(self, envs) -> dict[str, Any]:
+    def _start(self, envs) -> RunState:
+        """Builds the agent, replay and checkpointer of this run and, when the run directory
+        holds a checkpoint, restores everything from it."""
         cfg = self.config
         obs = self._reset(envs)
         obs_spec = self._obs_spec(obs)
@@ -235,7 +313,6 @@ class Trainer:
         train_state = agent.init(init_key)
         carry = agent.initial_carry(self.num_envs)
         step_spec, context_spec = self._replay_spec(obs, obs_spec, act_dim, carry)
-        step_keys = self._step_keys(obs)
         replay = Replay(
             ReplayConfig(
                 cfg.replay_capacity,
@@ -247,159 +324,208 @@ class Trainer:
             step_spec,
             context_spec,
         )
-        checkpointer = Checkpointer(os.path.join(cfg.logdir, "checkpoints"), cfg.keep_checkpoints)
-        store = ReplayStore(os.path.join(cfg.logdir, REPLAY_DIR))
-        manifests: dict[int, dict] = {}  # replay chunks of each checkpoint step
-        loop = LoopState.fresh(self.num_envs, act_dim)
-        env_steps = updates = evals = 0
-
-        resume_step = checkpointer.latest_step()
+        run = RunState(
+            agent=agent,
+            act_dim=act_dim,
+            policy_key=policy_key,
+            train_key=train_key,
+            eval_key=eval_key,
+            train_state=train_state,
+            carry=carry,
+            obs=obs,
+            loop=LoopState.fresh(self.num_envs, act_dim),
+            replay=replay,
+            step_keys=self._step_keys(obs),
+            checkpointer=Checkpointer(
+                os.path.join(cfg.logdir, "checkpoints"), cfg.keep_checkpoints
+            ),
+            store=ReplayStore(os.path.join(cfg.logdir, REPLAY_DIR)),
+        )
+        resume_step = run.checkpointer.latest_step()
         if resume_step is not None:
             template = {"agent": train_state, "carry": carry}
-            state, arrays, meta = checkpointer.restore(resume_step, template)
-            train_state, carry = state["agent"], state["carry"]
+            state, arrays, meta = run.checkpointer.restore(resume_step, template)
+            run.train_state, run.carry = state["agent"], state["carry"]
             if "replay_chunks" in meta:
                 replay.load_meta(meta["replay"])
-                store.load(replay, meta["replay_chunks"])
-                manifests[resume_step] = meta["replay_chunks"]
+                run.store.load(replay, meta["replay_chunks"])
+                run.manifests[resume_step] = meta["replay_chunks"]
             else:  # a checkpoint from before incremental replay: the replay in its arrays
                 replay.load_state_dict({**arrays["replay"], "meta": meta["replay"]})
             if self.reward_model is not None:
                 self.reward_model.load_state_dict(arrays["reward_model"])
-            loop = LoopState.from_arrays(arrays["loop"], meta["loop"])
-            env_steps, updates, evals = meta["env_steps"], meta["updates"], meta["evals"]
-            obs = restore_envs(envs, obs, loop)
-            self._print(f"resumed from checkpoint at env step {env_steps} ({updates} updates)")
-        parallel = DataParallel.create(cfg.train_devices)
-        if parallel is not None:
-            parallel.check_batch_size(cfg.batch_size)
-            train_state = parallel.replicate(train_state)
-            self._print(f"train step data-parallel over {parallel.size} devices")
-        logger = metrics_log.MetricsLogger(cfg.logdir, resume_step=resume_step)
-        progress = Progress(env_steps, updates)
-        clock = PhaseClock()
-        train_metrics: list[dict] = []
-        episode_metrics: list[dict] = []
-        last_eval: dict[str, float] = {}
-        status = "complete"
+            run.loop = LoopState.from_arrays(arrays["loop"], meta["loop"])
+            run.env_steps, run.updates = meta["env_steps"], meta["updates"]
+            run.evals = meta["evals"]
+            run.obs = restore_envs(envs, obs, run.loop)
+            self._print(
+                f"resumed from checkpoint at env step {run.env_steps} ({run.updates} updates)"
+            )
+        run.parallel = DataParallel.create(cfg.train_devices)
+        if run.parallel is not None:
+            run.parallel.check_batch_size(cfg.batch_size)
+            run.train_state = run.parallel.replicate(run.train_state)
+            self._print(f"train step data-parallel over {run.parallel.size} devices")
+        run.publisher = PolicyPublisher(cfg.policy_device)
+        run.policy_state = run.publisher.publish(run.train_state, copy=False)
+        run.carry = run.publisher.place(run.carry)
+        run.logger = metrics_log.MetricsLogger(cfg.logdir, resume_step=resume_step)
+        run.progress = Progress(run.env_steps, run.updates)
+        return run
 
-        def save() -> None:
-            if env_steps in checkpointer.all_steps():
-                return
-            previous = manifests[max(manifests)] if manifests else None
-            manifests[env_steps] = store.save(replay, env_steps, previous)
-            meta = {
-                "env_steps": env_steps,
-                "updates": updates,
-                "evals": evals,
-                "replay": replay.meta(),
-                "replay_chunks": manifests[env_steps],
-                "loop": loop.meta(),
-                "seed": cfg.seed,
-            }
-            arrays = {"loop": loop.arrays(obs)}
-            if self.reward_model is not None:
-                arrays["reward_model"] = self.reward_model.state_dict()
-            checkpointer.save(env_steps, {"agent": train_state, "carry": carry}, arrays, meta)
-            kept = checkpointer.all_steps()
-            for step in list(manifests):
-                if step not in kept:
-                    del manifests[step]
-            for step in kept:  # checkpoints of an earlier process of this run
-                if step not in manifests:
-                    manifests[step] = checkpointer.restore_meta(step)["replay_chunks"]
-            store.prune(manifests.values())
-
+    def _run(self, envs) -> dict[str, Any]:
+        cfg = self.config
+        run = self._start(envs)
+        loop = resolve_loop(cfg.loop)
         try:
-            while env_steps < cfg.steps:
-                policy_obs = {k: obs[k] for k in (*cfg.obs_keys, "is_first")}
-                with clock.phase("act"):
-                    action, carry = agent.policy(
-                        train_state,
-                        carry,
-                        policy_obs,
-                        jax.random.fold_in(policy_key, env_steps),
-                        "train",
-                    )
-                    action = np.asarray(action, np.float32)
-                    if env_steps < cfg.prefill:
-                        rng = np.random.default_rng([cfg.seed, env_steps])
-                        action = rng.uniform(-1, 1, (self.num_envs, act_dim)).astype(np.float32)
-                        carry = {**carry, "prev_action": jnp.asarray(action)}
-                    context = {k: np.asarray(carry[k]) for k in CONTEXT_KEYS}
-                    self._log_transition_reward(agent, train_state, carry, action, obs)
-                action = np.where(obs["is_last"][:, None], 0.0, action).astype(np.float32)
-                with clock.phase("replay"):
-                    replay.add({**{k: obs[k] for k in step_keys}, "action": action, **context})
-                episode_metrics.extend(loop.record(obs))
-                obs = self._step(envs, action, obs, clock)
-                loop.applied(obs, action)
-                env_steps += self.num_envs
+            if loop == "sync":
+                status = self._run_sync(envs, run)
+            else:
+                from genreward_jax.async_loop import run_async
 
-                due = updates_due(cfg, env_steps)
-                while updates < due:
-                    with clock.phase("replay"):
-                        sample = replay.sample(cfg.batch_size)
-                        batch = {
-                            **sample.data,
-                            **{k: sample.context[k].astype(np.float32) for k in CONTEXT_KEYS},
-                        }
-                    with clock.phase("train"):
-                        if parallel is not None:
-                            batch = parallel.shard_batch(batch)
-                        train_state, metrics, new_context = agent.train(
-                            train_state, batch, jax.random.fold_in(train_key, updates)
-                        )
-                        new_context = jax.device_get(new_context)
-                    with clock.phase("replay"):
-                        replay.write_context(sample.index, new_context)
-                    train_metrics.append(metrics)
-                    updates += 1
-
-                if _crossed(env_steps, self.num_envs, cfg.log_every) or env_steps >= cfg.steps:
-                    self._log(
-                        logger,
-                        progress,
-                        env_steps,
-                        updates,
-                        replay,
-                        train_metrics,
-                        episode_metrics,
-                        clock.read(),
-                    )
-                    train_metrics, episode_metrics = [], []
-                if _crossed(env_steps, self.num_envs, cfg.eval_every) or env_steps >= cfg.steps:
-                    with clock.phase("eval"):
-                        last_eval = self._evaluate(
-                            agent,
-                            train_state,
-                            jax.random.fold_in(eval_key, evals),
-                            env_steps,
-                            logger,
-                        )
-                    evals += 1
-                if _crossed(env_steps, self.num_envs, cfg.checkpoint_every):
-                    with clock.phase("checkpoint"):
-                        save()
-                if self._stop_signal is not None:
-                    status = f"interrupted by signal {self._stop_signal}"
-                    break
-            save()
+                self._print(
+                    f"overlapped loop: acting at most {cfg.actor_max_ahead} env steps ahead of "
+                    f"learning, policy refreshed every {cfg.policy_refresh} updates"
+                )
+                status = run_async(self, envs, run)
+            self._save(run)
         finally:
-            logger.close()
-            checkpointer.close()
+            run.logger.close()
+            run.checkpointer.close()
         curve = curves.plot_learning_curve(cfg.logdir)
         self._print(
-            f"{status} at env step {env_steps}, {updates} updates"
+            f"{status} at env step {run.env_steps}, {run.updates} updates"
             + (f"; learning curve: {curve}" if curve else "")
         )
         return {
             "status": status,
-            "env_steps": env_steps,
-            "updates": updates,
-            "eval": last_eval,
-            "train_state": train_state,
+            "env_steps": run.env_steps,
+            "updates": run.updates,
+            "eval": run.last_eval,
+            "train_state": run.train_state,
         }
+
+    def _run_sync(self, envs, run: RunState) -> str:
+        """One thread: act, then the updates the train ratio owes, then log/eval/checkpoint."""
+        cfg = self.config
+        while run.env_steps < cfg.steps:
+            self._act(envs, run)
+            due = updates_due(cfg, run.env_steps)
+            if run.updates < due:
+                while run.updates < due:
+                    run.train_metrics.append(self._update(run, run.clock))
+                run.policy_state = run.publisher.publish(run.train_state, copy=False)
+            self._periodic(run)
+            if self._stop_signal is not None:
+                return f"interrupted by signal {self._stop_signal}"
+        return "complete"
+
+    def _act(self, envs, run: RunState, lock=None) -> None:
+        """One loop iteration of every env: the policy's action (with ``run.policy_state``), the
+        step into replay, the env step and the reward model. ``lock`` guards the replay when a
+        learner thread shares it."""
+        cfg, clock = self.config, run.clock
+        obs = run.obs
+        policy_obs = {k: obs[k] for k in (*cfg.obs_keys, "is_first")}
+        with clock.phase("act"):
+            action, carry = run.agent.policy(
+                run.policy_state,
+                run.carry,
+                policy_obs,
+                jax.random.fold_in(run.policy_key, run.env_steps),
+                "train",
+            )
+            action = np.asarray(action, np.float32)
+            if run.env_steps < cfg.prefill:
+                rng = np.random.default_rng([cfg.seed, run.env_steps])
+                action = rng.uniform(-1, 1, (self.num_envs, run.act_dim)).astype(np.float32)
+                carry = {**carry, "prev_action": jnp.asarray(action)}
+            context = {k: np.asarray(carry[k]) for k in CONTEXT_KEYS}
+            self._log_transition_reward(run.agent, run.policy_state, carry, action, obs)
+        run.carry = carry
+        action = np.where(obs["is_last"][:, None], 0.0, action).astype(np.float32)
+        with clock.phase("replay"), lock or contextlib.nullcontext():
+            run.replay.add({**{k: obs[k] for k in run.step_keys}, "action": action, **context})
+        run.episode_metrics.extend(run.loop.record(obs))
+        run.obs = self._step(envs, action, obs, clock)
+        run.loop.applied(run.obs, action)
+        run.env_steps += self.num_envs
+
+    def _update(self, run: RunState, clock: PhaseClock, lock=None) -> dict[str, Any]:
+        """One train step on a fresh replay batch; writes the batch's new posteriors back as
+        replay context. Returns the step's metrics (device arrays)."""
+        cfg = self.config
+        with clock.phase("replay"), lock or contextlib.nullcontext():
+            sample = run.replay.sample(cfg.batch_size)
+        batch = {
+            **sample.data,
+            **{k: sample.context[k].astype(np.float32) for k in CONTEXT_KEYS},
+        }
+        with clock.phase("train"):
+            if run.parallel is not None:
+                batch = run.parallel.shard_batch(batch)
+            run.train_state, metrics, new_context = run.agent.train(
+                run.train_state, batch, jax.random.fold_in(run.train_key, run.updates)
+            )
+            new_context = jax.device_get(new_context)
+        with clock.phase("replay"), lock or contextlib.nullcontext():
+            run.replay.write_context(sample.index, new_context)
+        run.updates += 1
+        return metrics
+
+    def _periodic(self, run: RunState, pause=contextlib.nullcontext, learner_clock=None) -> None:
+        """Log, evaluate and checkpoint when the last iteration crossed their intervals (and log
+        and evaluate at the end). ``pause`` holds a concurrent learner still for a checkpoint."""
+        cfg, n = self.config, self.num_envs
+        done = run.env_steps >= cfg.steps
+        if _crossed(run.env_steps, n, cfg.log_every) or done:
+            phases = run.clock.read()
+            if learner_clock is not None:
+                phases.update(learner_clock.read("perf/learner_"))
+            self._log(run, run.drain_train_metrics(), phases)
+        if _crossed(run.env_steps, n, cfg.eval_every) or done:
+            with run.clock.phase("eval"):
+                run.last_eval = self._evaluate(
+                    run.agent,
+                    run.policy_state,
+                    jax.random.fold_in(run.eval_key, run.evals),
+                    run.env_steps,
+                    run.logger,
+                )
+            run.evals += 1
+        if _crossed(run.env_steps, n, cfg.checkpoint_every):
+            with run.clock.phase("checkpoint"), pause():
+                self._save(run)
+
+    def _save(self, run: RunState) -> None:
+        """Checkpoints the agent, the replay's changed chunks, the loop and the reward model at
+        ``run.env_steps`` (once per step), then prunes what no kept checkpoint needs."""
+        checkpointer, manifests, env_steps = run.checkpointer, run.manifests, run.env_steps
+        if env_steps in checkpointer.all_steps():
+            return
+        previous = manifests[max(manifests)] if manifests else None
+        manifests[env_steps] = run.store.save(run.replay, env_steps, previous)
+        meta = {
+            "env_steps": env_steps,
+            "updates": run.updates,
+            "evals": run.evals,
+            "replay": run.replay.meta(),
+            "replay_chunks": manifests[env_steps],
+            "loop": run.loop.meta(),
+            "seed": self.config.seed,
+        }
+        arrays = {"loop": run.loop.arrays(run.obs)}
+        if self.reward_model is not None:
+            arrays["reward_model"] = self.reward_model.state_dict()
+        checkpointer.save(env_steps, {"agent": run.train_state, "carry": run.carry}, arrays, meta)
+        kept = checkpointer.all_steps()
+        for step in list(manifests):
+            if step not in kept:
+                del manifests[step]
+        for step in kept:  # checkpoints of an earlier process of this run
+            if step not in manifests:
+                manifests[step] = checkpointer.restore_meta(step)["replay_chunks"]
+        run.store.prune(manifests.values())
 
     # ------------------------------------------------------------------ pieces
     def _log_transition_reward(self, agent, train_state, carry, action, obs) -> None:
@@ -413,31 +539,30 @@ class Trainer:
         reward = np.asarray(score(train_state, carry, action, goal), np.float64)
         self.reward_model.add_agent_reward(np.where(obs["is_last"], 0.0, reward))
 
-    def _log(
-        self, logger, progress, env_steps, updates, replay, train_metrics, episode_metrics, phases
-    ) -> None:
+    def _log(self, run: RunState, train_metrics: list[dict], phases: dict[str, float]) -> None:
         """Means over the updates and episodes since the last log line, and where the time went
         (``PhaseClock``)."""
-        rates = progress.rates(env_steps, updates)
+        rates = run.progress.rates(run.env_steps, run.updates)
         metrics: dict[str, float] = {**rates, **phases}
         if train_metrics:
             host = jax.device_get(train_metrics)
             for key in host[0]:
                 metrics[f"train/{key}"] = float(np.mean([m[key] for m in host]))
+        episode_metrics, run.episode_metrics = run.episode_metrics, []
         if episode_metrics:
             for key in episode_metrics[0]:
                 metrics[f"episode/{key}"] = float(np.mean([m[key] for m in episode_metrics]))
-        metrics["replay/steps"] = float(len(replay))
+        metrics["replay/steps"] = float(len(run.replay))
         if self.reward_model is not None:
             metrics.update(self.reward_model.metrics())
-        record = logger.write(env_steps, metrics)
+        record = run.logger.write(run.env_steps, metrics)
         shown = {
             k: v
             for k, v in record.items()
             if k in ("episode/return", "episode/success", "train/loss/total")
         }
         if self._stdout is not False:
-            progress.print(env_steps, updates, rates, shown)
+            run.progress.print(run.env_steps, run.updates, rates, shown)
 
     def _evaluate(self, agent, train_state, key, env_steps, logger) -> dict[str, float]:
         cfg = self.config
