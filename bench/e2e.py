@@ -8,16 +8,20 @@ Each row is one real training run of `genreward_jax.main` (GenReward: the goal's
 rewards, rendering, replay, training, checkpoints) in its own process; the loop's phase clock
 (`progress.PhaseClock`, logged as perf/share_* per log line) splits its wall time into act
 (policy), env (MuJoCo step and render), reward (the reward model), replay, train, eval and
-checkpoint. Accelerator utilisation is the act + train share: the loop is synchronous, so
-while MuJoCo steps the accelerator waits. The first log line (compiles) is left out of every
-figure.
+checkpoint. Rows run the synchronous loop (--loop=sync: while MuJoCo steps the accelerator
+waits) and the overlapped one (--loop=async: the actor thread's phases as above plus its wait
+for the rate limiter; the learner thread's train, replay and wait shares beside them).
+Accelerator utilisation is the act + train share of the sync loop; of the async loop, the
+learner's train share plus the actor's act share (an upper bound: the two can overlap). The
+first log line (compiles) is left out of every figure. Each row also gives the run's final
+evaluation return, so `--steps=3000 --seeds=0,1,2 --num_envs=1` compares what the two loops
+learn in the quickstart (the return band).
 
 Settings:
   * cpu: the quickstart (DreamerV3 1m on the 39-d state, train ratio 32, batch 16×16), a tiny
     goal made here;
   * paper: the paper's pick-place agent (12m on 64² images, train ratio 512, batch 16×64) with a
     tiny-model goal (the rewards' encoders cost the same on any weights).
-The overlapped loop (--loop=async) is not built yet, so every row is the synchronous loop.
 Prints a table and writes JSON (default bench/results/e2e_<setting>.json).
 """
 
@@ -53,13 +57,16 @@ SETTINGS = {
         "log_every": 500,
     },
 }
-PHASES = ("act", "env", "reward", "replay", "train", "eval", "checkpoint")
+PHASES = ("act", "env", "reward", "replay", "train", "eval", "checkpoint", "wait")
+LEARNER_PHASES = ("train", "replay", "wait")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="cpu")
     parser.add_argument("--num_envs", default="1,4", help="comma list, one run each")
+    parser.add_argument("--loops", default="sync,async", help="comma list of --loop values")
+    parser.add_argument("--seeds", default="0", help="comma list; one run per seed")
     parser.add_argument("--steps", type=int, default=None, help="env steps per run")
     parser.add_argument("--workdir", default="bench/results/e2e_runs")
     parser.add_argument("--out", default=None)
@@ -82,10 +89,12 @@ def make_goal(goal_flagfile: str, workdir: str) -> str:
     return path
 
 
-def summarise(metrics_path: str) -> dict:
-    """Means over the log lines after the first: env steps/s, updates/s, phase shares."""
+def summarise(metrics_path: str, loop: str) -> dict:
+    """Means over the log lines after the first: env steps/s, updates/s, phase shares; and the
+    last evaluation's return and success."""
     with open(metrics_path) as f:
-        lines = [json.loads(line) for line in f if "perf/env_steps_per_s" in line]
+        records = [json.loads(line) for line in f]
+    lines = [r for r in records if "perf/env_steps_per_s" in r]
     steady = lines[1:] or lines
     out = {
         "env_steps_per_s": float(np.mean([r["perf/env_steps_per_s"] for r in steady])),
@@ -94,12 +103,25 @@ def summarise(metrics_path: str) -> dict:
     }
     for phase in PHASES:
         out[f"share_{phase}"] = float(np.mean([r.get(f"perf/share_{phase}", 0.0) for r in steady]))
-    out["accelerator_utilisation"] = out["share_act"] + out["share_train"]
+    for phase in LEARNER_PHASES:
+        out[f"learner_share_{phase}"] = float(
+            np.mean([r.get(f"perf/learner_share_{phase}", 0.0) for r in steady])
+        )
+    if loop == "async":
+        busy = out["learner_share_train"] + out["share_act"]
+    else:
+        busy = out["share_act"] + out["share_train"]
+    out["accelerator_utilisation"] = min(1.0, busy)
     out["projected_hours_1m_steps"] = 1e6 / out["env_steps_per_s"] / 3600
+    evals = [r for r in records if "eval/return" in r]
+    out["final_eval_return"] = evals[-1]["eval/return"] if evals else float("nan")
+    out["final_eval_success"] = evals[-1]["eval/success"] if evals else float("nan")
     return out
 
 
-def run(setting: dict, goal: str, num_envs: int, steps: int, logdir: str) -> dict:
+def run(
+    setting: dict, goal: str, loop: str, num_envs: int, seed: int, steps: int, logdir: str
+) -> dict:
     shutil.rmtree(logdir, ignore_errors=True)  # a fresh run, not a resumed one
     command = [
         sys.executable,
@@ -107,7 +129,9 @@ def run(setting: dict, goal: str, num_envs: int, steps: int, logdir: str) -> dic
         "genreward_jax.main",
         *setting["flags"],
         f"--goal_file={goal}",
+        f"--loop={loop}",
         f"--num_envs={num_envs}",
+        f"--seed={seed}",
         f"--steps={steps}",
         f"--log_every={setting['log_every']}",
         f"--checkpoint_every={steps // 2}",
@@ -116,25 +140,51 @@ def run(setting: dict, goal: str, num_envs: int, steps: int, logdir: str) -> dic
     start = time.perf_counter()
     subprocess.run(command, check=True)
     return {
+        "loop": loop,
         "num_envs": num_envs,
+        "seed": seed,
         "wall_s": time.perf_counter() - start,
-        **summarise(os.path.join(logdir, "metrics.jsonl")),
+        **summarise(os.path.join(logdir, "metrics.jsonl"), loop),
     }
 
 
 def table(rows: list[dict]) -> str:
     head = (
-        "| loop | envs | env steps/s | updates/s | " + " | ".join(PHASES) + " | accel. | 1M steps |"
+        "| loop | envs | seed | env steps/s | updates/s | "
+        + " | ".join(PHASES)
+        + " | learner train/wait | accel. | 1M steps | final eval return |"
     )
-    lines = [head, "|" + "---|" * (len(PHASES) + 6)]
+    lines = [head, "|" + "---|" * (len(PHASES) + 9)]
     for r in rows:
         shares = " | ".join(f"{100 * r[f'share_{p}']:.0f}%" for p in PHASES)
+        learner = (
+            f"{100 * r['learner_share_train']:.0f}% / {100 * r['learner_share_wait']:.0f}%"
+            if r["loop"] == "async"
+            else "-"
+        )
         lines.append(
-            f"| sync | {r['num_envs']} | {r['env_steps_per_s']:.1f} | {r['updates_per_s']:.2f} | "
-            f"{shares} | {100 * r['accelerator_utilisation']:.0f}% | "
-            f"{r['projected_hours_1m_steps']:.1f} h |"
+            f"| {r['loop']} | {r['num_envs']} | {r['seed']} | {r['env_steps_per_s']:.1f} | "
+            f"{r['updates_per_s']:.2f} | {shares} | {learner} | "
+            f"{100 * r['accelerator_utilisation']:.0f}% | "
+            f"{r['projected_hours_1m_steps']:.1f} h | {r['final_eval_return']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def return_bands(rows: list[dict]) -> dict[str, dict]:
+    """Final eval return per (loop, envs) over seeds: mean, min, max."""
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        groups.setdefault(f"{r['loop']} x{r['num_envs']}", []).append(r["final_eval_return"])
+    return {
+        key: {
+            "mean": float(np.mean(v)),
+            "min": float(np.min(v)),
+            "max": float(np.max(v)),
+            "runs": len(v),
+        }
+        for key, v in groups.items()
+    }
 
 
 def main(argv=None) -> dict:
@@ -144,13 +194,24 @@ def main(argv=None) -> dict:
     workdir = os.path.join(args.workdir, args.setting)
     goal = make_goal(setting["goal"], workdir)
     rows = []
-    for n in [int(v) for v in args.num_envs.split(",") if v]:
-        rows.append(run(setting, goal, n, steps, os.path.join(workdir, f"envs_{n}")))
-        print(table(rows[-1:]).splitlines()[-1], flush=True)
+    for seed in [int(v) for v in args.seeds.split(",") if v]:
+        for n in [int(v) for v in args.num_envs.split(",") if v]:
+            for loop in [v for v in args.loops.split(",") if v]:
+                logdir = os.path.join(workdir, f"{loop}_envs_{n}_seed_{seed}")
+                rows.append(run(setting, goal, loop, n, seed, steps, logdir))
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
     text = table(rows)
     print(text)
+    bands = return_bands(rows)
+    for key, band in bands.items():
+        print(
+            f"{key}: final eval return {band['mean']:.1f} [{band['min']:.1f}, {band['max']:.1f}] "
+            f"over {band['runs']} seed(s)"
+        )
     out = args.out or f"bench/results/e2e_{args.setting}.json"
-    atomic_write_json(out, {"setting": args.setting, "steps": steps, "rows": rows})
+    atomic_write_json(
+        out, {"setting": args.setting, "steps": steps, "rows": rows, "return_bands": bands}
+    )
     print(f"wrote {out}")
     return {"rows": rows}
 

@@ -120,3 +120,40 @@ def test_jit_through_split_merge():
     params = nnx.to_pure_dict(state)
     f = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))
     np.testing.assert_allclose(f(params, jnp.ones((1, 4))), mlp(jnp.ones((1, 4))), rtol=1e-6)
+
+
+def _upsampled_conv_outputs(kernel: int, rng) -> list:
+    """Value and gradients (kernel, bias, input) of the direct convolution of the nearest x2
+    upsampled map and of Conv2D.upsampled, under the same weights and a random probe."""
+    conv = nw.Conv2D(4, 3, kernel, rngs=nnx.Rngs(kernel))
+    conv.bias[...] = jnp.asarray(rng.normal(size=3), jnp.float32)
+    graphdef, params = nnx.split(conv)
+    x = jnp.asarray(rng.normal(size=(2, 5, 6, 4)), jnp.float32)
+    probe = jnp.asarray(rng.normal(size=(2, 10, 12, 3)), jnp.float32)
+
+    def direct(p, x):
+        return nnx.merge(graphdef, p)(x.repeat(2, 1).repeat(2, 2))
+
+    def folded(p, x):
+        return nnx.merge(graphdef, p).upsampled(x)
+
+    outputs = []
+    for f in (direct, folded):
+        value = jax.jit(f)(params, x)
+        grads = jax.jit(jax.grad(lambda p, x, f=f: (f(p, x) * probe).sum(), argnums=(0, 1)))(
+            params, x
+        )
+        outputs.append([value, *jax.tree.leaves(grads)])
+    return outputs
+
+
+def test_upsampled_convolution_is_the_convolution_of_the_upsampled_map():
+    """Conv2D.upsampled folds the nearest x2 upsample into a 3x3 convolution per output phase:
+    values and all gradients equal the direct convolution of the upsampled map (odd kernels
+    3 and 5, borders included)."""
+    rng = np.random.default_rng(0)
+    for kernel in (3, 5):
+        want, got = _upsampled_conv_outputs(kernel, rng)
+        assert got[0].shape == (2, 10, 12, 3)
+        for a, b in zip(want, got, strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-4)
