@@ -53,7 +53,7 @@ SETTINGS = {
             "--video=false",
         ],
         "goal": "configs/goals_pick_place_tiny.cfg",
-        "steps": 3000,
+        "steps": 2000,  # 489 updates per row at train ratio 512 (1 env), ~2,000 for four rows
         "log_every": 500,
     },
 }
