@@ -172,8 +172,9 @@ def run_async(trainer, envs, run) -> str:
 
 def _finish_learning(run: Any, limiter: RateLimiter, updates: int) -> None:
     """At the last env step: wait for the updates still owed, then act (evaluate) with the
-    final parameters."""
+    final parameters. A stopped learner (an error) leaves the last published copy in place."""
     with run.clock.phase("wait"):
-        limiter.wait_for_learning(updates)
-    with limiter.paused():
-        run.policy_state = run.publisher.publish(run.train_state)
+        finished = limiter.wait_for_learning(updates)
+    if finished:
+        with limiter.paused():
+            run.policy_state = run.publisher.publish(run.train_state)
