@@ -1,9 +1,12 @@
-"""The small trainer config and FB extra loss the end-to-end loop tests share: state
-observations, no evaluation, video or periodic checkpoints unless a test asks for them."""
+"""The small trainer config, FB extra loss and signalling env batch the end-to-end loop tests
+share: state observations, no evaluation, video or periodic checkpoints unless a test asks."""
 
 from __future__ import annotations
 
-from genreward_jax.envs import ACT_DIM
+import os
+import signal
+
+from genreward_jax.envs import ACT_DIM, EnvBatch
 from genreward_jax.rewards import fb
 from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec
 from genreward_jax.trainer import TrainerConfig
@@ -41,3 +44,38 @@ def tiny_fb_extra(goal_feature, beta: float, state_dim: int) -> FBExtraLoss:
         freeze_after_updates=10**6,
     )
     return FBExtraLoss(fb.FBConfig(z_dim=8, hidden=16), spec)
+
+
+class SigtermAfter:
+    """The real EnvBatch; sends SIGTERM to this process after `steps` steps of the batch."""
+
+    act_dim = 4
+
+    def __init__(self, configs, steps):
+        self._envs = EnvBatch(configs)
+        self._left = steps
+
+    def reset(self, *args, **kwargs):
+        return self._envs.reset(*args, **kwargs)
+
+    def step(self, actions, *args, **kwargs):
+        obs = self._envs.step(actions, *args, **kwargs)
+        self._left -= 1
+        if self._left == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return obs
+
+    def close(self):
+        self._envs.close()
+
+
+def signal_first_batch(steps):
+    """make_envs for Trainer: the first batch made (the training one) sends SIGTERM after
+    `steps` steps; later ones (eval) are plain."""
+    made = []
+
+    def make(configs):
+        made.append(configs)
+        return SigtermAfter(configs, steps) if len(made) == 1 else EnvBatch(configs)
+
+    return make

@@ -1,9 +1,10 @@
 """The overlapped loop (--loop=async): the rate limiter's two rules, a real run on Meta-World
 with the tiny agent that keeps them (recorded at every env step and update), checkpoints and
-resumes, and hands a learner thread's error to the caller; and --policy_device, which must not
-change what the synchronous loop computes."""
+resumes (after a SIGTERM too), and hands a learner thread's error to the caller; and
+--policy_device, which must not change what the synchronous loop computes."""
 
 import os
+import signal
 import threading
 import time
 
@@ -15,7 +16,7 @@ from genreward_jax.async_loop import RateLimiter
 from genreward_jax.envs import EnvBatch, EnvConfig
 from genreward_jax.policy_params import parse_policy_device
 from genreward_jax.trainer import Trainer, updates_due
-from tests.tiny_runs import tiny_trainer_config
+from tests.tiny_runs import signal_first_batch, tiny_trainer_config
 
 TRAIN_ENVS = [EnvConfig("reach", seed=s, time_limit=20) for s in (11, 12)]
 EVAL_ENVS = [EnvConfig("reach", seed=99, time_limit=20)]
@@ -129,8 +130,22 @@ def test_async_run_keeps_the_train_ratio_checkpoints_and_resumes(tmp_path, tiny_
         assert done >= updates_due(cfg, env_steps + 2 - 8)  # never > 8 env steps ahead
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["60"]
 
-    # The same run, longer: it resumes from its checkpoint and keeps the ratio.
+    # The same run, longer: it resumes from its checkpoint, a SIGTERM 20 env-batch steps later
+    # (the resume's own replay of the episode so far counts) stops both threads and
+    # checkpoints, and the rerun finishes from there.
     longer = _config(tmp_path / "run", steps=120, loop="async", actor_max_ahead=8)
+    stopped = Trainer(
+        longer,
+        tiny_agent_factory,
+        TRAIN_ENVS,
+        EVAL_ENVS,
+        make_envs=signal_first_batch(20),
+        stdout=False,
+    ).run()
+    assert stopped["status"] == f"interrupted by signal {int(signal.SIGTERM)}"
+    stop = stopped["env_steps"]
+    assert 60 < stop < 120 and stopped["updates"] <= updates_due(cfg, stop)
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints"), key=int) == ["60", str(stop)]
     resumed = Trainer(longer, tiny_agent_factory, TRAIN_ENVS, EVAL_ENVS, stdout=False).run()
     assert resumed["status"] == "complete" and resumed["updates"] == updates_due(cfg, 120)
     moved = [

@@ -18,7 +18,7 @@ from genreward_jax.checkpoint import Checkpointer
 from genreward_jax.envs import EnvBatch, EnvConfig
 from genreward_jax.replay_store import REPLAY_DIR, read_run_replay
 from genreward_jax.trainer import Trainer, TrainerConfig, train_start
-from tests.tiny_runs import tiny_trainer_config
+from tests.tiny_runs import signal_first_batch, tiny_trainer_config
 
 TIME_LIMIT = 20  # an episode spans 21 loop iterations (20 steps + the auto-reset step)
 TRAIN_ENVS = [EnvConfig("reach", seed=s, time_limit=TIME_LIMIT) for s in (11, 12)]
@@ -37,39 +37,6 @@ def _config(logdir, **overrides) -> TrainerConfig:
         seed=3,
     )
     return tiny_trainer_config(logdir, **{**values, **overrides})
-
-
-class _SigtermAfter:
-    """The real EnvBatch; sends SIGTERM to this process after `steps` steps of the batch."""
-
-    act_dim = 4
-
-    def __init__(self, configs, steps):
-        self._envs = EnvBatch(configs)
-        self._left = steps
-
-    def reset(self, *args, **kwargs):
-        return self._envs.reset(*args, **kwargs)
-
-    def step(self, actions, *args, **kwargs):
-        obs = self._envs.step(actions, *args, **kwargs)
-        self._left -= 1
-        if self._left == 0:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return obs
-
-    def close(self):
-        self._envs.close()
-
-
-def _signal_first_batch(steps):
-    made = []
-
-    def make(configs):
-        made.append(configs)
-        return _SigtermAfter(configs, steps) if len(made) == 1 else EnvBatch(configs)
-
-    return make
 
 
 def _assert_same_tree(a, b):
@@ -111,7 +78,7 @@ def test_interrupted_and_killed_runs_resume_to_identical_parameters(tmp_path, ti
         tiny_agent_factory,
         TRAIN_ENVS,
         EVAL_ENVS,
-        make_envs=_signal_first_batch(40),
+        make_envs=signal_first_batch(40),
         stdout=False,
     ).run()
     assert stopped["status"] == f"interrupted by signal {int(signal.SIGTERM)}"
