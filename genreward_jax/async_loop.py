@@ -28,7 +28,6 @@ overwritten since the sample).
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -126,7 +125,7 @@ class Learner(threading.Thread):
                     if not self._limiter.wait_to_learn():
                         return
                 try:
-                    run.train_metrics.append(self._trainer._update(run, self.clock, self._lock))
+                    run.train_metrics.append(self._trainer.learn(run, self.clock, self._lock))
                     if run.updates % self._refresh == 0:
                         run.policy_state = run.publisher.publish(run.train_state)
                 finally:
@@ -136,13 +135,12 @@ class Learner(threading.Thread):
             self._limiter.stop()
 
 
-def run_async(trainer, envs, run) -> str:
+def run_async(trainer, envs, run, owed: Callable[[int], int]) -> str:
     """Acts in this thread and learns in another until ``trainer.config.steps`` env steps, a
-    signal, or an error in either thread; returns the run's status. The caller checkpoints."""
-    from genreward_jax.trainer import updates_due
-
+    signal, or an error in either thread; returns the run's status. ``owed(env_steps)`` is the
+    number of updates the train ratio owes after that many env steps. The caller
+    checkpoints."""
     cfg = trainer.config
-    owed = functools.partial(updates_due, cfg)
     limiter = RateLimiter(owed, cfg.actor_max_ahead, run.env_steps, run.updates)
     replay_lock = threading.Lock()
     run.policy_state = run.publisher.publish(run.train_state)  # never the learner's buffers
@@ -154,13 +152,13 @@ def run_async(trainer, envs, run) -> str:
             with run.clock.phase("wait"):
                 if not limiter.wait_to_act(run.env_steps + trainer.num_envs):
                     break
-            trainer._act(envs, run, replay_lock)
+            trainer.act(envs, run, replay_lock)
             limiter.acted(run.env_steps)
             if run.env_steps >= cfg.steps:
                 _finish_learning(run, limiter, owed(run.env_steps))
-            trainer._periodic(run, limiter.paused, learner.clock)
-            if trainer._stop_signal is not None:
-                status = f"interrupted by signal {trainer._stop_signal}"
+            trainer.after_iteration(run, limiter.paused, learner.clock)
+            if trainer.stop_signal is not None:
+                status = f"interrupted by signal {trainer.stop_signal}"
                 break
     finally:
         limiter.stop()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import signal
@@ -40,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genreward_jax import curves, evaluation, media, metrics_log
+from genreward_jax.async_loop import run_async
 from genreward_jax.checkpoint import Checkpointer
 from genreward_jax.policy_params import PolicyPublisher, parse_policy_device, resolve_policy_device
 from genreward_jax.progress import PhaseClock, Progress
@@ -262,6 +264,12 @@ class Trainer:
         del frame
         self._stop_signal = signum
 
+    @property
+    def stop_signal(self) -> int | None:
+        """The SIGTERM/SIGINT received during the run, if any (the loop then checkpoints and
+        returns)."""
+        return self._stop_signal
+
     # ------------------------------------------------------------------ main loop
     def run(self) -> dict[str, Any]:
         """Trains until `config.steps`; returns {'status', 'env_steps', 'updates', 'eval'}."""
@@ -381,13 +389,11 @@ class Trainer:
             if loop == "sync":
                 status = self._run_sync(envs, run)
             else:
-                from genreward_jax.async_loop import run_async
-
                 self._print(
                     f"overlapped loop: acting at most {cfg.actor_max_ahead} env steps ahead of "
                     f"learning, policy refreshed every {cfg.policy_refresh} updates"
                 )
-                status = run_async(self, envs, run)
+                status = run_async(self, envs, run, functools.partial(updates_due, cfg))
             self._save(run)
         finally:
             run.logger.close()
@@ -409,18 +415,18 @@ class Trainer:
         """One thread: act, then the updates the train ratio owes, then log/eval/checkpoint."""
         cfg = self.config
         while run.env_steps < cfg.steps:
-            self._act(envs, run)
+            self.act(envs, run)
             due = updates_due(cfg, run.env_steps)
             if run.updates < due:
                 while run.updates < due:
-                    run.train_metrics.append(self._update(run, run.clock))
+                    run.train_metrics.append(self.learn(run, run.clock))
                 run.policy_state = run.publisher.publish(run.train_state, copy=False)
-            self._periodic(run)
+            self.after_iteration(run)
             if self._stop_signal is not None:
                 return f"interrupted by signal {self._stop_signal}"
         return "complete"
 
-    def _act(self, envs, run: RunState, lock=None) -> None:
+    def act(self, envs, run: RunState, lock=None) -> None:
         """One loop iteration of every env: the policy's action (with ``run.policy_state``), the
         step into replay, the env step and the reward model. ``lock`` guards the replay when a
         learner thread shares it."""
@@ -451,7 +457,7 @@ class Trainer:
         run.loop.applied(run.obs, action)
         run.env_steps += self.num_envs
 
-    def _update(self, run: RunState, clock: PhaseClock, lock=None) -> dict[str, Any]:
+    def learn(self, run: RunState, clock: PhaseClock, lock=None) -> dict[str, Any]:
         """One train step on a fresh replay batch; writes the batch's new posteriors back as
         replay context. Returns the step's metrics (device arrays)."""
         cfg = self.config
@@ -473,7 +479,9 @@ class Trainer:
         run.updates += 1
         return metrics
 
-    def _periodic(self, run: RunState, pause=contextlib.nullcontext, learner_clock=None) -> None:
+    def after_iteration(
+        self, run: RunState, pause=contextlib.nullcontext, learner_clock=None
+    ) -> None:
         """Log, evaluate and checkpoint when the last iteration crossed their intervals (and log
         and evaluate at the end). ``pause`` holds a concurrent learner still for a checkpoint."""
         cfg, n = self.config, self.num_envs
