@@ -45,10 +45,6 @@ class RateLimiter:
         self._cond = threading.Condition()
         self._stopped = self._paused = self._learning = False
 
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
-
     def wait_to_act(self, next_env_steps: int) -> bool:
         """Blocks the actor until learning is close enough behind to step to next_env_steps;
         False once stopped."""

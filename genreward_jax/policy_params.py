@@ -53,8 +53,9 @@ def resolve_policy_device(spec: str) -> jax.Device | None:
 class PolicyPublisher:
     """Makes the state the policy acts with from the train state (module docstring)."""
 
-    def __init__(self, spec: str):
-        self.device = resolve_policy_device(spec)
+    def __init__(self, device: jax.Device | None):
+        """device: ``resolve_policy_device(--policy_device)``; None acts beside the train step."""
+        self.device = device
         self._copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
 
     def publish(self, train_state: Any, copy: bool = True) -> Any:

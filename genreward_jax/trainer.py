@@ -104,6 +104,8 @@ class TrainerConfig:
             "checkpoint_every",
             "keep_checkpoints",
             "log_every",
+            "actor_max_ahead",
+            "policy_refresh",
         )
         for name in positive:
             value = getattr(self, name)
@@ -125,10 +127,6 @@ class TrainerConfig:
             raise ValueError(f"--train_devices must be >= 0 (0: all), got {self.train_devices}")
         if self.loop not in LOOPS:
             raise ValueError(f"--loop must be one of {LOOPS}, got {self.loop!r}")
-        for name in ("actor_max_ahead", "policy_refresh"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name} must be a positive integer, got {value!r}")
         parse_policy_device(self.policy_device)
 
 
@@ -160,8 +158,8 @@ class RunState:
     step_keys: tuple[str, ...]
     checkpointer: Checkpointer
     store: ReplayStore
-    manifests: dict[int, dict] = dataclasses.field(default_factory=dict)  # replay chunks per
-    # checkpoint step
+    # The replay chunks each checkpoint step is made of.
+    manifests: dict[int, dict] = dataclasses.field(default_factory=dict)
     policy_state: Any = None
     publisher: PolicyPublisher | None = None
     parallel: DataParallel | None = None
@@ -226,8 +224,10 @@ class Trainer:
         if not self.eval_env_configs:
             raise ValueError("need at least one eval env")
         self.num_envs = len(self.env_configs)
-        resolve_policy_device(config.policy_device)  # a bad index fails before any env starts
-        if resolve_loop(config.loop) == "async" and config.actor_max_ahead < self.num_envs:
+        # Resolved here so that a bad device index fails before any env starts.
+        self._policy_device = resolve_policy_device(config.policy_device)
+        self._loop = resolve_loop(config.loop)
+        if self._loop == "async" and config.actor_max_ahead < self.num_envs:
             raise ValueError(
                 f"--actor_max_ahead={config.actor_max_ahead} must be at least --num_envs="
                 f"{self.num_envs}: one loop iteration steps every env"
@@ -374,7 +374,7 @@ class Trainer:
             run.parallel.check_batch_size(cfg.batch_size)
             run.train_state = run.parallel.replicate(run.train_state)
             self._print(f"train step data-parallel over {run.parallel.size} devices")
-        run.publisher = PolicyPublisher(cfg.policy_device)
+        run.publisher = PolicyPublisher(self._policy_device)
         run.policy_state = run.publisher.publish(run.train_state, copy=False)
         run.carry = run.publisher.place(run.carry)
         run.logger = metrics_log.MetricsLogger(cfg.logdir, resume_step=resume_step)
@@ -384,9 +384,8 @@ class Trainer:
     def _run(self, envs) -> dict[str, Any]:
         cfg = self.config
         run = self._start(envs)
-        loop = resolve_loop(cfg.loop)
         try:
-            if loop == "sync":
+            if self._loop == "sync":
                 status = self._run_sync(envs, run)
             else:
                 self._print(

@@ -95,7 +95,7 @@ class Conv2D(nnx.Module):
         kernels, the 3-channel output one above all)."""
         k = self.kernel.shape[0]
         taps = jnp.asarray(upsample_taps(k))  # [2, K', k]
-        lo, hi = (-(k // 2)) // 2, (1 + k // 2) // 2
+        pad = taps.shape[1] // 2  # the folded kernel is centred: input offsets -pad..pad
         n, h, w, _ = x.shape
         out = self.kernel.shape[-1]
         kernel = jnp.einsum("pat,qbu,tuio->abipqo", taps, taps, self.kernel[...])
@@ -104,7 +104,7 @@ class Conv2D(nnx.Module):
             x.astype(self.dtype),
             kernel.astype(self.dtype),
             (1, 1),
-            ((-lo, hi), (-lo, hi)),
+            ((pad, pad), (pad, pad)),
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
         y = y.reshape((n, h, w, 2, 2, out)).transpose((0, 1, 3, 2, 4, 5))
