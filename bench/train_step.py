@@ -22,6 +22,7 @@ import time
 
 from absl import app, flags
 
+from bench.synthetic_batch import ACT_DIM, obs_spec, synthetic_batch
 from genreward_jax.atomic import atomic_write_json  # noqa: E402
 
 _PRESETS = flags.DEFINE_list("presets", ["1m"], "Size presets to run (1m ... 400m, tiny).")
@@ -45,31 +46,6 @@ _OVERRIDES = flags.DEFINE_string(
 _OUT = flags.DEFINE_string("out", "bench/results/train_step.json", "JSON output path.")
 _CHILD = flags.DEFINE_string("child", None, "Internal: run one configuration, print JSON.")
 
-VECTOR_DIM = 39
-ACT_DIM = 4
-
-
-def _batch(config, obs: str, batch: int, length: int):
-    import jax.numpy as jnp
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    shape = (batch, length + 1)
-    data = {
-        "action": rng.uniform(-1, 1, (*shape, ACT_DIM)).astype(np.float32),
-        "reward": rng.normal(size=shape).astype(np.float32),
-        "is_first": np.zeros(shape, bool),
-        "is_last": np.zeros(shape, bool),
-        "is_terminal": np.zeros(shape, bool),
-        "deter": np.zeros((*shape, config.deter), np.float32),
-        "stoch": np.zeros((*shape, config.stoch, config.classes), np.float32),
-    }
-    if obs == "vector":
-        data["state"] = rng.normal(size=(*shape, VECTOR_DIM)).astype(np.float32)
-    else:
-        data["image"] = rng.integers(0, 256, (*shape, 64, 64, 3), dtype=np.uint8)
-    return {k: jnp.asarray(v) for k, v in data.items()}
-
 
 def run_one(
     preset_name: str,
@@ -86,20 +62,13 @@ def run_one(
 
     from genreward_jax.dreamer import Agent, preset
 
-    if obs not in ("vector", "image"):
-        raise ValueError(f"obs must be 'vector' or 'image', got {obs!r}")
     config = preset(preset_name, compute_dtype=dtype, **(overrides or {}))
-    spec = (
-        {"state": ((VECTOR_DIM,), np.float32)}
-        if obs == "vector"
-        else {"image": ((64, 64, 3), np.uint8)}
-    )
-    agent = Agent(config, spec, ACT_DIM)
+    agent = Agent(config, obs_spec(obs), ACT_DIM)
     t0 = time.perf_counter()
     state = agent.init(jax.random.key(0))
     jax.block_until_ready(state)
     init_s = time.perf_counter() - t0
-    data = _batch(config, obs, batch, length)
+    data = synthetic_batch(config, obs, batch, length)
     key = jax.random.key(1)
 
     wall0, cpu0 = time.perf_counter(), time.process_time()

@@ -45,27 +45,46 @@ def twohot_mean(logits: jax.Array, bins: jax.Array) -> jax.Array:
     return weighted[..., m] + (left + right).sum(-1)
 
 
-def twohot_encode(target: jax.Array, bins: jax.Array) -> jax.Array:
-    """Two-hot vector [..., K] that puts the mass of target [...] on its two neighbouring bins;
-    targets outside the bin range go fully to the edge bin."""
+def _twohot_neighbours(
+    target: jax.Array, bins: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """The two bins around target [...] and their weights: (below, above, weight_below,
+    weight_above), the weights summing to one. A target outside the bin range has both
+    neighbours at the edge bin."""
     k = bins.shape[0]
     target = f32(target)
-    below = jnp.clip((bins <= target[..., None]).astype(jnp.int32).sum(-1) - 1, 0, k - 1)
-    above = jnp.clip(k - (bins > target[..., None]).astype(jnp.int32).sum(-1), 0, k - 1)
+    count = (bins <= target[..., None]).astype(jnp.int32).sum(-1)  # bins at or below target
+    below = jnp.clip(count - 1, 0, k - 1)
+    above = jnp.clip(count, 0, k - 1)
     equal = below == above
     dist_below = jnp.where(equal, 1.0, jnp.abs(bins[below] - target))
     dist_above = jnp.where(equal, 1.0, jnp.abs(bins[above] - target))
     total = dist_below + dist_above
+    return below, above, dist_above / total, dist_below / total
+
+
+def twohot_encode(target: jax.Array, bins: jax.Array) -> jax.Array:
+    """Two-hot vector [..., K] that puts the mass of target [...] on its two neighbouring bins;
+    targets outside the bin range go fully to the edge bin."""
+    k = bins.shape[0]
+    below, above, weight_below, weight_above = _twohot_neighbours(target, bins)
     return (
-        jax.nn.one_hot(below, k) * (dist_above / total)[..., None]
-        + jax.nn.one_hot(above, k) * (dist_below / total)[..., None]
+        jax.nn.one_hot(below, k) * weight_below[..., None]
+        + jax.nn.one_hot(above, k) * weight_above[..., None]
     )
 
 
 def twohot_loss(logits: jax.Array, bins: jax.Array, target: jax.Array) -> jax.Array:
-    """Cross-entropy [...] of logits [..., K] to the two-hot encoding of sg(target) [...]."""
-    encoded = twohot_encode(sg(target), bins)
-    return -(encoded * jax.nn.log_softmax(f32(logits), -1)).sum(-1)
+    """Cross-entropy [...] of logits [..., K] to the two-hot encoding of sg(target) [...].
+
+    Computed as logsumexp(logits) minus the two neighbours' weighted logits (the weights sum
+    to one), which is -sum(twohot * log_softmax(logits)) without the dense [..., K] target
+    and product, in the forward and the backward pass."""
+    below, above, weight_below, weight_above = _twohot_neighbours(sg(target), bins)
+    logits = f32(logits)
+    picked = jnp.take_along_axis(logits, jnp.stack([below, above], -1), -1)  # [..., 2]
+    weights = sg(jnp.stack([weight_below, weight_above], -1))
+    return jax.nn.logsumexp(logits, -1) - (weights * picked).sum(-1)
 
 
 # ---------------------------------------------------------------- categorical latents

@@ -9,6 +9,7 @@ axis (a block-linear kernel [G, I/G, O/G] therefore has fan-in I, not I/G).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -125,6 +126,57 @@ def upsample_taps(kernel: int) -> np.ndarray:
     return taps
 
 
+def _rms_normalise(x: jax.Array, axes: tuple[int, ...], eps: float) -> tuple[jax.Array, jax.Array]:
+    """x in float32 over ``axes``: (x / rms(x), 1 / rms(x)) with the reduced axes kept."""
+    x = x.astype(f32)
+    inv = jax.lax.rsqrt(jnp.square(x).mean(axes, keepdims=True) + eps)
+    return x * inv, inv
+
+
+def _sum_to_shape(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Sum x over the leading and size-1 axes that broadcasting added to ``shape``."""
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, size in enumerate(shape) if size == 1 and x.shape[lead + i] != 1
+    )
+    return x.sum(axes).reshape(shape)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def rms_silu(x: jax.Array, scale: jax.Array, axes: tuple[int, ...], eps: float) -> jax.Array:
+    """silu(rms_norm(x) * scale): RMS normalisation over ``axes`` in float32 with a learned
+    scale (broadcast against x), then SiLU, returned in x's dtype.
+
+    The unit of every hidden layer. Its gradient is written out: differentiated as composed
+    ops, XLA keeps the normalised activations, the sigmoid and their products as separate
+    full-size arrays for the backward pass (the image agent's largest temporaries are these,
+    on the conv maps); here the forward pass keeps only x and the inverse RMS [..., 1] and the
+    backward pass recomputes the rest inside one fusion."""
+    normed, _ = _rms_normalise(x, axes, eps)
+    return jax.nn.silu(normed * scale).astype(x.dtype)
+
+
+def _rms_silu_fwd(x, scale, axes, eps):
+    normed, inv = _rms_normalise(x, axes, eps)
+    return jax.nn.silu(normed * scale).astype(x.dtype), (x, inv, scale)
+
+
+def _rms_silu_bwd(axes, eps, residuals, grad):
+    x, inv, scale = residuals
+    normed = x.astype(f32) * inv
+    z = normed * scale
+    sig = jax.nn.sigmoid(z)
+    grad_z = grad.astype(f32) * sig * (1.0 + z * (1.0 - sig))  # d silu(z) / dz
+    grad_scale = _sum_to_shape(grad_z * normed, scale.shape)
+    grad_normed = grad_z * scale
+    # d(x * inv)/dx: inv * (g - normed * mean(g * normed)) over the normalised axes.
+    grad_x = inv * (grad_normed - normed * (grad_normed * normed).mean(axes, keepdims=True))
+    return grad_x.astype(x.dtype), grad_scale.astype(scale.dtype)
+
+
+rms_silu.defvjp(_rms_silu_fwd, _rms_silu_bwd)
+
+
 class RMSNorm(nnx.Module):
     """RMS normalisation over the last axis with a learned scale (no shift), in float32."""
 
@@ -133,10 +185,12 @@ class RMSNorm(nnx.Module):
         self.eps = eps
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        dtype = x.dtype
-        x = x.astype(f32)
-        mean2 = jnp.square(x).mean(-1, keepdims=True)
-        return (x * (jax.lax.rsqrt(mean2 + self.eps) * self.scale[...])).astype(dtype)
+        normed, _ = _rms_normalise(x, (-1,), self.eps)
+        return (normed * self.scale[...]).astype(x.dtype)
+
+    def silu(self, x: jax.Array) -> jax.Array:
+        """``silu(self(x))`` as one unit with a written-out gradient (``rms_silu``)."""
+        return rms_silu(x, self.scale[...], (-1,), self.eps)
 
 
 class NormAct(nnx.Module):
@@ -147,7 +201,7 @@ class NormAct(nnx.Module):
         self.norm = RMSNorm(dout, eps)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return jax.nn.silu(self.norm(self.linear(x)))
+        return self.norm.silu(self.linear(x))
 
 
 class MLP(nnx.Module):
@@ -226,7 +280,7 @@ class Encoder(nnx.Module):
                 x = getattr(self, f"conv{i}")(x)
                 n, h, w, c = x.shape
                 x = x.reshape((n, h // 2, 2, w // 2, 2, c)).max((2, 4))
-                x = jax.nn.silu(getattr(self, f"norm{i}")(x))
+                x = getattr(self, f"norm{i}").silu(x)
             outs.append(x.reshape((x.shape[0], -1)))
         return jnp.concatenate([o.astype(self.dtype) for o in outs], -1)
 
@@ -302,10 +356,10 @@ class Decoder(nnx.Module):
             x0 = self.space_deter(deter).reshape((n, g, h, w, -1))
             x0 = x0.transpose((0, 2, 3, 1, 4)).reshape((n, h, w, -1))
             x1 = self.space_stoch_out(self.space_stoch(stoch)).reshape((n, *self.map_shape))
-            x = jax.nn.silu(self.space_norm(x0 + x1))
+            x = self.space_norm.silu(x0 + x1)
             for j in range(self.stages):  # nearest x2 upsample -> conv, at the input's size
                 x = getattr(self, f"conv{j}").upsampled(x)
-                x = jax.nn.silu(getattr(self, f"norm{j}")(x))
+                x = getattr(self, f"norm{j}").silu(x)
             x = jax.nn.sigmoid(self.img_out.upsampled(x).astype(f32))
             splits = np.cumsum(self.image_channels)[:-1]
             for k, v in zip(self.image_keys, jnp.split(x, splits, -1), strict=True):

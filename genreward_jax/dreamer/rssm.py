@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from genreward_jax.dreamer import distributions as dists
-from genreward_jax.dreamer.networks import BlockLinear, Linear, NormAct, RMSNorm
+from genreward_jax.dreamer.networks import BlockLinear, Linear, NormAct, RMSNorm, rms_silu
 
 f32 = jnp.float32
 sg = jax.lax.stop_gradient
@@ -74,42 +74,57 @@ class RSSM(nnx.Module):
     def initial(self, batch: int) -> State:
         return initial_state(batch, self.deter, self.stoch, self.classes)
 
+    def action_input(self, action: jax.Array) -> jax.Array:
+        """The core's action projection [..., H] of action [..., A] (scaled into [-1, 1] by
+        its magnitude, without gradient through the scale). Separate from the core so the
+        observe scan computes it for all steps at once, outside the loop."""
+        action = action / sg(jnp.maximum(1.0, jnp.abs(action)))
+        return self.dynin_action(action)
+
+    def to_groups(self, deter: jax.Array) -> jax.Array:
+        """deter [N, D] -> group-major [G, N, D/G], the layout the block GRU computes in."""
+        n, g = deter.shape[0], self.blocks
+        return deter.reshape((n, g, self.deter // g)).transpose((1, 0, 2))
+
     def core(self, deter: jax.Array, stoch: jax.Array, action: jax.Array) -> jax.Array:
         """Block GRU step: deter [N, D], stoch [N, S, K], action [N, A] -> deter [N, D]."""
+        new, _ = self.grouped_core(deter, self.to_groups(deter), stoch, self.action_input(action))
+        return new
+
+    def grouped_core(
+        self, deter: jax.Array, grouped: jax.Array, stoch: jax.Array, action_in: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """Block GRU step on a state held in both layouts: deter [N, D] and the same values
+        group-major, grouped [G, N, D/G]; stoch [N, S, K]; action_in [N, H] from
+        ``action_input``. Returns the new deter in both layouts.
+
+        Each block sees concat(its deter slice [D/G], x [3H]) through its kernel
+        [D/G + 3H, D/G]; the deter rows act block-diagonally, the shared rows as one matmul of
+        x against all blocks. Everything after the input projections is computed group-major:
+        the norm over (G, D/G) and the gates then read and write [G, N, D/G] contiguously,
+        where XLA's CPU loop emitter ran the gate kernel ~7x slower when it had to write its
+        result transposed into [N, D]. Scans carry both layouts so that transpose is a
+        separate copy, not part of the gate kernel."""
         n, g = deter.shape[0], self.blocks
-        action = action / sg(jnp.maximum(1.0, jnp.abs(action)))
-        x = jnp.concatenate(
-            [
-                self.dynin_deter(deter),
-                self.dynin_stoch(stoch.reshape((n, -1))),
-                self.dynin_action(action),
-            ],
-            -1,
-        )  # [N, 3H]
-        # Each block sees concat(its deter slice [D/G], x [3H]) through its kernel
-        # [D/G + 3H, D/G]. Computed without materialising x once per block: the deter rows act
-        # block-diagonally, the shared rows form one dense [3H, D] matmul.
-        kernel = self.dynhid.kernel[...].astype(self.dtype)  # [G, D/G + 3H, D/G]
         dg = self.deter // g
-        shared = kernel[:, dg:].transpose((1, 0, 2)).reshape((x.shape[-1], self.deter))
-        own = jnp.einsum(
-            "ngi,gio->ngo", deter.astype(self.dtype).reshape((n, g, dg)), kernel[:, :dg]
-        )
-        x = own.reshape((n, -1)) + x.astype(self.dtype) @ shared
-        x = x + self.dynhid.bias[...].astype(self.dtype)
-        x = jax.nn.silu(self.dynhid_norm(x))
-        # Block-linear to per-block (reset, cand, update), computed group-major [G, N, ...]
-        # which XLA's CPU batched matmul runs ~1.6x faster than [N, G, ...].
+        x = jnp.concatenate(
+            [self.dynin_deter(deter), self.dynin_stoch(stoch.reshape((n, -1))), action_in], -1
+        )  # [N, 3H]
+        kernel = self.dynhid.kernel[...].astype(self.dtype)  # [G, D/G + 3H, D/G]
+        own = jnp.einsum("gni,gio->gno", grouped.astype(self.dtype), kernel[:, :dg])
+        shared = jnp.einsum("nh,gho->gno", x.astype(self.dtype), kernel[:, dg:])
+        x = own + shared + self.dynhid.bias[...].astype(self.dtype).reshape((g, 1, dg))
+        scale = self.dynhid_norm.scale[...].reshape((g, 1, dg))
+        x = rms_silu(x, scale, (0, 2), self.dynhid_norm.eps)  # the norm over all of D
         gru_kernel = self.dyngru.kernel[...].astype(self.dtype)  # [G, D/G, 3 D/G]
-        x = jnp.einsum("ngi,gio->gno", x.reshape((n, g, dg)), gru_kernel)
+        x = jnp.einsum("gni,gio->gno", x, gru_kernel)
         x = x + self.dyngru.bias[...].astype(self.dtype).reshape((g, 1, -1))
         x = x.astype(f32).reshape((g, n, 3, dg))
         reset = jax.nn.sigmoid(x[:, :, 0])
         cand = jnp.tanh(reset * x[:, :, 1])
         update = jax.nn.sigmoid(x[:, :, 2] - 1.0)
-        old = deter.astype(f32).reshape((n, g, dg)).transpose((1, 0, 2))
-        new = update * cand + (1 - update) * old  # [G, N, D/G]
-        return new.transpose((1, 0, 2)).reshape((n, self.deter))
+        new = update * cand + (1 - update) * grouped.astype(f32)  # [G, N, D/G]
+        return new.transpose((1, 0, 2)).reshape((n, self.deter)), new
 
     def _logits(self, raw: jax.Array) -> jax.Array:
         """Raw [N, S*K] -> unimixed log-probabilities f32 [N, S, K]."""
@@ -122,8 +137,38 @@ class RSSM(nnx.Module):
 
     def posterior(self, deter: jax.Array, embed: jax.Array) -> jax.Array:
         """deter [..., D], embed [..., E] -> posterior log-probs [..., S, K]."""
-        x = jnp.concatenate([deter.astype(self.dtype), embed.astype(self.dtype)], -1)
-        return self._logits(self.post_logit(self.post0(x)))
+        return self._posterior_from(deter, self.embed_input(embed))
+
+    def embed_input(self, embed: jax.Array) -> jax.Array:
+        """The embedding's part of the posterior's first layer, embed [..., E] -> [..., H]
+        (bias included): that layer reads concat(deter, embed), whose product splits into a
+        deter part and this one. The observe scan computes it for all steps at once."""
+        linear = self.post0.linear
+        kernel = linear.kernel[...].astype(self.dtype)[self.deter :]
+        return embed.astype(self.dtype) @ kernel + linear.bias[...].astype(self.dtype)
+
+    def _posterior_from(self, deter: jax.Array, embed_in: jax.Array) -> jax.Array:
+        kernel = self.post0.linear.kernel[...].astype(self.dtype)[: self.deter]
+        x = self.post0.norm.silu(deter.astype(self.dtype) @ kernel + embed_in)
+        return self._logits(self.post_logit(x))
+
+    def _filter_step(
+        self,
+        state: State,
+        action_in: jax.Array,
+        embed_in: jax.Array,
+        keep: jax.Array,
+        gumbel: jax.Array,
+    ) -> tuple[State, jax.Array]:
+        """One filtering step on a state with a ``grouped`` copy of deter; keep [N, 1] zeroes
+        the state where an episode starts (action_in was computed from masked actions)."""
+        grouped = state["grouped"] * keep[None]
+        deter, grouped = self.grouped_core(
+            state["deter"] * keep, grouped, state["stoch"] * keep[:, :, None], action_in
+        )
+        logits = self._posterior_from(deter, embed_in)
+        stoch = dists.onehot_sample_gumbel(gumbel, logits)
+        return {"deter": deter, "stoch": stoch, "grouped": grouped}, logits
 
     def obs_step(
         self,
@@ -137,13 +182,10 @@ class RSSM(nnx.Module):
         gumbel [N, S, K] is the sampling noise (``jax.random.gumbel``). Returns the new
         posterior state and its log-probs [N, S, K]."""
         keep = (~is_first).astype(f32)[:, None]
-        deter = state["deter"] * keep
-        stoch = state["stoch"] * keep[:, :, None]
-        prev_action = prev_action * keep
-        deter = self.core(deter, stoch, prev_action)
-        logits = self.posterior(deter, embed)
-        stoch = dists.onehot_sample_gumbel(gumbel, logits)
-        return {"deter": deter, "stoch": stoch}, logits
+        state = {**state, "grouped": self.to_groups(state["deter"])}
+        action_in = self.action_input(prev_action * keep)
+        state, logits = self._filter_step(state, action_in, self.embed_input(embed), keep, gumbel)
+        return {"deter": state["deter"], "stoch": state["stoch"]}, logits
 
     # ------------------------------------------------------------------ sequences
 
@@ -165,19 +207,23 @@ class RSSM(nnx.Module):
         the price of running every step's forward twice."""
         b, t = is_first.shape
         gumbel = jax.random.gumbel(key, (t, b, self.stoch, self.classes), f32)
+        keep = (~is_first).astype(f32)[..., None]  # [B, T, 1]
+        # Everything that does not depend on the carry runs on all steps at once.
+        action_in = self.action_input(prev_actions * keep)  # [B, T, H]
+        embed_in = self.embed_input(embeds)  # [B, T, H]
 
         def step(carry, inputs):
-            act, emb, first, noise = inputs
-            carry, logits = self.obs_step(carry, act, emb, first, noise)
-            return carry, (carry, logits)
+            carry, logits = self._filter_step(carry, *inputs)
+            return carry, ({"deter": carry["deter"], "stoch": carry["stoch"]}, logits)
 
         def swap(x):
             return jnp.swapaxes(x, 0, 1)
 
+        carry = {**state, "grouped": self.to_groups(state["deter"])}
         _, (states, logits) = jax.lax.scan(
             jax.checkpoint(step) if self.remat_observe else step,
-            state,
-            (swap(prev_actions), swap(embeds), swap(is_first), gumbel),
+            carry,
+            (swap(action_in), swap(embed_in), swap(keep), gumbel),
             unroll=self.scan_unroll,
         )
         return jax.tree.map(swap, states), swap(logits)
@@ -202,14 +248,19 @@ class RSSM(nnx.Module):
 
         def step(carry, noise):
             lat_noise, a_noise = noise
-            action = policy(carry, a_noise)
-            deter = self.core(carry["deter"], carry["stoch"], action)
+            state = {"deter": carry["deter"], "stoch": carry["stoch"]}
+            action = policy(state, a_noise)
+            deter, grouped = self.grouped_core(
+                carry["deter"], carry["grouped"], carry["stoch"], self.action_input(action)
+            )
             stoch = dists.onehot_sample_gumbel(lat_noise, self.prior(deter))
-            return {"deter": deter, "stoch": stoch}, (carry, action)
+            return {"deter": deter, "stoch": stoch, "grouped": grouped}, (state, action)
 
+        carry = {**state, "grouped": self.to_groups(state["deter"])}
         last, (states, actions) = jax.lax.scan(
-            step, state, (gumbel, act_noise[:-1]), unroll=self.scan_unroll
+            step, carry, (gumbel, act_noise[:-1]), unroll=self.scan_unroll
         )
+        last = {"deter": last["deter"], "stoch": last["stoch"]}
         last_action = policy(last, act_noise[-1])
         states = jax.tree.map(lambda xs, x: jnp.concatenate([xs, x[None]], 0), states, last)
         actions = jnp.concatenate([actions, last_action[None]], 0)
