@@ -93,9 +93,8 @@ def imagine(
 
 
 def imagination_losses(
-    nets,
     config: DreamerConfig,
-    feat: jax.Array,
+    policy_out: tuple[jax.Array, jax.Array],
     actions: jax.Array,
     rew: jax.Array,
     con: jax.Array,
@@ -106,8 +105,9 @@ def imagination_losses(
 ) -> tuple[dict, jax.Array, dict, dict]:
     """Actor and critic losses on imagined trajectories.
 
-    feat [N, H+1, F] and actions [N, H+1, A] from ``imagine``; per-step predictions on them:
-    rew [N, H+1] and continue probability con [N, H+1] (frozen heads), critic logits
+    Per-step predictions on the features [N, H+1, F] and actions [N, H+1, A] from
+    ``imagine``: the trainable actor's raw outputs policy_out (mean, std) [N, H+1, A] each,
+    reward rew [N, H+1] and continue probability con [N, H+1] (frozen heads), critic logits
     val_logits [N, H+1, bins] (trainable), slow critic prediction slow_val [N, H+1].
     Returns losses {'policy', 'value'} [N], imagined returns [N, H], the new retnorm state
     and metrics."""
@@ -118,8 +118,9 @@ def imagination_losses(
     retnorm, _, scale = retnorm_update(retnorm, ret, config)
     adv = (ret - val[:, :-1]) / scale
 
+    mean_raw, std_raw = policy_out
     mean, std = dists.bounded_normal(
-        *nets.pol(feat[:, :-1]), config.policy_minstd, config.policy_maxstd
+        mean_raw[:, :-1], std_raw[:, :-1], config.policy_minstd, config.policy_maxstd
     )
     logpi = dists.normal_logp(mean, std, sg(actions[:, :-1]))
     ent = dists.normal_entropy(std)

@@ -21,7 +21,7 @@ from genreward_jax.dreamer import actor_critic as ac
 from genreward_jax.dreamer import distributions as dists
 from genreward_jax.dreamer import world_model as wm
 from genreward_jax.dreamer.config import DreamerConfig
-from genreward_jax.dreamer.networks import Actor, Decoder, Encoder, Head
+from genreward_jax.dreamer.networks import Actor, Decoder, Encoder, Head, joint_first_layer
 from genreward_jax.dreamer.optimizer import flatten, make_flat_optimizer, make_layout, unflatten
 from genreward_jax.dreamer.rssm import RSSM, features, initial_state
 
@@ -387,12 +387,16 @@ class Agent:
             metrics["extra_reward/replay"] = replay_extra.mean()
             metrics["extra_reward/imag"] = img_extra.mean()
 
-        # The critic and slow critic run once on replay and imagined rows together (one
-        # bigger matmul, fewer kernels); both parts need the critic's gradient. The reward
-        # and continue heads run frozen on imagined rows, so no backward pass is spent there.
-        rows = jnp.concatenate(
-            [observed.feat.reshape((b * t, -1)), img_feat.reshape((n * h1, -1))], 0
+        # The heads' first layers are the largest matmuls on the imagined rows. Those of the
+        # trained heads (critic, actor) run as one matmul over the imagined features, those of
+        # the frozen ones (slow critic, reward, continue) as another; the critic's replay rows
+        # keep a matmul of their own, the only one whose input gradient (into the world model)
+        # is needed. The rest of each head runs once on all its rows.
+        val_img_pre, pol_pre = joint_first_layer(img_feat, [nets.val.mlp, nets.pol.mlp])
+        slow_img_pre, rew_pre, con_pre = joint_first_layer(
+            img_feat, [slow_value.mlp, frozen.rew.mlp, frozen.con.mlp]
         )
+        replay_feat = observed.feat.reshape((b * t, -1))
 
         def split(x):
             return (
@@ -400,10 +404,15 @@ class Agent:
                 x[b * t :].reshape((n, h1, *x.shape[1:])),
             )
 
-        val_rep, val_img = split(nets.val(rows))
-        slow_rep, slow_img = split(dists.twohot_mean(slow_value(sg(rows)), bins))
-        img_rew = dists.twohot_mean(frozen.rew(img_feat), bins) + img_extra
-        img_con = jax.nn.sigmoid(frozen.con(img_feat)[..., 0])
+        def rows(replay_pre, img_pre):
+            return jnp.concatenate([replay_pre, img_pre.reshape((n * h1, -1))], 0)
+
+        val_rep, val_img = split(nets.val.rest(rows(nets.val.mlp.first(replay_feat), val_img_pre)))
+        slow_pre = rows(slow_value.mlp.first(sg(replay_feat)), slow_img_pre)
+        slow_rep, slow_img = split(dists.twohot_mean(slow_value.rest(slow_pre), bins))
+        img_rew = dists.twohot_mean(frozen.rew.rest(rew_pre), bins) + img_extra
+        img_con = jax.nn.sigmoid(frozen.con.rest(con_pre)[..., 0])
+        policy_out = nets.pol.rest(pol_pre)
 
         wm_losses, wm_metrics = wm.world_model_losses(
             nets, c, observed, obs, reward, data["is_terminal"], bins
@@ -412,7 +421,7 @@ class Agent:
         metrics.update(wm_metrics)
 
         img_losses, img_ret, retnorm, img_metrics = ac.imagination_losses(
-            nets, c, img_feat, img_act, img_rew, img_con, val_img, slow_img, state.retnorm, bins
+            c, policy_out, img_act, img_rew, img_con, val_img, slow_img, state.retnorm, bins
         )
         losses.update(img_losses)
         metrics.update({f"imag/{k}": v for k, v in img_metrics.items()})

@@ -103,6 +103,12 @@ class DreamerConfig:
                 raise ValueError(
                     f"deter ({self.deter}) must be divisible by {name} ({getattr(self, name)})"
                 )
+        for name in ("head_layers", "ac_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"{name} must be at least 1 (the heads' first layers run apart from the "
+                    f"rest on imagined rows), got {getattr(self, name)}"
+                )
         if self.bins % 2 == 0:
             raise ValueError(f"bins must be odd so that zero is a bin, got {self.bins}")
 

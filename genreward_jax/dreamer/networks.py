@@ -223,6 +223,33 @@ class MLP(nnx.Module):
             x = getattr(self, f"layer{i}")(x)
         return x
 
+    def first(self, x: jax.Array) -> jax.Array:
+        """The first layer's linear part [..., units] (pre-activation), for callers that
+        compute it apart from the rest (``joint_first_layer``, rows split by gradient)."""
+        return self.layer0.linear(x)
+
+    def rest(self, pre: jax.Array) -> jax.Array:
+        """The MLP from the first layer's pre-activation ``first(x)``: ``rest(first(x))``
+        equals ``self(x)``."""
+        x = self.layer0.norm.silu(pre)
+        for i in range(1, self.layers):
+            x = getattr(self, f"layer{i}")(x)
+        return x
+
+
+def joint_first_layer(x: jax.Array, mlps: Sequence[MLP]) -> list[jax.Array]:
+    """The first-layer pre-activations of several MLPs that read the same input x [..., din],
+    as one matmul against their kernels side by side: one [rows, din] x [din, sum(units)]
+    product instead of one per MLP (the heads on the imagined rows, where each of them is one
+    of the train step's largest matmuls). Returns ``[m.first(x) for m in mlps]``."""
+    linears = [m.layer0.linear for m in mlps]
+    dtype = linears[0].dtype
+    kernel = jnp.concatenate([lin.kernel[...] for lin in linears], -1).astype(dtype)
+    bias = jnp.concatenate([lin.bias[...] for lin in linears], -1).astype(dtype)
+    out = x.astype(dtype) @ kernel + bias
+    splits = np.cumsum([lin.kernel.shape[-1] for lin in linears])[:-1]
+    return jnp.split(out, splits, -1)
+
 
 def _concat_vectors(obs: dict[str, jax.Array], keys: Sequence[str]) -> jax.Array:
     return jnp.concatenate([obs[k].astype(f32).reshape((*obs[k].shape[:-1], -1)) for k in keys], -1)
@@ -389,6 +416,10 @@ class Head(nnx.Module):
         """[..., din] -> float32 [..., dout]."""
         return self.out(self.mlp(x)).astype(f32)
 
+    def rest(self, pre: jax.Array) -> jax.Array:
+        """The head from its MLP's first pre-activation (``MLP.first``) -> float32 [..., dout]."""
+        return self.out(self.mlp.rest(pre)).astype(f32)
+
 
 class Actor(nnx.Module):
     """Bounded-normal policy head: MLP then separate mean and std outputs (outscale 0.01)."""
@@ -411,5 +442,9 @@ class Actor(nnx.Module):
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """[..., din] -> raw (pre-squash) mean and std, float32 [..., A] each."""
-        h = self.mlp(x)
+        return self.rest(self.mlp.first(x))
+
+    def rest(self, pre: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The policy from its MLP's first pre-activation (``MLP.first``)."""
+        h = self.mlp.rest(pre)
         return self.mean(h).astype(f32), self.std(h).astype(f32)

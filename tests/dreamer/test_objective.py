@@ -150,9 +150,8 @@ def _behaviour_losses(agent, params, feat, actions, reward):
     con = jnp.full(feat.shape[:2], 1.0 - 1.0 / config.horizon)
     slow = dists.twohot_mean(nets.val(feat), bins)
     losses, ret, _, metrics = ac.imagination_losses(
-        nets,
         config,
-        feat,
+        nets.pol(feat),
         actions,
         jnp.full(feat.shape[:2], reward),
         con,
