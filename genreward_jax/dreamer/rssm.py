@@ -99,8 +99,11 @@ class RSSM(nnx.Module):
         ``action_input``. Returns the new deter in both layouts.
 
         Each block sees concat(its deter slice [D/G], x [3H]) through its kernel
-        [D/G + 3H, D/G]; the deter rows act block-diagonally, the shared rows as one matmul of
-        x against all blocks. Everything after the input projections is computed group-major:
+        [D/G + 3H, D/G]; the deter rows act block-diagonally, the shared rows as one
+        [N, 3H] x [3H, D] matmul whose [N, D] result the next kernel reads group-major (rows of
+        D/G stay contiguous; a dot written group-major directly had its result laid out
+        [D, N], read with a stride of N). Everything after the input projections is computed
+        group-major:
         the norm over (G, D/G) and the gates then read and write [G, N, D/G] contiguously,
         where XLA's CPU loop emitter ran the gate kernel ~7x slower when it had to write its
         result transposed into [N, D]. Scans carry both layouts so that transpose is a
@@ -112,7 +115,8 @@ class RSSM(nnx.Module):
         )  # [N, 3H]
         kernel = self.dynhid.kernel[...].astype(self.dtype)  # [G, D/G + 3H, D/G]
         own = jnp.einsum("gni,gio->gno", grouped.astype(self.dtype), kernel[:, :dg])
-        shared = jnp.einsum("nh,gho->gno", x.astype(self.dtype), kernel[:, dg:])
+        shared = kernel[:, dg:].transpose((1, 0, 2)).reshape((x.shape[-1], self.deter))
+        shared = (x.astype(self.dtype) @ shared).reshape((n, g, dg)).transpose((1, 0, 2))
         x = own + shared + self.dynhid.bias[...].astype(self.dtype).reshape((g, 1, dg))
         scale = self.dynhid_norm.scale[...].reshape((g, 1, dg))
         x = rms_silu(x, scale, (0, 2), self.dynhid_norm.eps)  # the norm over all of D
