@@ -5,7 +5,9 @@ changes a train-step optimisation is made of. Here both trees are imported into 
 (tree A's ``genreward_jax`` is loaded, its agent built and compiled, then its modules are
 dropped from ``sys.modules`` and tree B's imported the same way; the compiled steps keep their
 own code alive), and their updates alternate A B A B on the same batch. Each pair's B/A ratio
-sees the same machine state, and the median over pairs is the figure to quote.
+sees the same machine state, and the median over pairs is the figure to quote; the ratio of
+process CPU time per update is printed beside it (steadier where the wall clock is disturbed
+by other load, blind to lost parallelism).
 
     python -m bench.train_step_ab --a=/tmp/genreward-old --b=. --preset=1m --obs=vector --steps=14
 
@@ -67,33 +69,40 @@ def compile_tree(root: str, preset: str, obs: str, batch: int, length: int) -> d
     return {"step": step, "state": state, "data": data, "compile_s": compile_s}
 
 
-def _timed(tree: dict, key) -> float:
+def _timed(tree: dict, key) -> tuple[float, float]:
+    """One update: (wall seconds, process CPU seconds)."""
     import jax
 
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     tree["state"], metrics, _ = tree["step"](tree["state"], tree["data"], key)
     jax.block_until_ready(tree["state"])
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     if not bool(jax.numpy.isfinite(metrics["loss/total"])):
         raise RuntimeError("non-finite loss")
-    return seconds
+    return seconds, cpu
 
 
 def run_pairs(a: dict, b: dict, steps: int) -> dict:
     """Alternate A and B updates ``steps`` times; the per-pair ratios B/A and their median."""
     import jax
 
-    times_a, times_b = [], []
+    times_a, times_b, cpu_a, cpu_b = [], [], [], []
     for i in range(steps):
         key = jax.random.key(100 + i)
-        times_a.append(_timed(a, key))
-        times_b.append(_timed(b, key))
+        for times, cpus, tree in ((times_a, cpu_a, a), (times_b, cpu_b, b)):
+            wall, cpu = _timed(tree, key)
+            times.append(wall)
+            cpus.append(cpu)
     ratios = [tb / ta for ta, tb in zip(times_a, times_b, strict=True)]
+    cpu_ratios = [tb / ta for ta, tb in zip(cpu_a, cpu_b, strict=True)]
     return {
         "a_s": times_a,
         "b_s": times_b,
+        "a_cpu_s": cpu_a,
+        "b_cpu_s": cpu_b,
         "ratios": ratios,
         "ratio_median": statistics.median(ratios),
+        "cpu_ratio_median": statistics.median(cpu_ratios),
         "a_median_s": statistics.median(times_a),
         "b_median_s": statistics.median(times_b),
         "compile_a_s": a["compile_s"],
@@ -119,11 +128,14 @@ def main(argv):
         b=os.path.abspath(_B.value),
         loadavg_1m=os.getloadavg()[0],
     )
-    print(f"{'':>10} {'A s/update':>11} {'B s/update':>11} {'B/A':>6} {'compile A':>10} {'B':>6}")
+    print(
+        f"{'':>10} {'A s/update':>11} {'B s/update':>11} {'B/A':>6} {'B/A cpu':>8} "
+        f"{'compile A':>10} {'B':>6}"
+    )
     print(
         f"{_PRESET.value + ' ' + _OBS.value:>10} {row['a_median_s']:>11.4f} "
-        f"{row['b_median_s']:>11.4f} {row['ratio_median']:>6.3f} {row['compile_a_s']:>10.1f} "
-        f"{row['compile_b_s']:>6.1f}"
+        f"{row['b_median_s']:>11.4f} {row['ratio_median']:>6.3f} "
+        f"{row['cpu_ratio_median']:>8.3f} {row['compile_a_s']:>10.1f} {row['compile_b_s']:>6.1f}"
     )
     print("pair ratios: " + " ".join(f"{r:.3f}" for r in row["ratios"]))
     atomic_write_json(out, row)

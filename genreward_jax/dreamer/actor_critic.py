@@ -9,11 +9,14 @@ the world model, through the critic evaluated on replay posteriors.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 
 from genreward_jax.dreamer import distributions as dists
 from genreward_jax.dreamer.config import DreamerConfig
+from genreward_jax.dreamer.networks import MLP, joint_first_layer
 from genreward_jax.dreamer.rssm import State, features
 
 f32 = jnp.float32
@@ -77,19 +80,30 @@ def imagine(
     config: DreamerConfig,
     start: State,
     key: jax.Array,
-) -> tuple[jax.Array, jax.Array]:
+    heads: Sequence[MLP] = (),
+) -> tuple[jax.Array, jax.Array, list[jax.Array]]:
     """Roll out the policy in the world model from start states [N, ...] with frozen
-    (stop-gradient) networks. Returns features [N, H+1, F] and actions [N, H+1, A]."""
+    (stop-gradient) networks. Returns features [N, H+1, F], actions [N, H+1, A] and the
+    first-layer pre-activations [N, H+1, units] of the policy's MLP and of each MLP in
+    ``heads`` on every imagined state.
+
+    The policy's first layer reads each state's features inside the scan anyway; the heads'
+    first layers join it there as one matmul (``joint_first_layer``), so the losses never run
+    the [N (H+1), F]-row first layers again (the largest matmuls on the imagined rows)."""
+    mlps = [frozen_nets.pol.mlp, *heads]
 
     def policy(state, noise):
+        pres = joint_first_layer(features(state), mlps)
         mean, std = dists.bounded_normal(
-            *frozen_nets.pol(features(state)), config.policy_minstd, config.policy_maxstd
+            *frozen_nets.pol.rest(pres[0]), config.policy_minstd, config.policy_maxstd
         )
-        return mean + std * noise
+        return mean + std * noise, pres
 
     act_dim = frozen_nets.pol.mean.kernel.shape[-1]
-    states, actions = frozen_nets.dyn.imagine(start, policy, config.imag_horizon, key, act_dim)
-    return sg(features(states)), sg(actions)
+    states, actions, pres = frozen_nets.dyn.imagine(
+        start, policy, config.imag_horizon, key, act_dim
+    )
+    return sg(features(states)), sg(actions), [sg(p) for p in pres]
 
 
 def imagination_losses(

@@ -21,7 +21,7 @@ from genreward_jax.dreamer import actor_critic as ac
 from genreward_jax.dreamer import distributions as dists
 from genreward_jax.dreamer import world_model as wm
 from genreward_jax.dreamer.config import DreamerConfig
-from genreward_jax.dreamer.networks import Actor, Decoder, Encoder, Head, joint_first_layer
+from genreward_jax.dreamer.networks import Actor, Decoder, Encoder, Head
 from genreward_jax.dreamer.optimizer import flatten, make_flat_optimizer, make_layout, unflatten
 from genreward_jax.dreamer.rssm import RSSM, features, initial_state
 
@@ -378,7 +378,18 @@ class Agent:
         metrics["reward_target"] = reward.mean()
         b, t = is_first.shape
         starts = jax.tree.map(lambda x: sg(x.reshape((b * t, *x.shape[2:]))), observed.states)
-        img_feat, img_act = ac.imagine(frozen, c, starts, imag_key)
+        # The heads' first layers on the imagined rows run inside the imagination scan; the
+        # trained heads (critic, actor) get their weight gradients from first_known.
+        img_feat, img_act, img_pres = ac.imagine(
+            frozen,
+            c,
+            starts,
+            imag_key,
+            [frozen.val.mlp, slow_value.mlp, frozen.rew.mlp, frozen.con.mlp],
+        )
+        pol_pre, val_img_pre, slow_img_pre, rew_pre, con_pre = img_pres
+        pol_pre = nets.pol.mlp.first_known(img_feat, pol_pre)
+        val_img_pre = nets.val.mlp.first_known(img_feat, val_img_pre)
         n, h1 = img_feat.shape[:2]
         replay_extra, img_extra = self.transition_rewards(
             extra_params, state.extra_state, observed.feat, data, img_feat, img_act, frozen
@@ -387,15 +398,9 @@ class Agent:
             metrics["extra_reward/replay"] = replay_extra.mean()
             metrics["extra_reward/imag"] = img_extra.mean()
 
-        # The heads' first layers are the largest matmuls on the imagined rows. Those of the
-        # trained heads (critic, actor) run as one matmul over the imagined features, those of
-        # the frozen ones (slow critic, reward, continue) as another; the critic's replay rows
-        # keep a matmul of their own, the only one whose input gradient (into the world model)
-        # is needed. The rest of each head runs once on all its rows.
-        val_img_pre, pol_pre = joint_first_layer(img_feat, [nets.val.mlp, nets.pol.mlp])
-        slow_img_pre, rew_pre, con_pre = joint_first_layer(
-            img_feat, [slow_value.mlp, frozen.rew.mlp, frozen.con.mlp]
-        )
+        # The critic's replay rows run their first layer here: the only rows whose input
+        # gradient (into the world model) is needed. The rest of each head runs once on all
+        # its rows.
         replay_feat = observed.feat.reshape((b * t, -1))
 
         def split(x):

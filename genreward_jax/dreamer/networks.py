@@ -177,6 +177,31 @@ def _rms_silu_bwd(axes, eps, residuals, grad):
 rms_silu.defvjp(_rms_silu_fwd, _rms_silu_bwd)
 
 
+@jax.custom_vjp
+def linear_of_known_output(
+    x: jax.Array, kernel: jax.Array, bias: jax.Array, out: jax.Array
+) -> jax.Array:
+    """``out``, taken to be ``x @ kernel + bias`` with x [..., I] constant (no gradient): the
+    forward pass returns it as it is, the backward pass gives the kernel and bias their
+    gradients of that product (x^T g and the sum of g) and nothing to x or out."""
+    return out
+
+
+def _known_output_fwd(x, kernel, bias, out):
+    return out, (x, kernel, bias)
+
+
+def _known_output_bwd(residuals, grad):
+    x, kernel, bias = residuals
+    rows = x.reshape((-1, x.shape[-1])).astype(f32)
+    grad = grad.reshape((-1, grad.shape[-1])).astype(f32)
+    grad_kernel = (rows.T @ grad).astype(kernel.dtype)
+    return None, grad_kernel, grad.sum(0).astype(bias.dtype), None
+
+
+linear_of_known_output.defvjp(_known_output_fwd, _known_output_bwd)
+
+
 class RMSNorm(nnx.Module):
     """RMS normalisation over the last axis with a learned scale (no shift), in float32."""
 
@@ -227,6 +252,13 @@ class MLP(nnx.Module):
         """The first layer's linear part [..., units] (pre-activation), for callers that
         compute it apart from the rest (``joint_first_layer``, rows split by gradient)."""
         return self.layer0.linear(x)
+
+    def first_known(self, x: jax.Array, pre: jax.Array) -> jax.Array:
+        """``first(x)`` for an input without gradient whose value ``pre`` was already computed
+        (with these parameters, e.g. inside the imagination scan): no matmul in the forward
+        pass, the kernel and bias gradients of ``first(x)`` in the backward pass."""
+        linear = self.layer0.linear
+        return linear_of_known_output(x, linear.kernel[...], linear.bias[...], pre)
 
     def rest(self, pre: jax.Array) -> jax.Array:
         """The MLP from the first layer's pre-activation ``first(x)``: ``rest(first(x))``

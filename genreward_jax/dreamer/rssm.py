@@ -10,6 +10,7 @@ instead of T small ones).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -235,16 +236,19 @@ class RSSM(nnx.Module):
     def imagine(
         self,
         state: State,
-        policy: Callable[[State, jax.Array], jax.Array],
+        policy: Callable[[State, jax.Array], tuple[jax.Array, Any]],
         horizon: int,
         key: jax.Array,
         act_dim: int,
-    ) -> tuple[State, jax.Array]:
-        """Roll the prior forward with actions from policy(state, noise [N, A]) -> [N, A],
-        where noise is standard normal. Not differentiable (use stop-gradient inputs).
+    ) -> tuple[State, jax.Array, Any]:
+        """Roll the prior forward with actions from policy(state, noise [N, A]) ->
+        (action [N, A], aux), where noise is standard normal and aux any pytree of [N, ...]
+        arrays the policy computed on the state (e.g. other heads' first layers, which read
+        the same features). Not differentiable (use stop-gradient inputs).
 
         Returns states {deter [N, H+1, D], stoch [N, H+1, S, K]} including the start state at
-        index 0, and actions [N, H+1, A] where action t is taken from state t."""
+        index 0, actions [N, H+1, A] where action t is taken from state t, and aux stacked
+        the same way [N, H+1, ...]."""
         n = state["deter"].shape[0]
         lat_key, act_key = jax.random.split(key)
         gumbel = jax.random.gumbel(lat_key, (horizon, n, self.stoch, self.classes), f32)
@@ -253,26 +257,23 @@ class RSSM(nnx.Module):
         def step(carry, noise):
             lat_noise, a_noise = noise
             state = {"deter": carry["deter"], "stoch": carry["stoch"]}
-            action = policy(state, a_noise)
+            action, aux = policy(state, a_noise)
             deter, grouped = self.grouped_core(
                 carry["deter"], carry["grouped"], carry["stoch"], self.action_input(action)
             )
             stoch = dists.onehot_sample_gumbel(lat_noise, self.prior(deter))
-            return {"deter": deter, "stoch": stoch, "grouped": grouped}, (state, action)
+            return {"deter": deter, "stoch": stoch, "grouped": grouped}, (state, action, aux)
 
         carry = {**state, "grouped": self.to_groups(state["deter"])}
-        last, (states, actions) = jax.lax.scan(
-            step, carry, (gumbel, act_noise[:-1]), unroll=self.scan_unroll
-        )
+        last, outputs = jax.lax.scan(step, carry, (gumbel, act_noise[:-1]), unroll=self.scan_unroll)
         last = {"deter": last["deter"], "stoch": last["stoch"]}
-        last_action = policy(last, act_noise[-1])
-        states = jax.tree.map(lambda xs, x: jnp.concatenate([xs, x[None]], 0), states, last)
-        actions = jnp.concatenate([actions, last_action[None]], 0)
-
-        def swap(x):
-            return jnp.swapaxes(x, 0, 1)
-
-        return jax.tree.map(swap, states), swap(actions)
+        last_action, last_aux = policy(last, act_noise[-1])
+        outputs = jax.tree.map(
+            lambda xs, x: jnp.swapaxes(jnp.concatenate([xs, x[None]], 0), 0, 1),
+            outputs,
+            (last, last_action, last_aux),
+        )
+        return outputs
 
 
 def features(state: State) -> jax.Array:
