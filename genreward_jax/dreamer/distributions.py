@@ -35,14 +35,17 @@ def symexp_bins(num: int) -> np.ndarray:
 
 
 def twohot_mean(logits: jax.Array, bins: jax.Array) -> jax.Array:
-    """Expected value [...] of logits [..., K]; summed from the middle outwards so that
-    symmetric probabilities give exactly zero (a left-to-right sum leaves rounding residue)."""
-    probs = jax.nn.softmax(f32(logits), -1)
+    """Expected value [...] of logits [..., K] over symmetric bins (``symexp_bins``).
+
+    Bin m + j is the negative of bin m - j, so the mean is sum_j (p[m+j] - p[m-j]) bins[m+j]
+    over j >= 1 (bins[m] = 0): symmetric probabilities give exactly zero whatever the order
+    of the sum (the prediction of a zero-initialised head must be exactly zero), and the
+    unnormalised exponentials are summed in one pass, divided by their total once."""
+    logits = f32(logits)
     m = (logits.shape[-1] - 1) // 2
-    weighted = probs * bins
-    left = weighted[..., :m][..., ::-1]
-    right = weighted[..., m + 1 :]
-    return weighted[..., m] + (left + right).sum(-1)
+    exp = jnp.exp(logits - sg(logits.max(-1, keepdims=True)))
+    diff = exp[..., m + 1 :] - exp[..., :m][..., ::-1]
+    return (diff * bins[m + 1 :]).sum(-1) / exp.sum(-1)
 
 
 def _twohot_neighbours(
