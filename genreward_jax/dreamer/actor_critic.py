@@ -81,11 +81,11 @@ def imagine(
     start: State,
     key: jax.Array,
     heads: Sequence[MLP] = (),
-) -> tuple[jax.Array, jax.Array, list[jax.Array]]:
+) -> tuple[State, jax.Array, list[jax.Array]]:
     """Roll out the policy in the world model from start states [N, ...] with frozen
-    (stop-gradient) networks. Returns features [N, H+1, F], actions [N, H+1, A] and the
-    first-layer pre-activations [N, H+1, units] of the policy's MLP and of each MLP in
-    ``heads`` on every imagined state.
+    (stop-gradient) networks. Returns time-major states {deter [H+1, N, D],
+    stoch [H+1, N, S, K]}, actions [H+1, N, A] and the first-layer pre-activations
+    [H+1, N, units] of the policy's MLP and of each MLP in ``heads`` on every imagined state.
 
     The policy's first layer reads each state's features inside the scan anyway; the heads'
     first layers join it there as one matmul (``joint_first_layer``), so the losses never run
@@ -103,7 +103,7 @@ def imagine(
     states, actions, pres = frozen_nets.dyn.imagine(
         start, policy, config.imag_horizon, key, act_dim
     )
-    return sg(features(states)), sg(actions), [sg(p) for p in pres]
+    return sg(states), sg(actions), [sg(p) for p in pres]
 
 
 def imagination_losses(

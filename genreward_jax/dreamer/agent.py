@@ -379,18 +379,25 @@ class Agent:
         b, t = is_first.shape
         starts = jax.tree.map(lambda x: sg(x.reshape((b * t, *x.shape[2:]))), observed.states)
         # The heads' first layers on the imagined rows run inside the imagination scan; the
-        # trained heads (critic, actor) get their weight gradients from first_known.
-        img_feat, img_act, img_pres = ac.imagine(
+        # trained heads (critic, actor) get their kernel gradients from first_known, on the
+        # time-major states as the scan stacked them (only the narrow arrays are swapped).
+        img_states, img_act, img_pres = ac.imagine(
             frozen,
             c,
             starts,
             imag_key,
             [frozen.val.mlp, slow_value.mlp, frozen.rew.mlp, frozen.con.mlp],
         )
+        h1, n = img_act.shape[:2]
+        img_rows = (img_states["deter"], img_states["stoch"].reshape((h1, n, -1)))
         pol_pre, val_img_pre, slow_img_pre, rew_pre, con_pre = img_pres
-        pol_pre = nets.pol.mlp.first_known(img_feat, pol_pre)
-        val_img_pre = nets.val.mlp.first_known(img_feat, val_img_pre)
-        n, h1 = img_feat.shape[:2]
+        pol_pre = nets.pol.mlp.first_known(img_rows, pol_pre)
+        val_img_pre = nets.val.mlp.first_known(img_rows, val_img_pre)
+        pol_pre, val_img_pre, slow_img_pre, rew_pre, con_pre, img_act = (
+            jnp.swapaxes(x, 0, 1)
+            for x in (pol_pre, val_img_pre, slow_img_pre, rew_pre, con_pre, img_act)
+        )
+        img_feat = jnp.swapaxes(features(img_states), 0, 1)  # [N, H+1, F] for action-aware extras
         replay_extra, img_extra = self.transition_rewards(
             extra_params, state.extra_state, observed.feat, data, img_feat, img_act, frozen
         )

@@ -111,9 +111,16 @@ def onehot_sample(key: jax.Array, logits: jax.Array) -> jax.Array:
 def onehot_sample_gumbel(gumbel: jax.Array, logits: jax.Array) -> jax.Array:
     """Like onehot_sample with pre-drawn Gumbel noise [..., K] (argmax(logits + g) is a
     categorical sample); lets scans draw all their noise up front, outside the loop body."""
-    onehot = jax.nn.one_hot(jnp.argmax(sg(logits) + gumbel, -1), logits.shape[-1], dtype=f32)
+    onehot = onehot_gumbel_max(gumbel, logits)
     probs = jax.nn.softmax(logits, -1)
     return sg(onehot) + (probs - sg(probs))
+
+
+def onehot_gumbel_max(gumbel: jax.Array, logits: jax.Array) -> jax.Array:
+    """The one-hot sample of ``onehot_sample_gumbel`` without its straight-through term, for
+    rollouts that carry no gradient (the term is zero there, but XLA still computes the
+    softmax it is made of)."""
+    return jax.nn.one_hot(jnp.argmax(sg(logits) + gumbel, -1), logits.shape[-1], dtype=f32)
 
 
 def categorical_kl(logits_p: jax.Array, logits_q: jax.Array) -> jax.Array:

@@ -179,23 +179,25 @@ rms_silu.defvjp(_rms_silu_fwd, _rms_silu_bwd)
 
 @jax.custom_vjp
 def linear_of_known_output(
-    x: jax.Array, kernel: jax.Array, bias: jax.Array, out: jax.Array
+    xs: Sequence[jax.Array], kernel: jax.Array, bias: jax.Array, out: jax.Array
 ) -> jax.Array:
-    """``out``, taken to be ``x @ kernel + bias`` with x [..., I] constant (no gradient): the
-    forward pass returns it as it is, the backward pass gives the kernel and bias their
-    gradients of that product (x^T g and the sum of g) and nothing to x or out."""
+    """``out``, taken to be ``concat(xs, -1) @ kernel + bias`` with constant inputs xs
+    [..., I_i] (no gradient; their rows in the order of out's): the forward pass returns it
+    as it is, the backward pass gives the kernel and bias their gradients of that product
+    (x^T g per part, the sum of g) and nothing to xs or out. Taking the input in parts
+    spares a concatenated copy of it."""
     return out
 
 
-def _known_output_fwd(x, kernel, bias, out):
-    return out, (x, kernel, bias)
+def _known_output_fwd(xs, kernel, bias, out):
+    return out, (xs, kernel, bias)
 
 
 def _known_output_bwd(residuals, grad):
-    x, kernel, bias = residuals
-    rows = x.reshape((-1, x.shape[-1])).astype(f32)
+    xs, kernel, bias = residuals
     grad = grad.reshape((-1, grad.shape[-1])).astype(f32)
-    grad_kernel = (rows.T @ grad).astype(kernel.dtype)
+    parts = [x.reshape((-1, x.shape[-1])).astype(f32).T @ grad for x in xs]
+    grad_kernel = jnp.concatenate(parts, 0).astype(kernel.dtype)
     return None, grad_kernel, grad.sum(0).astype(bias.dtype), None
 
 
@@ -253,12 +255,12 @@ class MLP(nnx.Module):
         compute it apart from the rest (``joint_first_layer``, rows split by gradient)."""
         return self.layer0.linear(x)
 
-    def first_known(self, x: jax.Array, pre: jax.Array) -> jax.Array:
-        """``first(x)`` for an input without gradient whose value ``pre`` was already computed
-        (with these parameters, e.g. inside the imagination scan): no matmul in the forward
-        pass, the kernel and bias gradients of ``first(x)`` in the backward pass."""
+    def first_known(self, xs: Sequence[jax.Array], pre: jax.Array) -> jax.Array:
+        """``first(concat(xs, -1))`` for an input without gradient whose value ``pre`` was
+        already computed (with these parameters, e.g. inside the imagination scan): no matmul
+        in the forward pass, the kernel and bias gradients in the backward pass."""
         linear = self.layer0.linear
-        return linear_of_known_output(x, linear.kernel[...], linear.bias[...], pre)
+        return linear_of_known_output(tuple(xs), linear.kernel[...], linear.bias[...], pre)
 
     def rest(self, pre: jax.Array) -> jax.Array:
         """The MLP from the first layer's pre-activation ``first(x)``: ``rest(first(x))``

@@ -246,9 +246,11 @@ class RSSM(nnx.Module):
         arrays the policy computed on the state (e.g. other heads' first layers, which read
         the same features). Not differentiable (use stop-gradient inputs).
 
-        Returns states {deter [N, H+1, D], stoch [N, H+1, S, K]} including the start state at
-        index 0, actions [N, H+1, A] where action t is taken from state t, and aux stacked
-        the same way [N, H+1, ...]."""
+        Returns time-major states {deter [H+1, N, D], stoch [H+1, N, S, K]} including the
+        start state at index 0, actions [H+1, N, A] where action t is taken from state t,
+        and aux stacked the same way [H+1, N, ...]. Time-major as the scan makes them: the
+        imagined rows' consumers either do not care about the row order or swap only the
+        narrow arrays they need."""
         n = state["deter"].shape[0]
         lat_key, act_key = jax.random.split(key)
         gumbel = jax.random.gumbel(lat_key, (horizon, n, self.stoch, self.classes), f32)
@@ -261,19 +263,16 @@ class RSSM(nnx.Module):
             deter, grouped = self.grouped_core(
                 carry["deter"], carry["grouped"], carry["stoch"], self.action_input(action)
             )
-            stoch = dists.onehot_sample_gumbel(lat_noise, self.prior(deter))
+            stoch = dists.onehot_gumbel_max(lat_noise, self.prior(deter))
             return {"deter": deter, "stoch": stoch, "grouped": grouped}, (state, action, aux)
 
         carry = {**state, "grouped": self.to_groups(state["deter"])}
         last, outputs = jax.lax.scan(step, carry, (gumbel, act_noise[:-1]), unroll=self.scan_unroll)
         last = {"deter": last["deter"], "stoch": last["stoch"]}
         last_action, last_aux = policy(last, act_noise[-1])
-        outputs = jax.tree.map(
-            lambda xs, x: jnp.swapaxes(jnp.concatenate([xs, x[None]], 0), 0, 1),
-            outputs,
-            (last, last_action, last_aux),
+        return jax.tree.map(
+            lambda xs, x: jnp.concatenate([xs, x[None]], 0), outputs, (last, last_action, last_aux)
         )
-        return outputs
 
 
 def features(state: State) -> jax.Array:

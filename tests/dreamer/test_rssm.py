@@ -70,10 +70,10 @@ def test_imagine_shapes_and_start_state():
         return jnp.tanh(state["deter"][:, :A]) + 0 * noise, {"first": state["deter"][:, :1]}
 
     states, actions, aux = rssm.imagine(start, policy, 4, jax.random.key(0), A)
-    assert states["deter"].shape == (B, 5, 16) and states["stoch"].shape == (B, 5, 3, 4)
-    assert actions.shape == (B, 5, A)
-    np.testing.assert_allclose(states["deter"][:, 0], start["deter"])
-    np.testing.assert_allclose(actions[:, 0], jnp.tanh(start["deter"][:, :A]), rtol=1e-6)
+    assert states["deter"].shape == (5, B, 16) and states["stoch"].shape == (5, B, 3, 4)
+    assert actions.shape == (5, B, A)
+    np.testing.assert_allclose(states["deter"][0], start["deter"])
+    np.testing.assert_allclose(actions[0], jnp.tanh(start["deter"][:, :A]), rtol=1e-6)
     # aux is stacked like the states: each step's value from that step's state.
     np.testing.assert_array_equal(aux["first"], states["deter"][..., :1])
 
