@@ -64,6 +64,67 @@ class BlockLinear(nnx.Module):
         return x.reshape((*x.shape[:-2], -1)) + self.bias[...].astype(self.dtype)
 
 
+def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+@jax.custom_vjp
+def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Stride-1 'SAME' convolution x [N, H, W, I] * kernel [k, k, I, O] (k odd) ->
+    [N, H, W, O], with the kernel's gradient computed as matmuls (``_conv_kernel_grad``).
+
+    XLA's CPU backend computes a convolution's kernel gradient as a convolution whose window
+    is the whole feature map, at a few GFLOP/s: before this, the image agent's encoder and
+    decoder spent about two thirds of the 12m train step there. The forward pass and the
+    input gradient stay XLA's convolutions, and so does the kernel gradient of a layer whose
+    k * I is under 32 (the 3-channel image input), where XLA's is the faster one."""
+    return _conv(x, kernel)
+
+
+def _conv_same_fwd(x, kernel):
+    return _conv(x, kernel), (x, kernel)
+
+
+def _conv_same_bwd(residuals, grad):
+    x, kernel = residuals
+    k, _, i, _ = kernel.shape
+    if k * i < 32:
+        grad_x, grad_kernel = jax.vjp(_conv, x, kernel)[1](grad)
+        return grad_x, grad_kernel
+    (grad_x,) = jax.vjp(lambda x: _conv(x, kernel), x)[1](grad)
+    return grad_x, _conv_kernel_grad(x, grad, k).astype(kernel.dtype)
+
+
+conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
+
+
+def _conv_kernel_grad(x: jax.Array, grad: jax.Array, k: int) -> jax.Array:
+    """Kernel gradient [k, k, I, O] of a stride-1 'SAME' convolution from its input
+    x [N, H, W, I] and output gradient grad [N, H, W, O]: for each kernel tap (a, b), the
+    sum over n, h, w of x_pad[n, h + a, w + b, i] * grad[n, h, w, o].
+
+    The padded input is laid out row-major [H + 2r, N, W, (b, I)] with its k column shifts
+    side by side (an im2col along the width only: k times the input), and the gradient
+    [H + 2r, N, W, O] shifted down by a rows (zero rows elsewhere) pairs each of its rows
+    with the input row a below: one [O, (H + 2r) N W] x [(H + 2r) N W, k I] matmul per row
+    offset a. Shifting the gradient, the narrower array, copies less than slicing the
+    columns would."""
+    n, h, w, i = x.shape
+    r = k // 2
+    padded = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0))).transpose((1, 0, 2, 3))
+    columns = jnp.stack([padded[:, :, b : b + w] for b in range(k)], 3)  # [H+2r, N, W, k, I]
+    columns = columns.reshape(((h + 2 * r) * n * w, k * i))
+    rows = jnp.pad(grad.transpose((1, 0, 2, 3)), ((2 * r, 2 * r), (0, 0), (0, 0), (0, 0)))
+    per_row_offset = [
+        rows[2 * r - a : 2 * r - a + h + 2 * r].reshape((columns.shape[0], -1)).T @ columns
+        for a in range(k)
+    ]
+    out = jnp.stack(per_row_offset).reshape((k, -1, k, i))  # [a, O, b, I]
+    return out.transpose((0, 2, 3, 1))
+
+
 class Conv2D(nnx.Module):
     """Stride-1 'SAME' convolution, NHWC."""
 
@@ -74,13 +135,7 @@ class Conv2D(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = jax.lax.conv_general_dilated(
-            x.astype(self.dtype),
-            self.kernel[...].astype(self.dtype),
-            (1, 1),
-            "SAME",
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
+        x = conv_same(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
         return x + self.bias[...].astype(self.dtype)
 
     def upsampled(self, x: jax.Array) -> jax.Array:
@@ -96,20 +151,50 @@ class Conv2D(nnx.Module):
         kernels, the 3-channel output one above all)."""
         k = self.kernel.shape[0]
         taps = jnp.asarray(upsample_taps(k))  # [2, K', k]
-        pad = taps.shape[1] // 2  # the folded kernel is centred: input offsets -pad..pad
         n, h, w, _ = x.shape
         out = self.kernel.shape[-1]
+        # The folded kernel is centred (input offsets -K'//2..K'//2): a 'SAME' convolution.
         kernel = jnp.einsum("pat,qbu,tuio->abipqo", taps, taps, self.kernel[...])
         kernel = kernel.reshape((*kernel.shape[:3], 4 * out))
-        y = jax.lax.conv_general_dilated(
-            x.astype(self.dtype),
-            kernel.astype(self.dtype),
-            (1, 1),
-            ((pad, pad), (pad, pad)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
+        y = conv_same(x.astype(self.dtype), kernel.astype(self.dtype))
         y = y.reshape((n, h, w, 2, 2, out)).transpose((0, 1, 3, 2, 4, 5))
         return y.reshape((n, 2 * h, 2 * w, out)) + self.bias[...].astype(self.dtype)
+
+
+# One bit per position of a 2x2 window, laid out like the window axes [.., 2, .., 2, ..].
+_WINDOW_BITS = np.array([[1, 2], [4, 8]], np.uint8).reshape((1, 1, 2, 1, 2, 1))
+
+
+@jax.custom_vjp
+def max_pool2(x: jax.Array) -> jax.Array:
+    """2x2 max-pool with stride 2: x [N, H, W, C] -> [N, H/2, W/2, C].
+
+    Its gradient is JAX's for ``max`` (each output's gradient split evenly among the inputs
+    equal to the maximum), written out so the backward pass keeps one byte per output that
+    says which of its four inputs were the maximum; differentiated as a reduction, XLA kept
+    several input-sized arrays for it (the image encoder's first stage holds the largest)."""
+    n, h, w, c = x.shape
+    return x.reshape((n, h // 2, 2, w // 2, 2, c)).max((2, 4))
+
+
+def _max_pool2_fwd(x):
+    n, h, w, c = x.shape
+    windows = x.reshape((n, h // 2, 2, w // 2, 2, c))
+    out = windows.max((2, 4))
+    is_max = windows == out[:, :, None, :, None]  # [N, H/2, 2, W/2, 2, C]
+    which = (is_max.astype(jnp.uint8) * _WINDOW_BITS).sum((2, 4), dtype=jnp.uint8)
+    return out, which
+
+
+def _max_pool2_bwd(which, grad):
+    n, h2, w2, c = grad.shape
+    is_max = (which[:, :, None, :, None] & _WINDOW_BITS) != 0  # [N, H/2, 2, W/2, 2, C]
+    share = grad / is_max.sum((2, 4), dtype=grad.dtype)
+    grad_x = jnp.where(is_max, share[:, :, None, :, None], jnp.zeros((), grad.dtype))
+    return (grad_x.reshape((n, 2 * h2, 2 * w2, c)),)
+
+
+max_pool2.defvjp(_max_pool2_fwd, _max_pool2_bwd)
 
 
 def upsample_taps(kernel: int) -> np.ndarray:
@@ -338,9 +423,7 @@ class Encoder(nnx.Module):
             x = jnp.concatenate([obs[k] for k in self.image_keys], -1)
             x = x.astype(self.dtype) / 255 - 0.5
             for i in range(self.stages):
-                x = getattr(self, f"conv{i}")(x)
-                n, h, w, c = x.shape
-                x = x.reshape((n, h // 2, 2, w // 2, 2, c)).max((2, 4))
+                x = max_pool2(getattr(self, f"conv{i}")(x))
                 x = getattr(self, f"norm{i}").silu(x)
             outs.append(x.reshape((x.shape[0], -1)))
         return jnp.concatenate([o.astype(self.dtype) for o in outs], -1)

@@ -177,6 +177,13 @@ def test_rejects_missing_observation_keys(tiny_config):
         Agent(tiny_config, {"image": ((64, 64, 3), np.float32)}, ACT_DIM)
 
 
+def test_heads_need_a_hidden_layer():
+    # The heads' first layers run apart from the rest on the imagined rows.
+    for name in ("head_layers", "ac_layers"):
+        with pytest.raises(ValueError, match=f"{name} must be at least 1"):
+            preset("tiny", **{name: 0})
+
+
 def test_vector_spec_ignores_non_observation_keys(vector_agent):
     assert vector_agent.obs_keys == ("state",)
     assert "reward" in VECTOR_SPEC

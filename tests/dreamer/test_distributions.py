@@ -103,3 +103,33 @@ def test_bounded_normal():
         sum(0.5 * np.log(2 * np.pi * si**2) + 0.5 for si in [0.5, 2.0]),
         rtol=1e-5,
     )
+
+
+def test_twohot_loss_and_gradient_equal_the_dense_cross_entropy():
+    bins = jnp.asarray(d.symexp_bins(15))
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(6, 15)) * 2, jnp.float32)
+    # Inside, on a bin, at both edges and beyond them.
+    target = jnp.array([0.3, -2.0, float(bins[4]), float(bins[0]), 1e12, -1e12], jnp.float32)
+
+    def dense(logits):
+        encoded = d.twohot_encode(target, bins)
+        return -(encoded * jax.nn.log_softmax(logits, -1)).sum(-1)
+
+    np.testing.assert_allclose(d.twohot_loss(logits, bins, target), dense(logits), rtol=1e-5)
+    np.testing.assert_allclose(
+        jax.grad(lambda x: d.twohot_loss(x, bins, target).sum())(logits),
+        jax.grad(lambda x: dense(x).sum())(logits),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_twohot_mean_equals_the_expectation():
+    bins = d.symexp_bins(15)
+    logits = np.random.default_rng(0).normal(size=(4, 15)).astype(np.float32) * 3
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    expected = (probs.astype(np.float64) * bins).sum(-1)
+    np.testing.assert_allclose(
+        d.twohot_mean(jnp.asarray(logits), jnp.asarray(bins)), expected, rtol=1e-4, atol=1e-4
+    )

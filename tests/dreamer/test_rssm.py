@@ -89,3 +89,58 @@ def test_bfloat16_compute():
     )
     assert logits.dtype == jnp.float32
     assert bool(jnp.isfinite(states["deter"]).all())
+
+
+def _block_gru_reference(rssm, deter, stoch, action):
+    """The block GRU step written block by block from its definition (numpy, float64)."""
+    g, dg = rssm.blocks, rssm.deter // rssm.blocks
+
+    def norm_act(layer, x):
+        y = x @ np.asarray(layer.linear.kernel[...]) + np.asarray(layer.linear.bias[...])
+        y = y / np.sqrt((y**2).mean(-1, keepdims=True) + layer.norm.eps)
+        y = y * np.asarray(layer.norm.scale[...])
+        return y / (1 + np.exp(-y))
+
+    deter, stoch, action = (np.asarray(a, np.float64) for a in (deter, stoch, action))
+    action = action / np.maximum(1.0, np.abs(action))
+    x = np.concatenate(
+        [
+            norm_act(rssm.dynin_deter, deter),
+            norm_act(rssm.dynin_stoch, stoch.reshape((len(stoch), -1))),
+            norm_act(rssm.dynin_action, action),
+        ],
+        -1,
+    )
+    kernel = np.asarray(rssm.dynhid.kernel[...])  # [G, D/G + 3H, D/G]
+    hidden = np.concatenate(
+        [np.concatenate([deter[:, i * dg : (i + 1) * dg], x], -1) @ kernel[i] for i in range(g)], -1
+    ) + np.asarray(rssm.dynhid.bias[...])
+    hidden = hidden / np.sqrt((hidden**2).mean(-1, keepdims=True) + rssm.dynhid_norm.eps)
+    hidden = hidden * np.asarray(rssm.dynhid_norm.scale[...])
+    hidden = hidden / (1 + np.exp(-hidden))
+    gru_kernel = np.asarray(rssm.dyngru.kernel[...])  # [G, D/G, 3 D/G]
+    gru_bias = np.asarray(rssm.dyngru.bias[...]).reshape((g, 3 * dg))
+    new = []
+    for i in range(g):
+        out = hidden[:, i * dg : (i + 1) * dg] @ gru_kernel[i] + gru_bias[i]
+        reset, cand, update = out[:, :dg], out[:, dg : 2 * dg], out[:, 2 * dg :]
+        reset = 1 / (1 + np.exp(-reset))
+        cand = np.tanh(reset * cand)
+        update = 1 / (1 + np.exp(-(update - 1)))
+        new.append(update * cand + (1 - update) * deter[:, i * dg : (i + 1) * dg])
+    return np.concatenate(new, -1)
+
+
+def test_block_gru_equals_its_block_by_block_definition_in_both_layouts():
+    rssm = make_rssm()
+    rng = np.random.default_rng(0)
+    for layer in (rssm.dynhid, rssm.dyngru):  # non-zero biases, so their layout is checked
+        layer.bias[...] = jnp.asarray(rng.normal(size=layer.bias.shape), jnp.float32)
+    deter = jnp.asarray(rng.normal(size=(B, 16)), jnp.float32)
+    stoch = jax.nn.one_hot(jnp.asarray(rng.integers(0, 4, (B, 3))), 4)
+    action = jnp.asarray(rng.normal(size=(B, A)) * 2, jnp.float32)
+    expected = _block_gru_reference(rssm, deter, stoch, action)
+    np.testing.assert_allclose(rssm.core(deter, stoch, action), expected, rtol=1e-5, atol=1e-6)
+    new, grouped = rssm.grouped_core(deter, rssm.to_groups(deter), stoch, rssm.action_input(action))
+    np.testing.assert_allclose(new, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(grouped, rssm.to_groups(new))
