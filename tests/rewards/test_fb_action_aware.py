@@ -11,6 +11,7 @@ from genreward_jax.dreamer import Agent, preset
 from genreward_jax.dreamer import actor_critic as ac
 from genreward_jax.dreamer import distributions as dists
 from genreward_jax.dreamer import world_model as wm
+from genreward_jax.dreamer.rssm import features
 from genreward_jax.envs import ACT_DIM
 from genreward_jax.rewards import fb
 from genreward_jax.rewards.fb_extra_loss import FBExtraLoss, FBRewardSpec
@@ -97,7 +98,9 @@ def test_fb_reward_of_a_transition_lands_on_its_arrival_step(agent_and_batch):
     observed, data, imag_key = observed_features(agent, state, batch, jax.random.key(3))
     b, t = data["is_first"].shape
     starts = jax.tree.map(lambda x: x.reshape((b * t, *x.shape[2:])), observed.states)
-    img_feat, img_act = ac.imagine(agent.nets(state.params), agent.config, starts, imag_key)
+    img_states, img_act, _ = ac.imagine(agent.nets(state.params), agent.config, starts, imag_key)
+    img_feat = jnp.swapaxes(features(img_states), 0, 1)  # time-major -> [N, H+1, F]
+    img_act = jnp.swapaxes(img_act, 0, 1)
     replay, imagined = agent.transition_rewards(
         state.extra_params, state.extra_state, observed.feat, data, img_feat, img_act
     )
