@@ -109,8 +109,8 @@ def _conv_kernel_grad(x: jax.Array, grad: jax.Array, k: int) -> jax.Array:
     side by side (an im2col along the width only: k times the input), and the gradient
     [H + 2r, N, W, O] shifted down by a rows (zero rows elsewhere) pairs each of its rows
     with the input row a below: one [O, (H + 2r) N W] x [(H + 2r) N W, k I] matmul per row
-    offset a. Shifting the gradient, the narrower array, copies less than slicing the
-    columns would."""
+    offset a. Shifting the gradient (O wide, no wider than k I in any layer of the presets)
+    copies less than slicing the columns would."""
     n, h, w, i = x.shape
     r = k // 2
     padded = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0))).transpose((1, 0, 2, 3))

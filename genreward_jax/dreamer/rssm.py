@@ -103,11 +103,10 @@ class RSSM(nnx.Module):
         [D/G + 3H, D/G]; the deter rows act block-diagonally, the shared rows as one
         [N, 3H] x [3H, D] matmul whose [N, D] result the next kernel reads group-major (rows of
         D/G stay contiguous; a dot written group-major directly had its result laid out
-        [D, N], read with a stride of N). Everything after the input projections is computed
-        group-major:
-        the norm over (G, D/G) and the gates then read and write [G, N, D/G] contiguously,
-        where XLA's CPU loop emitter ran the gate kernel ~7x slower when it had to write its
-        result transposed into [N, D]. Scans carry both layouts so that transpose is a
+        [D, N] and read with a stride of N). Everything after the input projections is
+        computed group-major, so the norm over (G, D/G) and the gates read and write
+        [G, N, D/G] contiguously (XLA's CPU loops run a kernel that writes its result
+        transposed far slower). Scans carry both layouts, so the one transpose left is a
         separate copy, not part of the gate kernel."""
         n, g = deter.shape[0], self.blocks
         dg = self.deter // g
