@@ -3,7 +3,7 @@
 Each configuration runs in its own subprocess so compile caches and peak RSS do not leak
 between rows; the parent prints one table and writes JSON.
 
-    python bench/train_step.py --presets=1m,12m --obs=vector --batch=16 --length=64
+    python -m bench.train_step --presets=1m,12m --obs=vector --batch=16 --length=64
 
 Compile time is the first call's trace + lower + XLA compile of the jitted train step (wall
 clock and process CPU time; on a shared machine the CPU time is the steadier number). Steady
@@ -23,7 +23,7 @@ import time
 from absl import app, flags
 
 from bench.synthetic_batch import ACT_DIM, obs_spec, synthetic_batch
-from genreward_jax.atomic import atomic_write_json  # noqa: E402
+from genreward_jax.atomic import atomic_write_json
 
 _PRESETS = flags.DEFINE_list("presets", ["1m"], "Size presets to run (1m ... 400m, tiny).")
 _OBS = flags.DEFINE_list(
@@ -44,6 +44,7 @@ _OVERRIDES = flags.DEFINE_string(
     "mathematics, other compiled programs).",
 )
 _OUT = flags.DEFINE_string("out", "bench/results/train_step.json", "JSON output path.")
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CHILD = flags.DEFINE_string("child", None, "Internal: run one configuration, print JSON.")
 
 
@@ -148,16 +149,18 @@ def main(argv):
     for preset_name in _PRESETS.value:
         for obs in _OBS.value:
             for dtype in _DTYPES.value:
+                # As a module from the project root: the child imports the project's packages.
                 cmd = [
                     sys.executable,
-                    os.path.abspath(__file__),
+                    "-m",
+                    "bench.train_step",
                     f"--child={preset_name},{obs},{dtype}",
                     f"--batch={_BATCH.value}",
                     f"--length={_LENGTH.value}",
                     f"--steps={_STEPS.value}",
                     f"--overrides={_OVERRIDES.value}",
                 ]
-                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=_ROOT)
                 found = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
                 if proc.returncode or not found:
                     error = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -172,5 +175,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     app.run(main)
