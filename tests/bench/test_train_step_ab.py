@@ -2,33 +2,22 @@
 ratios (here the same tree twice, on the tiny preset)."""
 
 import json
-import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.cli import ROOT, run_module
 
 
 def test_paired_benchmark_of_a_tree_against_itself(tmp_path):
     out = tmp_path / "ab.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.train_step_ab",
-            f"--a={ROOT}",
-            f"--b={ROOT}",
-            "--preset=tiny",
-            "--batch=2",
-            "--length=4",
-            "--steps=3",
-            f"--out={out}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    result = run_module(
+        "bench.train_step_ab",
+        f"--a={ROOT}",
+        f"--b={ROOT}",
+        "--preset=tiny",
+        "--batch=2",
+        "--length=4",
+        "--steps=3",
+        f"--out={out}",
         timeout=300,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     row = json.loads(out.read_text())
