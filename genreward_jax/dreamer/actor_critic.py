@@ -141,8 +141,9 @@ def imagination_losses(
     policy = weight[:, :-1] * -(logpi * sg(adv) + config.actent * ent)
 
     value = weight[:, :-1] * (
-        dists.twohot_loss(val_logits[:, :-1], bins, sg(ret))
-        + config.slowreg * dists.twohot_loss(val_logits[:, :-1], bins, slow_val[:, :-1])
+        dists.twohot_losses(
+            val_logits[:, :-1], bins, (ret, slow_val[:, :-1]), (1.0, config.slowreg)
+        )
     )
     metrics = {
         "adv": adv.mean(),
@@ -178,6 +179,7 @@ def replay_value_loss(
     ret = lambda_return(last, term, rew, sg(boot), disc, config.lam)
     weight = 1.0 - last.astype(f32)[:, :-1]
     return weight * (
-        dists.twohot_loss(val_logits[:, :-1], bins, sg(ret))
-        + config.slowreg * dists.twohot_loss(val_logits[:, :-1], bins, sg(slow_val)[:, :-1])
+        dists.twohot_losses(
+            val_logits[:, :-1], bins, (ret, slow_val[:, :-1]), (1.0, config.slowreg)
+        )
     )

@@ -306,9 +306,9 @@ class Agent:
         lat_key, act_key = jax.random.split(key)
         embed = nets.enc({k: obs[k] for k in self.obs_keys})
         rssm_state = {"deter": carry["deter"], "stoch": carry["stoch"]}
-        gumbel = jax.random.gumbel(lat_key, rssm_state["stoch"].shape, f32)
+        uniform = jax.random.uniform(lat_key, rssm_state["stoch"].shape[:-1], f32)
         rssm_state, _ = nets.dyn.obs_step(
-            rssm_state, carry["prev_action"], embed, obs["is_first"].astype(bool), gumbel
+            rssm_state, carry["prev_action"], embed, obs["is_first"].astype(bool), uniform
         )
         mean, std = dists.bounded_normal(
             *nets.pol(features(rssm_state)), self.config.policy_minstd, self.config.policy_maxstd

@@ -6,6 +6,9 @@ need the precision and are cheap.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,12 +43,20 @@ def twohot_mean(logits: jax.Array, bins: jax.Array) -> jax.Array:
     Bin m + j is the negative of bin m - j, so the mean is sum_j (p[m+j] - p[m-j]) bins[m+j]
     over j >= 1 (bins[m] = 0): symmetric probabilities give exactly zero whatever the order
     of the sum (the prediction of a zero-initialised head must be exactly zero), and the
-    unnormalised exponentials are summed in one pass, divided by their total once."""
+    unnormalised exponentials are summed once, divided by their total once.
+
+    The low half's logits are reversed as their own array, and each half exponentiated on
+    its own: a reduction over exp(logits) that read its operand in reverse ran about four
+    times slower on XLA's CPU backend than these forward reads ([17408, 255] logits: 25 ms ->
+    7 ms, microbenchmarked)."""
     logits = f32(logits)
     m = (logits.shape[-1] - 1) // 2
-    exp = jnp.exp(logits - sg(logits.max(-1, keepdims=True)))
-    diff = exp[..., m + 1 :] - exp[..., :m][..., ::-1]
-    return (diff * bins[m + 1 :]).sum(-1) / exp.sum(-1)
+    top = sg(logits.max(-1, keepdims=True))
+    low = logits[..., :m][..., ::-1]  # bins -1, -2, ... outwards
+    exp_high = jnp.exp(logits[..., m + 1 :] - top)
+    exp_low = jnp.exp(low - top)
+    total = (exp_high + exp_low).sum(-1) + jnp.exp(logits[..., m] - top[..., 0])
+    return ((exp_high - exp_low) * bins[m + 1 :]).sum(-1) / total
 
 
 def _twohot_neighbours(
@@ -78,16 +89,64 @@ def twohot_encode(target: jax.Array, bins: jax.Array) -> jax.Array:
 
 
 def twohot_loss(logits: jax.Array, bins: jax.Array, target: jax.Array) -> jax.Array:
-    """Cross-entropy [...] of logits [..., K] to the two-hot encoding of sg(target) [...].
+    """Cross-entropy [...] of logits [..., K] to the two-hot encoding of sg(target) [...]."""
+    return twohot_losses(logits, bins, (target,), (1.0,))
 
-    Computed as logsumexp(logits) minus the two neighbours' weighted logits (the weights sum
-    to one), which is -sum(twohot * log_softmax(logits)) without the dense [..., K] target
-    and product, in the forward and the backward pass."""
-    below, above, weight_below, weight_above = _twohot_neighbours(sg(target), bins)
-    logits = f32(logits)
-    picked = jnp.take_along_axis(logits, jnp.stack([below, above], -1), -1)  # [..., 2]
-    weights = sg(jnp.stack([weight_below, weight_above], -1))
-    return jax.nn.logsumexp(logits, -1) - (weights * picked).sum(-1)
+
+def twohot_losses(
+    logits: jax.Array,
+    bins: jax.Array,
+    targets: Sequence[jax.Array],
+    scales: Sequence[float],
+) -> jax.Array:
+    """sum_m scales[m] * cross-entropy [...] of logits [..., K] to the two-hot encoding of
+    sg(targets[m]) [...]: the critic learns from its return and, scaled, from the slow
+    critic's prediction, on the same logits.
+
+    Each cross-entropy is logsumexp(logits) minus the two neighbours' weighted logits (the
+    weights sum to one), so the sum takes one logsumexp and 2M gathered logits. Its gradient
+    is written out: sum(scales) * softmax(logits), then minus the weights added in place at
+    the 2M neighbours, where differentiating the gathers scattered into a zeroed [..., K]
+    array per target and summed those (value and gradient, [1024, 15, 255] logits and two
+    targets: 8.3 -> 7.5 ms, microbenchmarked)."""
+    neighbours = [_twohot_neighbours(sg(t), bins) for t in targets]
+    index = jnp.stack([i for below, above, *_ in neighbours for i in (below, above)], -1)
+    weight = jnp.stack(
+        [
+            s * w
+            for s, (*_, w_below, w_above) in zip(scales, neighbours, strict=True)
+            for w in (w_below, w_above)
+        ],
+        -1,
+    )  # [..., 2M]
+    return _twohot_cross_entropy(f32(logits), index, sg(weight), float(sum(scales)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _twohot_cross_entropy(
+    logits: jax.Array, index: jax.Array, weight: jax.Array, total: float
+) -> jax.Array:
+    """total * logsumexp(logits) - sum_j weight[j] * logits[index[j]] [...], for logits
+    [..., K] and index, weight [..., J] with weight summing to total."""
+    return _twohot_cross_entropy_fwd(logits, index, weight, total)[0]
+
+
+def _twohot_cross_entropy_fwd(logits, index, weight, total):
+    lse = jax.nn.logsumexp(logits, -1)
+    picked = jnp.take_along_axis(logits, index, -1)
+    return total * lse - (weight * picked).sum(-1), (logits, lse, index, weight)
+
+
+def _twohot_cross_entropy_bwd(total, residuals, grad):
+    logits, lse, index, weight = residuals
+    grad_logits = (grad * total)[..., None] * jnp.exp(logits - lse[..., None])
+    # Minus grad * weight at each neighbour, added in place: J values per row.
+    lead = jnp.indices(index.shape, sparse=True)[:-1]
+    grad_logits = grad_logits.at[(*lead, index)].add(-grad[..., None] * weight)
+    return grad_logits, None, None
+
+
+_twohot_cross_entropy.defvjp(_twohot_cross_entropy_fwd, _twohot_cross_entropy_bwd)
 
 
 # ---------------------------------------------------------------- categorical latents
@@ -105,22 +164,28 @@ def onehot_sample(key: jax.Array, logits: jax.Array) -> jax.Array:
     """One-hot sample [..., K] with straight-through gradients to the probabilities.
 
     logits are already unimixed log-probabilities."""
-    return onehot_sample_gumbel(jax.random.gumbel(key, logits.shape, f32), logits)
+    return onehot_sample_uniform(jax.random.uniform(key, logits.shape[:-1], f32), logits)
 
 
-def onehot_sample_gumbel(gumbel: jax.Array, logits: jax.Array) -> jax.Array:
-    """Like onehot_sample with pre-drawn Gumbel noise [..., K] (argmax(logits + g) is a
-    categorical sample); lets scans draw all their noise up front, outside the loop body."""
-    onehot = onehot_gumbel_max(gumbel, logits)
+def onehot_sample_uniform(uniform: jax.Array, logits: jax.Array) -> jax.Array:
+    """Like onehot_sample with pre-drawn noise uniform [...] in [0, 1), one number per
+    categorical; lets scans draw all their noise up front, outside the loop body."""
     probs = jax.nn.softmax(logits, -1)
+    onehot = onehot_inverse_cdf(uniform, sg(probs))
     return sg(onehot) + (probs - sg(probs))
 
 
-def onehot_gumbel_max(gumbel: jax.Array, logits: jax.Array) -> jax.Array:
-    """The one-hot sample of ``onehot_sample_gumbel`` without its straight-through term, for
-    rollouts that carry no gradient (the term is zero there, but XLA still computes the
-    softmax it is made of)."""
-    return jax.nn.one_hot(jnp.argmax(sg(logits) + gumbel, -1), logits.shape[-1], dtype=f32)
+def onehot_inverse_cdf(uniform: jax.Array, probs: jax.Array) -> jax.Array:
+    """One-hot categorical sample [..., K] of probs [..., K] (summing to one) by inverse
+    transform sampling: the first class whose cumulative probability exceeds uniform [...].
+
+    The same distribution as the Gumbel-max trick, from one uniform number per categorical
+    instead of K Gumbel numbers (each two logarithms of a uniform): the imagination's noise
+    is a quarter the size, and no logarithm is taken of the probabilities. The last class
+    takes whatever rounding leaves above the cumulative sum. No gradient (a rollout's
+    sample; ``onehot_sample_uniform`` adds the straight-through term)."""
+    below = jnp.cumsum(probs, -1)[..., :-1] <= uniform[..., None]  # [..., K-1]
+    return jax.nn.one_hot(below.sum(-1), probs.shape[-1], dtype=f32)
 
 
 def categorical_kl(logits_p: jax.Array, logits_q: jax.Array) -> jax.Array:

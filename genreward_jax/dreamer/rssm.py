@@ -139,6 +139,13 @@ class RSSM(nnx.Module):
         """deter [..., D] -> prior log-probs [..., S, K]."""
         return self._logits(self.prior_logit(self.prior1(self.prior0(deter))))
 
+    def prior_probs(self, deter: jax.Array) -> jax.Array:
+        """deter [..., D] -> unimixed prior probabilities [..., S, K]: what a rollout samples
+        from, without the logarithm ``prior`` takes for the KL."""
+        raw = self.prior_logit(self.prior1(self.prior0(deter))).astype(f32)
+        probs = jax.nn.softmax(raw.reshape((*raw.shape[:-1], self.stoch, self.classes)), -1)
+        return (1 - self.unimix) * probs + self.unimix / self.classes if self.unimix else probs
+
     def posterior(self, deter: jax.Array, embed: jax.Array) -> jax.Array:
         """deter [..., D], embed [..., E] -> posterior log-probs [..., S, K]."""
         return self._posterior_from(deter, self.embed_input(embed))
@@ -162,7 +169,7 @@ class RSSM(nnx.Module):
         action_in: jax.Array,
         embed_in: jax.Array,
         keep: jax.Array,
-        gumbel: jax.Array,
+        uniform: jax.Array,
     ) -> tuple[State, jax.Array]:
         """One filtering step on a state with a ``grouped`` copy of deter; keep [N, 1] zeroes
         the state where an episode starts (action_in was computed from masked actions)."""
@@ -171,7 +178,7 @@ class RSSM(nnx.Module):
             state["deter"] * keep, grouped, state["stoch"] * keep[:, :, None], action_in
         )
         logits = self._posterior_from(deter, embed_in)
-        stoch = dists.onehot_sample_gumbel(gumbel, logits)
+        stoch = dists.onehot_sample_uniform(uniform, logits)
         return {"deter": deter, "stoch": stoch, "grouped": grouped}, logits
 
     def obs_step(
@@ -180,15 +187,15 @@ class RSSM(nnx.Module):
         prev_action: jax.Array,
         embed: jax.Array,
         is_first: jax.Array,
-        gumbel: jax.Array,
+        uniform: jax.Array,
     ) -> tuple[State, jax.Array]:
         """One filtering step; resets state and prev action to zero where is_first [N].
-        gumbel [N, S, K] is the sampling noise (``jax.random.gumbel``). Returns the new
+        uniform [N, S] in [0, 1) is the sampling noise (``jax.random.uniform``). Returns the new
         posterior state and its log-probs [N, S, K]."""
         keep = (~is_first).astype(f32)[:, None]
         state = {**state, "grouped": self.to_groups(state["deter"])}
         action_in = self.action_input(prev_action * keep)
-        state, logits = self._filter_step(state, action_in, self.embed_input(embed), keep, gumbel)
+        state, logits = self._filter_step(state, action_in, self.embed_input(embed), keep, uniform)
         return {"deter": state["deter"], "stoch": state["stoch"]}, logits
 
     # ------------------------------------------------------------------ sequences
@@ -210,7 +217,7 @@ class RSSM(nnx.Module):
         saving only the carry keeps the scan's residuals (and the compiled program) small, at
         the price of running every step's forward twice."""
         b, t = is_first.shape
-        gumbel = jax.random.gumbel(key, (t, b, self.stoch, self.classes), f32)
+        uniform = jax.random.uniform(key, (t, b, self.stoch), f32)
         keep = (~is_first).astype(f32)[..., None]  # [B, T, 1]
         # Everything that does not depend on the carry runs on all steps at once.
         action_in = self.action_input(prev_actions * keep)  # [B, T, H]
@@ -227,7 +234,7 @@ class RSSM(nnx.Module):
         _, (states, logits) = jax.lax.scan(
             jax.checkpoint(step) if self.remat_observe else step,
             carry,
-            (swap(action_in), swap(embed_in), swap(keep), gumbel),
+            (swap(action_in), swap(embed_in), swap(keep), uniform),
             unroll=self.scan_unroll,
         )
         return jax.tree.map(swap, states), swap(logits)
@@ -252,26 +259,42 @@ class RSSM(nnx.Module):
         narrow arrays they need."""
         n = state["deter"].shape[0]
         lat_key, act_key = jax.random.split(key)
-        gumbel = jax.random.gumbel(lat_key, (horizon, n, self.stoch, self.classes), f32)
+        uniform = jax.random.uniform(lat_key, (horizon, n, self.stoch), f32)
         act_noise = jax.random.normal(act_key, (horizon + 1, n, act_dim), f32)
 
-        def step(carry, noise):
-            lat_noise, a_noise = noise
-            state = {"deter": carry["deter"], "stoch": carry["stoch"]}
-            action, aux = policy(state, a_noise)
-            deter, grouped = self.grouped_core(
-                carry["deter"], carry["grouped"], carry["stoch"], self.action_input(action)
-            )
-            stoch = dists.onehot_gumbel_max(lat_noise, self.prior(deter))
-            return {"deter": deter, "stoch": stoch, "grouped": grouped}, (state, action, aux)
+        def rows(state, noise):
+            action, aux = policy(state, noise)
+            return state, action, aux
 
-        carry = {**state, "grouped": self.to_groups(state["deter"])}
-        last, outputs = jax.lax.scan(step, carry, (gumbel, act_noise[:-1]), unroll=self.scan_unroll)
-        last = {"deter": last["deter"], "stoch": last["stoch"]}
-        last_action, last_aux = policy(last, act_noise[-1])
-        return jax.tree.map(
-            lambda xs, x: jnp.concatenate([xs, x[None]], 0), outputs, (last, last_action, last_aux)
+        def step(carry, inputs):
+            t, lat_noise, a_noise = inputs
+            model, stacked = carry
+            state = {"deter": model["deter"], "stoch": model["stoch"]}
+            row = rows(state, a_noise)
+            stacked = jax.tree.map(lambda xs, x: xs.at[t].set(x), stacked, row)
+            deter, grouped = self.grouped_core(
+                model["deter"], model["grouped"], model["stoch"], self.action_input(row[1])
+            )
+            stoch = dists.onehot_inverse_cdf(lat_noise, self.prior_probs(deter))
+            return ({"deter": deter, "stoch": stoch, "grouped": grouped}, stacked), None
+
+        # The [H+1, ...] outputs are carried and written row by row, the last state's row after
+        # the loop, all in place: stacking H rows in the scan and concatenating the last one
+        # copied every array ([H+1, N, D] deter included) once more.
+        start = {"deter": state["deter"], "stoch": state["stoch"]}
+        stacked = jax.tree.map(
+            lambda x: jnp.zeros((horizon + 1, *x.shape), x.dtype),
+            jax.eval_shape(rows, start, act_noise[0]),
         )
+        model = {**start, "grouped": self.to_groups(state["deter"])}
+        (model, stacked), _ = jax.lax.scan(
+            step,
+            (model, stacked),
+            (jnp.arange(horizon), uniform, act_noise[:-1]),
+            unroll=self.scan_unroll,
+        )
+        last = rows({"deter": model["deter"], "stoch": model["stoch"]}, act_noise[-1])
+        return jax.tree.map(lambda xs, x: xs.at[horizon].set(x), stacked, last)
 
 
 def features(state: State) -> jax.Array:

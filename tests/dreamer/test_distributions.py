@@ -133,3 +133,42 @@ def test_twohot_mean_equals_the_expectation():
     np.testing.assert_allclose(
         d.twohot_mean(jnp.asarray(logits), jnp.asarray(bins)), expected, rtol=1e-4, atol=1e-4
     )
+
+
+def test_twohot_losses_weighted_sum_and_gradient_equal_the_dense_cross_entropies():
+    bins = jnp.asarray(d.symexp_bins(15))
+    rng = np.random.default_rng(1)
+    logits = jnp.asarray(rng.normal(size=(2, 3, 15)) * 2, jnp.float32)
+    returns = jnp.asarray([[0.3, -2.0, float(bins[4])], [float(bins[0]), 1e12, -1e12]])
+    slow = jnp.asarray(rng.normal(size=(2, 3)) * 30, jnp.float32)
+
+    def dense(logits):
+        logp = jax.nn.log_softmax(logits, -1)
+        ce = [-(d.twohot_encode(t, bins) * logp).sum(-1) for t in (returns, slow)]
+        return ce[0] + 0.3 * ce[1]
+
+    def written(logits):
+        return d.twohot_losses(logits, bins, (returns, slow), (1.0, 0.3))
+
+    np.testing.assert_allclose(written(logits), dense(logits), rtol=1e-5)
+    grad = jax.random.normal(jax.random.key(0), (2, 3))  # a cotangent that is not all ones
+    np.testing.assert_allclose(
+        jax.vjp(written, logits)[1](grad)[0],
+        jax.vjp(dense, logits)[1](grad)[0],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_onehot_inverse_cdf_picks_the_first_class_whose_cumulative_probability_exceeds_u():
+    probs = jnp.asarray([[0.1, 0.2, 0.3, 0.4]] * 7, jnp.float32)
+    # 0.1 is the first cumulative probability itself, which does not exceed it.
+    uniform = jnp.asarray([0.0, 0.05, 0.1, 0.15, 0.45, 0.61, 0.999], jnp.float32)
+    picked = np.asarray(d.onehot_inverse_cdf(uniform, probs)).argmax(-1)
+    np.testing.assert_array_equal(picked, [0, 0, 1, 1, 2, 3, 3])
+    # Sampled with uniform noise, the classes' frequencies follow the probabilities.
+    logits = d.unimix_logits(jax.random.normal(jax.random.key(3), (1, 5)) * 2, 0.01)
+    many = jnp.repeat(jnp.exp(logits), 40000, 0)
+    noise = jax.random.uniform(jax.random.key(4), (40000,))
+    freq = np.asarray(d.onehot_inverse_cdf(noise, many)).mean(0)
+    np.testing.assert_allclose(freq, np.exp(np.asarray(logits[0])), atol=0.01)

@@ -44,7 +44,7 @@ def test_is_first_resets_state_and_action():
     rssm = make_rssm()
     embed = jnp.ones((B, E))
     first = jnp.array([True, True, False])
-    noise = jnp.zeros((B, 3, 4))
+    noise = jnp.full((B, 3), 0.5)  # one uniform per latent
     garbage = {"deter": jnp.full((B, 16), 5.0), "stoch": jnp.full((B, 3, 4), 1.0)}
     out_reset, _ = rssm.obs_step(garbage, jnp.full((B, A), 3.0), embed, first, noise)
     out_zero, _ = rssm.obs_step(
