@@ -152,12 +152,17 @@ _twohot_cross_entropy.defvjp(_twohot_cross_entropy_fwd, _twohot_cross_entropy_bw
 # ---------------------------------------------------------------- categorical latents
 
 
-def unimix_logits(logits: jax.Array, unimix: float) -> jax.Array:
-    """Log-probabilities of (1 - unimix) softmax(logits) + unimix uniform, over the last axis."""
+def unimix_probs(logits: jax.Array, unimix: float) -> jax.Array:
+    """(1 - unimix) softmax(logits) + unimix uniform, over the last axis."""
     probs = jax.nn.softmax(f32(logits), -1)
     if unimix:
         probs = (1 - unimix) * probs + unimix / logits.shape[-1]
-    return jnp.log(probs)
+    return probs
+
+
+def unimix_logits(logits: jax.Array, unimix: float) -> jax.Array:
+    """Log-probabilities of ``unimix_probs``."""
+    return jnp.log(unimix_probs(logits, unimix))
 
 
 def onehot_sample(key: jax.Array, logits: jax.Array) -> jax.Array:

@@ -143,8 +143,8 @@ class RSSM(nnx.Module):
         """deter [..., D] -> unimixed prior probabilities [..., S, K]: what a rollout samples
         from, without the logarithm ``prior`` takes for the KL."""
         raw = self.prior_logit(self.prior1(self.prior0(deter))).astype(f32)
-        probs = jax.nn.softmax(raw.reshape((*raw.shape[:-1], self.stoch, self.classes)), -1)
-        return (1 - self.unimix) * probs + self.unimix / self.classes if self.unimix else probs
+        raw = raw.reshape((*raw.shape[:-1], self.stoch, self.classes))
+        return dists.unimix_probs(raw, self.unimix)
 
     def posterior(self, deter: jax.Array, embed: jax.Array) -> jax.Array:
         """deter [..., D], embed [..., E] -> posterior log-probs [..., S, K]."""

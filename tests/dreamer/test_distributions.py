@@ -172,3 +172,13 @@ def test_onehot_inverse_cdf_picks_the_first_class_whose_cumulative_probability_e
     noise = jax.random.uniform(jax.random.key(4), (40000,))
     freq = np.asarray(d.onehot_inverse_cdf(noise, many)).mean(0)
     np.testing.assert_allclose(freq, np.exp(np.asarray(logits[0])), atol=0.01)
+
+
+def test_unimix_probs_mix_the_softmax_with_the_uniform():
+    logits = np.random.default_rng(5).normal(size=(3, 4)).astype(np.float32) * 4
+    softmax = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    probs = d.unimix_probs(jnp.asarray(logits), 0.01)
+    np.testing.assert_allclose(probs, 0.99 * softmax + 0.01 / 4, rtol=1e-5)
+    np.testing.assert_allclose(
+        jnp.exp(d.unimix_logits(jnp.asarray(logits), 0.01)), probs, rtol=1e-5
+    )
