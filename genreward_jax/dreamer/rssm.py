@@ -136,12 +136,12 @@ class RSSM(nnx.Module):
         return dists.unimix_logits(raw, self.unimix)
 
     def prior(self, deter: jax.Array) -> jax.Array:
-        """deter [..., D] -> prior log-probs [..., S, K]."""
-        return self._logits(self.prior_logit(self.prior1(self.prior0(deter))))
+        """deter [..., D] -> prior log-probs [..., S, K] (the KL's)."""
+        return jnp.log(self.prior_probs(deter))
 
     def prior_probs(self, deter: jax.Array) -> jax.Array:
         """deter [..., D] -> unimixed prior probabilities [..., S, K]: what a rollout samples
-        from, without the logarithm ``prior`` takes for the KL."""
+        from, without the logarithm ``prior`` takes."""
         raw = self.prior_logit(self.prior1(self.prior0(deter))).astype(f32)
         raw = raw.reshape((*raw.shape[:-1], self.stoch, self.classes))
         return dists.unimix_probs(raw, self.unimix)
