@@ -257,7 +257,8 @@ class Agent:
     def init(self, key: jax.Array) -> TrainState:
         """Fresh parameters, optimizer state, slow critic (= critic) and normaliser."""
         net_key, extra_key = jax.random.split(key)
-        extra_params, extra_state = self.extra.init(extra_key) if self.extra else ({}, {})
+        # Jitted: run op by op, an extra's initialiser compiles each op on its own (~4 s for FB).
+        extra_params, extra_state = jax.jit(self.extra.init)(extra_key) if self.extra else ({}, {})
         return self._init(net_key, extra_params, extra_state)
 
     def _init_state(

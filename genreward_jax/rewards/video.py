@@ -95,6 +95,9 @@ def video_targets(
         raise ValueError(f"video reward variant must be one of {VIDEO_VARIANTS}, got {variant!r}")
     windows = max(episode_length // interval, 1)
     pace = goal_steps or episode_length
+    # One compiled encoder call for all windows: run eagerly, the encoder's ops compiled one by
+    # one (hundreds of small XLA compiles, ~10 s for the tiny test VAE).
+    encode_mean = jax.jit(encode_mean)
     if variant.startswith("progress"):
         clips = np.stack(
             [
