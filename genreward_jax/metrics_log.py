@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from genreward_jax.atomic import atomic_write
+from genreward_jax.tensorboard_events import ScalarEventWriter
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -40,11 +41,7 @@ class MetricsLogger:
             self.truncate_after(resume_step)
         self._writer = None
         if tensorboard:
-            from tensorboardX import SummaryWriter  # heavy import, only when used
-
-            self._writer = SummaryWriter(
-                os.path.join(logdir, "tb"), purge_step=resume_step, flush_secs=30
-            )
+            self._writer = ScalarEventWriter(os.path.join(logdir, "tb"), purge_step=resume_step)
 
     def truncate_after(self, step: int) -> None:
         """Drops records past `step` (written after the checkpoint a resumed run restarts from)."""
@@ -62,9 +59,9 @@ class MetricsLogger:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self._writer is not None:
-            for key, value in record.items():
-                if key != "step" and math.isfinite(value):
-                    self._writer.add_scalar(key, value, step)
+            finite = {k: v for k, v in record.items() if k != "step" and math.isfinite(v)}
+            self._writer.scalars(step, finite)
+            self._writer.flush()
         return record
 
     def flush(self) -> None:
