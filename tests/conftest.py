@@ -15,8 +15,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="genreward-xla-")
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+# Subprocesses cache every executable, not only those that took over a second to compile: one
+# that builds encoders or initialises parameters op by op otherwise recompiles hundreds of small
+# programs an earlier process already compiled (the CLI end-to-end tests: about a third faster).
+# This process keeps JAX's one-second threshold (set below, after the import): its own small
+# programs stay in memory, and writing each of them to disk cost more than it saved.
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 # torch._dynamo (loaded by diffusers/transformers) bundles its own LLVM, and so does Mesa's
 # llvmpipe behind MuJoCo's EGL: importing torch._dynamo after a frame was rendered on a CPU
 # segfaults the process, so load it first, before any test renders.
 import torch._dynamo  # noqa: E402, F401
+
+
+def pytest_configure(config):
+    import jax
+
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
