@@ -269,32 +269,33 @@ class RSSM(nnx.Module):
         def step(carry, inputs):
             t, lat_noise, a_noise = inputs
             model, stacked = carry
-            state = {"deter": model["deter"], "stoch": model["stoch"]}
-            row = rows(state, a_noise)
-            stacked = jax.tree.map(lambda xs, x: xs.at[t].set(x), stacked, row)
             deter, grouped = self.grouped_core(
-                model["deter"], model["grouped"], model["stoch"], self.action_input(row[1])
+                model["deter"], model["grouped"], model["stoch"], self.action_input(model["action"])
             )
             stoch = dists.onehot_inverse_cdf(lat_noise, self.prior_probs(deter))
-            return ({"deter": deter, "stoch": stoch, "grouped": grouped}, stacked), None
+            row = rows({"deter": deter, "stoch": stoch}, a_noise)
+            stacked = jax.tree.map(lambda xs, x: xs.at[t + 1].set(x), stacked, row)
+            model = {"deter": deter, "stoch": stoch, "grouped": grouped, "action": row[1]}
+            return (model, stacked), None
 
-        # The [H+1, ...] outputs are carried and written row by row, the last state's row after
-        # the loop, all in place: stacking H rows in the scan and concatenating the last one
-        # copied every array ([H+1, N, D] deter included) once more.
+        # The [H+1, ...] outputs are carried and written row by row in place, the start
+        # state's row before the loop and each step's new state's row inside it. Stacking the
+        # scan's rows and concatenating one more copied every array ([H+1, N, D] deter
+        # included) once more, and so did writing the last row after the loop (XLA copied the
+        # loop's buffer before updating it).
         start = {"deter": state["deter"], "stoch": state["stoch"]}
+        first = rows(start, act_noise[0])
         stacked = jax.tree.map(
-            lambda x: jnp.zeros((horizon + 1, *x.shape), x.dtype),
-            jax.eval_shape(rows, start, act_noise[0]),
+            lambda x: jnp.zeros((horizon + 1, *x.shape), x.dtype).at[0].set(x), first
         )
-        model = {**start, "grouped": self.to_groups(state["deter"])}
-        (model, stacked), _ = jax.lax.scan(
+        model = {**start, "grouped": self.to_groups(state["deter"]), "action": first[1]}
+        (_, stacked), _ = jax.lax.scan(
             step,
             (model, stacked),
-            (jnp.arange(horizon), uniform, act_noise[:-1]),
+            (jnp.arange(horizon), uniform, act_noise[1:]),
             unroll=self.scan_unroll,
         )
-        last = rows({"deter": model["deter"], "stoch": model["stoch"]}, act_noise[-1])
-        return jax.tree.map(lambda xs, x: xs.at[horizon].set(x), stacked, last)
+        return stacked
 
 
 def features(state: State) -> jax.Array:
