@@ -121,8 +121,7 @@ class ScalarEventWriter:
         os.makedirs(logdir, exist_ok=True)
         host, pid, number = socket.gethostname(), os.getpid(), next(_FILE_NUMBERS)
         name = f"events.out.tfevents.{int(time.time())}.{host}.{pid}.{number}"
-        self.path = os.path.join(logdir, name)
-        self._file = open(self.path, "ab")
+        self._file = open(os.path.join(logdir, name), "ab")
         start = 0 if purge_step is None else purge_step
         self._file.write(tfrecord(event(time.time(), start, file_version="brain.Event:2")))
         if purge_step is not None:

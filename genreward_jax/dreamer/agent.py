@@ -256,17 +256,13 @@ class Agent:
 
     def init(self, key: jax.Array) -> TrainState:
         """Fresh parameters, optimizer state, slow critic (= critic) and normaliser."""
-        net_key, extra_key = jax.random.split(key)
-        # Jitted: run op by op, an extra's initialiser compiles each op on its own (~4 s for FB).
-        extra_params, extra_state = jax.jit(self.extra.init)(extra_key) if self.extra else ({}, {})
-        return self._init(net_key, extra_params, extra_state)
+        return self._init(key)
 
-    def _init_state(
-        self,
-        key: jax.Array,
-        extra_params: Params,
-        extra_state: Params,
-    ) -> TrainState:
+    def _init_state(self, key: jax.Array) -> TrainState:
+        """``init``'s program, jitted whole: the extra's initialiser too (run op by op, FB's
+        compiled each op on its own, ~4 s)."""
+        key, extra_key = jax.random.split(key)
+        extra_params, extra_state = self.extra.init(extra_key) if self.extra else ({}, {})
         params = nnx.to_pure_dict(nnx.split(self._build(key))[1])
         return TrainState(
             params=params,
