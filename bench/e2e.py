@@ -67,6 +67,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num_envs", default="1,4", help="comma list, one run each")
     parser.add_argument("--loops", default="sync,async", help="comma list of --loop values")
     parser.add_argument("--seeds", default="0", help="comma list; one run per seed")
+    parser.add_argument(
+        "--reuse_scratch_memory",
+        default="true",
+        help="comma list of the trainer's --reuse_scratch_memory values (true,false compares)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="env steps per run")
     parser.add_argument("--workdir", default="bench/results/e2e_runs")
     parser.add_argument("--out", default=None)
@@ -120,7 +125,14 @@ def summarise(metrics_path: str, loop: str) -> dict:
 
 
 def run(
-    setting: dict, goal: str, loop: str, num_envs: int, seed: int, steps: int, logdir: str
+    setting: dict,
+    goal: str,
+    loop: str,
+    num_envs: int,
+    seed: int,
+    steps: int,
+    logdir: str,
+    reuse_scratch: bool = True,
 ) -> dict:
     shutil.rmtree(logdir, ignore_errors=True)  # a fresh run, not a resumed one
     command = [
@@ -136,6 +148,7 @@ def run(
         f"--log_every={setting['log_every']}",
         f"--checkpoint_every={steps // 2}",
         f"--logdir={logdir}",
+        f"--reuse_scratch_memory={reuse_scratch}",
     ]
     start = time.perf_counter()
     subprocess.run(command, check=True)
@@ -143,6 +156,7 @@ def run(
         "loop": loop,
         "num_envs": num_envs,
         "seed": seed,
+        "reuse_scratch_memory": reuse_scratch,
         "wall_s": time.perf_counter() - start,
         **summarise(os.path.join(logdir, "metrics.jsonl"), loop),
     }
@@ -150,11 +164,11 @@ def run(
 
 def table(rows: list[dict]) -> str:
     head = (
-        "| loop | envs | seed | env steps/s | updates/s | "
+        "| loop | envs | seed | reuse | env steps/s | updates/s | "
         + " | ".join(PHASES)
         + " | learner train/wait | accel. | 1M steps | final eval return |"
     )
-    lines = [head, "|" + "---|" * (len(PHASES) + 9)]
+    lines = [head, "|" + "---|" * (len(PHASES) + 10)]
     for r in rows:
         shares = " | ".join(f"{100 * r[f'share_{p}']:.0f}%" for p in PHASES)
         learner = (
@@ -162,8 +176,10 @@ def table(rows: list[dict]) -> str:
             if r["loop"] == "async"
             else "-"
         )
+        reuse = "yes" if r.get("reuse_scratch_memory", True) else "no"
         lines.append(
-            f"| {r['loop']} | {r['num_envs']} | {r['seed']} | {r['env_steps_per_s']:.1f} | "
+            f"| {r['loop']} | {r['num_envs']} | {r['seed']} | {reuse} | "
+            f"{r['env_steps_per_s']:.1f} | "
             f"{r['updates_per_s']:.2f} | {shares} | {learner} | "
             f"{100 * r['accelerator_utilisation']:.0f}% | "
             f"{r['projected_hours_1m_steps']:.1f} h | {r['final_eval_return']:.1f} |"
@@ -194,12 +210,19 @@ def main(argv=None) -> dict:
     workdir = os.path.join(args.workdir, args.setting)
     goal = make_goal(setting["goal"], workdir)
     rows = []
+    reuse_values = []
+    for value in [v for v in args.reuse_scratch_memory.split(",") if v]:
+        if value not in ("true", "false"):
+            raise SystemExit(f"--reuse_scratch_memory takes true and/or false, got {value!r}")
+        reuse_values.append(value == "true")
     for seed in [int(v) for v in args.seeds.split(",") if v]:
         for n in [int(v) for v in args.num_envs.split(",") if v]:
             for loop in [v for v in args.loops.split(",") if v]:
-                logdir = os.path.join(workdir, f"{loop}_envs_{n}_seed_{seed}")
-                rows.append(run(setting, goal, loop, n, seed, steps, logdir))
-                print(table(rows[-1:]).splitlines()[-1], flush=True)
+                for reuse in reuse_values:
+                    name = f"{loop}_envs_{n}_seed_{seed}" + ("" if reuse else "_noreuse")
+                    logdir = os.path.join(workdir, name)
+                    rows.append(run(setting, goal, loop, n, seed, steps, logdir, reuse))
+                    print(table(rows[-1:]).splitlines()[-1], flush=True)
     text = table(rows)
     print(text)
     bands = return_bands(rows)

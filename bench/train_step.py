@@ -43,6 +43,12 @@ _OVERRIDES = flags.DEFINE_string(
     'DreamerConfig fields as JSON, e.g. \'{"remat_observe": false, "scan_unroll": 4}\' (same '
     "mathematics, other compiled programs).",
 )
+_REUSE = flags.DEFINE_bool(
+    "reuse_scratch_memory",
+    True,
+    "As the trainer's flag of the same name (genreward_jax/host_memory.py): each child keeps "
+    "the train step's scratch memory mapped between updates.",
+)
 _OUT = flags.DEFINE_string("out", "bench/results/train_step.json", "JSON output path.")
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CHILD = flags.DEFINE_string("child", None, "Internal: run one configuration, print JSON.")
@@ -56,12 +62,18 @@ def run_one(
     length: int,
     steps: int,
     overrides: dict | None = None,
+    reuse_scratch: bool = True,
 ) -> dict:
-    """Measure one configuration in this process."""
+    """Measure one configuration in this process (``reuse_scratch``: as the trainer's
+    ``--reuse_scratch_memory``; it takes effect only before the process's first JAX
+    computation)."""
     import jax
     import numpy as np
 
     from genreward_jax.dreamer import Agent, preset
+    from genreward_jax.host_memory import reuse_scratch_memory
+
+    reused = reuse_scratch and reuse_scratch_memory()
 
     config = preset(preset_name, compute_dtype=dtype, **(overrides or {}))
     agent = Agent(config, obs_spec(obs), ACT_DIM)
@@ -112,6 +124,7 @@ def run_one(
         "peak_device_mib": (stats or {}).get("peak_bytes_in_use", 0) / 2**20 or None,
         "loadavg_1m": os.getloadavg()[0],
         "overrides": overrides or {},
+        "reuse_scratch_memory": reused,
     }
 
 
@@ -142,7 +155,16 @@ def main(argv):
     if _CHILD.value:
         preset_name, obs, dtype = _CHILD.value.split(",")
         overrides = json.loads(_OVERRIDES.value) if _OVERRIDES.value else None
-        row = run_one(preset_name, obs, dtype, _BATCH.value, _LENGTH.value, _STEPS.value, overrides)
+        row = run_one(
+            preset_name,
+            obs,
+            dtype,
+            _BATCH.value,
+            _LENGTH.value,
+            _STEPS.value,
+            overrides,
+            _REUSE.value,
+        )
         print("RESULT " + json.dumps(row), flush=True)
         return
     rows = []
@@ -159,6 +181,7 @@ def main(argv):
                     f"--length={_LENGTH.value}",
                     f"--steps={_STEPS.value}",
                     f"--overrides={_OVERRIDES.value}",
+                    f"--reuse_scratch_memory={_REUSE.value}",
                 ]
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=_ROOT)
                 found = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -164,6 +164,14 @@ flags.DEFINE_integer(
     "(at least --num_envs).",
     lower_bound=1,
 )
+flags.DEFINE_bool(
+    "reuse_scratch_memory",
+    True,
+    "Keep the CPU train step's scratch memory mapped between updates (genreward_jax/"
+    "host_memory.py: jax runs CPU programs on the calling thread, glibc malloc neither maps "
+    "large blocks nor trims the heap); the process then keeps its peak heap. No effect on "
+    "accelerator programs.",
+)
 flags.DEFINE_integer(
     "policy_refresh",
     _TRAINER["policy_refresh"],
@@ -215,9 +223,12 @@ def main(argv: list[str]) -> None:
     if not FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
     from genreward_jax import run_flags
+    from genreward_jax.host_memory import reuse_scratch_memory
     from genreward_jax.sharding import initialize_distributed
 
     initialize_distributed(FLAGS.distributed)  # before anything else starts JAX
+    if FLAGS.reuse_scratch_memory:
+        reuse_scratch_memory()  # before JAX creates its CPU backend
     from genreward_jax.checkpoint import CheckpointMismatchError
     from genreward_jax.dreamer import Agent
     from genreward_jax.goals import GoalFileError
