@@ -49,7 +49,7 @@ def reuse_scratch_memory() -> bool:
     computation, while jax's CPU backend does not exist yet. Returns whether both took effect:
     not on a C library other than glibc, nor once the CPU backend was created (then nothing
     changes, with a warning)."""
-    from jax._src import xla_bridge
+    from jax._src import xla_bridge  # jax has no public test for a created backend
 
     if xla_bridge.backends_are_initialized():
         logging.warning(
@@ -62,7 +62,7 @@ def reuse_scratch_memory() -> bool:
     if libc is None:
         return False
     if not (libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, _NEVER)):
-        logging.warning("reuse_scratch_memory: glibc refused mallopt; nothing changed")
+        logging.warning("reuse_scratch_memory: glibc refused mallopt; dispatch left asynchronous")
         return False
     jax.config.update("jax_cpu_enable_async_dispatch", False)
     return True
