@@ -33,6 +33,11 @@ _BATCH = flags.DEFINE_integer("batch", 16, "Sequences per batch (B).")
 _LENGTH = flags.DEFINE_integer("length", 64, "Training steps per sequence (T).")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed A/B pairs after one warm-up update each.")
 _OUT = flags.DEFINE_string("out", "bench/results/train_step_ab.json", "JSON output path.")
+_REUSE = flags.DEFINE_bool(
+    "reuse_scratch_memory",
+    True,
+    "As the trainer's flag (genreward_jax/host_memory.py): both trees' steps run with it.",
+)
 
 _PACKAGE = "genreward_jax"
 
@@ -113,7 +118,9 @@ def run_pairs(a: dict, b: dict, steps: int) -> dict:
 def main(argv):
     del argv
     from genreward_jax.atomic import atomic_write_json
+    from genreward_jax.host_memory import reuse_scratch_memory
 
+    reused = _REUSE.value and reuse_scratch_memory()
     out = os.path.abspath(_OUT.value)
     args = (_PRESET.value, _OBS.value, _BATCH.value, _LENGTH.value)
     tree_a = compile_tree(_A.value, *args)
@@ -127,6 +134,7 @@ def main(argv):
         a=os.path.abspath(_A.value),
         b=os.path.abspath(_B.value),
         loadavg_1m=os.getloadavg()[0],
+        reuse_scratch_memory=reused,
     )
     print(
         f"{'':>10} {'A s/update':>11} {'B s/update':>11} {'B/A':>6} {'B/A cpu':>8} "

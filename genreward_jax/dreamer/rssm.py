@@ -17,12 +17,48 @@ import jax.numpy as jnp
 from flax import nnx
 
 from genreward_jax.dreamer import distributions as dists
+from genreward_jax.dreamer.hoisted_scan import LinearFn, hoisted_scan, plain_linear
 from genreward_jax.dreamer.networks import BlockLinear, Linear, NormAct, RMSNorm, rms_silu
 
 f32 = jnp.float32
 sg = jax.lax.stop_gradient
 
 State = dict[str, jax.Array]
+
+
+@jax.custom_vjp
+def gru_gates(x: jax.Array, state: jax.Array) -> jax.Array:
+    """The GRU's new state [..., D] from its gate pre-activations x [..., 3, D] (reset,
+    candidate, update) and the old state [..., D], float32: with reset = sigmoid(x0),
+    cand = tanh(reset * x1), update = sigmoid(x2 - 1), new = update * cand + (1 - update) * state.
+
+    Its gradient is written out so the three gates' gradients are stacked into one
+    [..., 3, D] array; differentiated as composed ops, each gate's slice of x sent back a
+    zero-padded [..., 3, D] array and the three were summed, three kernels of the observe
+    scan's backward loop that took longer than the loop's matmuls."""
+    return _gru_gates_fwd(x, state)[0]
+
+
+def _gru_gates_fwd(x, state):
+    reset = jax.nn.sigmoid(x[..., 0, :])
+    cand = jnp.tanh(reset * x[..., 1, :])
+    update = jax.nn.sigmoid(x[..., 2, :] - 1.0)
+    return update * cand + (1 - update) * state, (x, state)
+
+
+def _gru_gates_bwd(residuals, grad):
+    x, state = residuals
+    reset = jax.nn.sigmoid(x[..., 0, :])
+    cand = jnp.tanh(reset * x[..., 1, :])
+    update = jax.nn.sigmoid(x[..., 2, :] - 1.0)
+    grad_cand_pre = grad * update * (1.0 - cand * cand)
+    grad_reset_pre = grad_cand_pre * x[..., 1, :] * reset * (1.0 - reset)
+    grad_update_pre = grad * (cand - state) * update * (1.0 - update)
+    grad_x = jnp.stack([grad_reset_pre, grad_cand_pre * reset, grad_update_pre], -2)
+    return grad_x, grad * (1.0 - update)
+
+
+gru_gates.defvjp(_gru_gates_fwd, _gru_gates_bwd)
 
 
 def initial_state(batch: int, deter: int, stoch: int, classes: int) -> State:
@@ -52,6 +88,7 @@ class RSSM(nnx.Module):
         scan_unroll: int = 1,
     ):
         self.remat_observe, self.scan_unroll = remat_observe, scan_unroll
+        self.eps = eps
         self.deter, self.hidden, self.stoch, self.classes = deter, hidden, stoch, classes
         self.blocks, self.unimix, self.dtype = blocks, unimix, dtype
         kw = dict(rngs=rngs, dtype=dtype, eps=eps)
@@ -97,7 +134,54 @@ class RSSM(nnx.Module):
     ) -> tuple[jax.Array, jax.Array]:
         """Block GRU step on a state held in both layouts: deter [N, D] and the same values
         group-major, grouped [G, N, D/G]; stoch [N, S, K]; action_in [N, H] from
-        ``action_input``. Returns the new deter in both layouts.
+        ``action_input``. Returns the new deter in both layouts (``_core_math``)."""
+        linear = plain_linear(self._step_kernels())
+        return self._core_math(linear, self._step_params(), deter, grouped, stoch, action_in)
+
+    def _step_kernels(self) -> dict[str, jax.Array]:
+        """The kernels one filtering step multiplies by, in the compute dtype, by the names
+        ``_core_math`` and ``_filter_math`` apply them under (``hoisted_scan``). The block
+        GRU's input kernel [G, D/G + 3H, D/G] splits into its block-diagonal deter rows
+        [G, D/G, D/G] and its rows shared by all blocks, as one [3H, D] matrix."""
+        dg = self.deter // self.blocks
+        dynhid = self.dynhid.kernel[...].astype(self.dtype)
+        shared = dynhid[:, dg:].transpose((1, 0, 2)).reshape((-1, self.deter))
+        return {
+            "dynin_deter": self.dynin_deter.linear.kernel[...].astype(self.dtype),
+            "dynin_stoch": self.dynin_stoch.linear.kernel[...].astype(self.dtype),
+            "dynhid_own": dynhid[:, :dg],
+            "dynhid_shared": shared,
+            "dyngru": self.dyngru.kernel[...].astype(self.dtype),
+            "post0": self.post0.linear.kernel[...].astype(self.dtype)[: self.deter],
+            "post_logit": self.post_logit.kernel[...].astype(self.dtype),
+        }
+
+    def _step_params(self) -> dict[str, jax.Array]:
+        """The biases and norm scales of one filtering step (the posterior's first bias is in
+        ``embed_input``)."""
+        return {
+            "dynin_deter_bias": self.dynin_deter.linear.bias[...],
+            "dynin_deter_scale": self.dynin_deter.norm.scale[...],
+            "dynin_stoch_bias": self.dynin_stoch.linear.bias[...],
+            "dynin_stoch_scale": self.dynin_stoch.norm.scale[...],
+            "dynhid_bias": self.dynhid.bias[...],
+            "dynhid_scale": self.dynhid_norm.scale[...],
+            "dyngru_bias": self.dyngru.bias[...],
+            "post0_scale": self.post0.norm.scale[...],
+            "post_logit_bias": self.post_logit.bias[...],
+        }
+
+    def _core_math(
+        self,
+        linear: LinearFn,
+        p: dict[str, jax.Array],
+        deter: jax.Array,
+        grouped: jax.Array,
+        stoch: jax.Array,
+        action_in: jax.Array,
+    ) -> tuple[jax.Array, jax.Array]:
+        """The block GRU step on explicit kernels (``linear``) and params p
+        (``_step_params``); see ``grouped_core``.
 
         Each block sees concat(its deter slice [D/G], x [3H]) through its kernel
         [D/G + 3H, D/G]; the deter rows act block-diagonally, the shared rows as one
@@ -110,24 +194,26 @@ class RSSM(nnx.Module):
         separate copy, not part of the gate kernel."""
         n, g = deter.shape[0], self.blocks
         dg = self.deter // g
+        dt = self.dtype
+
+        def norm_act(name, x):
+            pre = linear(name, x) + p[f"{name}_bias"].astype(dt)
+            return rms_silu(pre, p[f"{name}_scale"], (-1,), self.eps)
+
         x = jnp.concatenate(
-            [self.dynin_deter(deter), self.dynin_stoch(stoch.reshape((n, -1))), action_in], -1
+            [
+                norm_act("dynin_deter", deter),
+                norm_act("dynin_stoch", stoch.reshape((n, -1))),
+                action_in,
+            ],
+            -1,
         )  # [N, 3H]
-        kernel = self.dynhid.kernel[...].astype(self.dtype)  # [G, D/G + 3H, D/G]
-        own = jnp.einsum("gni,gio->gno", grouped.astype(self.dtype), kernel[:, :dg])
-        shared = kernel[:, dg:].transpose((1, 0, 2)).reshape((x.shape[-1], self.deter))
-        shared = (x.astype(self.dtype) @ shared).reshape((n, g, dg)).transpose((1, 0, 2))
-        x = own + shared + self.dynhid.bias[...].astype(self.dtype).reshape((g, 1, dg))
-        scale = self.dynhid_norm.scale[...].reshape((g, 1, dg))
-        x = rms_silu(x, scale, (0, 2), self.dynhid_norm.eps)  # the norm over all of D
-        gru_kernel = self.dyngru.kernel[...].astype(self.dtype)  # [G, D/G, 3 D/G]
-        x = jnp.einsum("gni,gio->gno", x, gru_kernel)
-        x = x + self.dyngru.bias[...].astype(self.dtype).reshape((g, 1, -1))
-        x = x.astype(f32).reshape((g, n, 3, dg))
-        reset = jax.nn.sigmoid(x[:, :, 0])
-        cand = jnp.tanh(reset * x[:, :, 1])
-        update = jax.nn.sigmoid(x[:, :, 2] - 1.0)
-        new = update * cand + (1 - update) * grouped.astype(f32)  # [G, N, D/G]
+        own = linear("dynhid_own", grouped)
+        shared = linear("dynhid_shared", x).reshape((n, g, dg)).transpose((1, 0, 2))
+        x = own + shared + p["dynhid_bias"].astype(dt).reshape((g, 1, dg))
+        x = rms_silu(x, p["dynhid_scale"].reshape((g, 1, dg)), (0, 2), self.eps)  # over all D
+        x = linear("dyngru", x) + p["dyngru_bias"].astype(dt).reshape((g, 1, -1))
+        new = gru_gates(x.astype(f32).reshape((g, n, 3, dg)), grouped.astype(f32))
         return new.transpose((1, 0, 2)).reshape((n, self.deter)), new
 
     def _logits(self, raw: jax.Array) -> jax.Array:
@@ -159,27 +245,35 @@ class RSSM(nnx.Module):
         return embed.astype(self.dtype) @ kernel + linear.bias[...].astype(self.dtype)
 
     def _posterior_from(self, deter: jax.Array, embed_in: jax.Array) -> jax.Array:
-        kernel = self.post0.linear.kernel[...].astype(self.dtype)[: self.deter]
-        x = self.post0.norm.silu(deter.astype(self.dtype) @ kernel + embed_in)
-        return self._logits(self.post_logit(x))
+        linear = plain_linear(self._step_kernels())
+        return self._posterior_math(linear, self._step_params(), deter, embed_in)
 
-    def _filter_step(
-        self,
-        state: State,
-        action_in: jax.Array,
-        embed_in: jax.Array,
-        keep: jax.Array,
-        uniform: jax.Array,
-    ) -> tuple[State, jax.Array]:
-        """One filtering step on a state with a ``grouped`` copy of deter; keep [N, 1] zeroes
-        the state where an episode starts (action_in was computed from masked actions)."""
+    def _posterior_math(
+        self, linear: LinearFn, p: dict[str, jax.Array], deter: jax.Array, embed_in: jax.Array
+    ) -> jax.Array:
+        """Posterior log-probs [N, S, K] from deter [N, D] and ``embed_input`` [N, H]."""
+        x = rms_silu(linear("post0", deter) + embed_in, p["post0_scale"], (-1,), self.eps)
+        return self._logits(linear("post_logit", x) + p["post_logit_bias"].astype(self.dtype))
+
+    def _filter_math(
+        self, linear: LinearFn, p: dict[str, jax.Array], state: State, inputs: tuple
+    ) -> tuple[State, tuple[State, jax.Array]]:
+        """One filtering step on a state with a ``grouped`` copy of deter, in the form
+        ``hoisted_scan`` runs: inputs ((action_in [N, H], embed_in [N, H]),
+        (keep [N, 1], uniform [N, S])). keep zeroes the state where an episode starts
+        (action_in was computed from masked actions). Returns the new state and the step's
+        outputs (posterior state, log-probs [N, S, K])."""
+        (action_in, embed_in), (keep, uniform) = inputs
         grouped = state["grouped"] * keep[None]
-        deter, grouped = self.grouped_core(
-            state["deter"] * keep, grouped, state["stoch"] * keep[:, :, None], action_in
+        deter, grouped = self._core_math(
+            linear, p, state["deter"] * keep, grouped, state["stoch"] * keep[:, :, None], action_in
         )
-        logits = self._posterior_from(deter, embed_in)
+        logits = self._posterior_math(linear, p, deter, embed_in)
         stoch = dists.onehot_sample_uniform(uniform, logits)
-        return {"deter": deter, "stoch": stoch, "grouped": grouped}, logits
+        return {"deter": deter, "stoch": stoch, "grouped": grouped}, (
+            {"deter": deter, "stoch": stoch},
+            logits,
+        )
 
     def obs_step(
         self,
@@ -194,9 +288,10 @@ class RSSM(nnx.Module):
         posterior state and its log-probs [N, S, K]."""
         keep = (~is_first).astype(f32)[:, None]
         state = {**state, "grouped": self.to_groups(state["deter"])}
-        action_in = self.action_input(prev_action * keep)
-        state, logits = self._filter_step(state, action_in, self.embed_input(embed), keep, uniform)
-        return {"deter": state["deter"], "stoch": state["stoch"]}, logits
+        inputs = (self.action_input(prev_action * keep), self.embed_input(embed)), (keep, uniform)
+        linear = plain_linear(self._step_kernels())
+        _, (state, logits) = self._filter_math(linear, self._step_params(), state, inputs)
+        return state, logits
 
     # ------------------------------------------------------------------ sequences
 
@@ -223,20 +318,22 @@ class RSSM(nnx.Module):
         action_in = self.action_input(prev_actions * keep)  # [B, T, H]
         embed_in = self.embed_input(embeds)  # [B, T, H]
 
-        def step(carry, inputs):
-            carry, logits = self._filter_step(carry, *inputs)
-            return carry, ({"deter": carry["deter"], "stoch": carry["stoch"]}, logits)
-
         def swap(x):
             return jnp.swapaxes(x, 0, 1)
 
         carry = {**state, "grouped": self.to_groups(state["deter"])}
-        _, (states, logits) = jax.lax.scan(
-            jax.checkpoint(step) if self.remat_observe else step,
-            carry,
-            (swap(action_in), swap(embed_in), swap(keep), uniform),
-            unroll=self.scan_unroll,
-        )
+        xs = (swap(action_in), swap(embed_in))
+        consts = (swap(keep), uniform)
+        kernels, params = self._step_kernels(), self._step_params()
+        if self.remat_observe:
+            step = jax.checkpoint(
+                lambda c, x: self._filter_math(plain_linear(kernels), params, c, x)
+            )
+            _, (states, logits) = jax.lax.scan(step, carry, (xs, consts), unroll=self.scan_unroll)
+        else:
+            _, (states, logits) = hoisted_scan(
+                self._filter_math, kernels, params, carry, xs, consts, self.scan_unroll
+            )
         return jax.tree.map(swap, states), swap(logits)
 
     def imagine(
@@ -262,6 +359,9 @@ class RSSM(nnx.Module):
         uniform = jax.random.uniform(lat_key, (horizon, n, self.stoch), f32)
         act_noise = jax.random.normal(act_key, (horizon + 1, n, act_dim), f32)
 
+        # The kernels' layouts are made once, outside the loop.
+        linear, params = plain_linear(self._step_kernels()), self._step_params()
+
         def rows(state, noise):
             action, aux = policy(state, noise)
             return state, action, aux
@@ -269,8 +369,9 @@ class RSSM(nnx.Module):
         def step(carry, inputs):
             t, lat_noise, a_noise = inputs
             model, stacked = carry
-            deter, grouped = self.grouped_core(
-                model["deter"], model["grouped"], model["stoch"], self.action_input(model["action"])
+            action_in = self.action_input(model["action"])
+            deter, grouped = self._core_math(
+                linear, params, model["deter"], model["grouped"], model["stoch"], action_in
             )
             stoch = dists.onehot_inverse_cdf(lat_noise, self.prior_probs(deter))
             row = rows({"deter": deter, "stoch": stoch}, a_noise)
