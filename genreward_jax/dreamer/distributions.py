@@ -45,18 +45,15 @@ def twohot_mean(logits: jax.Array, bins: jax.Array) -> jax.Array:
     of the sum (the prediction of a zero-initialised head must be exactly zero), and the
     unnormalised exponentials are summed once, divided by their total once.
 
-    The low half's logits are reversed as their own array, and each half exponentiated on
-    its own: a reduction over exp(logits) that read its operand in reverse ran about four
-    times slower on XLA's CPU backend than these forward reads ([17408, 255] logits: 25 ms ->
-    7 ms, microbenchmarked)."""
+    The exponentials are taken over the whole row in one elementwise pass, and the weighted
+    sum of the differences is a matmul with the bins: a reduction fused with the
+    exponentials ran at about a third of the machine's rate on XLA's CPU backend ([17408,
+    255] logits after their [17408, 64] x [64, 255] layer: 10.5 -> 8 ms, microbenchmarked)."""
     logits = f32(logits)
     m = (logits.shape[-1] - 1) // 2
-    top = sg(logits.max(-1, keepdims=True))
-    low = logits[..., :m][..., ::-1]  # bins -1, -2, ... outwards
-    exp_high = jnp.exp(logits[..., m + 1 :] - top)
-    exp_low = jnp.exp(low - top)
-    total = (exp_high + exp_low).sum(-1) + jnp.exp(logits[..., m] - top[..., 0])
-    return ((exp_high - exp_low) * bins[m + 1 :]).sum(-1) / total
+    exp = jnp.exp(logits - sg(logits.max(-1, keepdims=True)))
+    diff = exp[..., m + 1 :] - exp[..., :m][..., ::-1]  # bins +1, +2, ... against -1, -2, ...
+    return (diff @ bins[m + 1 :]) / exp.sum(-1)
 
 
 def _twohot_neighbours(
