@@ -54,10 +54,10 @@ class DreamerConfig:
     # RSSM.
     unimix: float = 0.01
     # How the RSSM's scans compile (same mathematics either way): rematerialise each observe
-    # step in the backward pass (smaller residuals, every step's forward run twice; off, as in
-    # the official agent; on the 2-core CPU the difference is inside run-to-run noise for the
-    # 1m state agent, bench/train_step.py --overrides), and how many steps one loop iteration
-    # of the observe and imagine scans holds (1: a rolled loop; more compiles longer).
+    # step in the backward pass (a plain scan: smaller residuals, every step's forward run
+    # twice; off: the observe scan is a hoisted_scan, its kernels' gradients computed after
+    # the backward loop), and how many steps one loop iteration of the observe and imagine
+    # scans holds (1: a rolled loop; more compiles longer).
     remat_observe: bool = False
     scan_unroll: int = 1
     free_nats: float = 1.0

@@ -33,9 +33,9 @@ def gru_gates(x: jax.Array, state: jax.Array) -> jax.Array:
     cand = tanh(reset * x1), update = sigmoid(x2 - 1), new = update * cand + (1 - update) * state.
 
     Its gradient is written out so the three gates' gradients are stacked into one
-    [..., 3, D] array; differentiated as composed ops, each gate's slice of x sent back a
-    zero-padded [..., 3, D] array and the three were summed, three kernels of the observe
-    scan's backward loop that took longer than the loop's matmuls."""
+    [..., 3, D] array. Differentiated as composed ops, each gate's slice of x sent back a
+    zero-padded [..., 3, D] array and the three were summed: on the 1m preset those pads took
+    5.5 ms of the observe scan's backward loop per update, the stack about 1.7 ms."""
     return _gru_gates_fwd(x, state)[0]
 
 
@@ -308,9 +308,11 @@ class RSSM(nnx.Module):
         state: initial {deter [B, D], stoch [B, S, K]}; prev_actions [B, T, A];
         embeds [B, T, E]; is_first bool [B, T].
         Returns posterior states {deter [B, T, D], stoch [B, T, S, K]} and log-probs
-        [B, T, S, K]. With ``remat_observe`` the step is rematerialised in the backward pass:
-        saving only the carry keeps the scan's residuals (and the compiled program) small, at
-        the price of running every step's forward twice."""
+        [B, T, S, K]. The scan is a ``hoisted_scan``: the step's kernels get their gradients
+        after the backward loop, one contraction each over all T steps. With
+        ``remat_observe`` it is a plain scan whose step is rematerialised in the backward pass
+        instead: saving only the carry keeps the scan's residuals (and the compiled program)
+        small, at the price of running every step's forward twice."""
         b, t = is_first.shape
         uniform = jax.random.uniform(key, (t, b, self.stoch), f32)
         keep = (~is_first).astype(f32)[..., None]  # [B, T, 1]
