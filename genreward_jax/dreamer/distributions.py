@@ -149,11 +149,11 @@ _twohot_cross_entropy.defvjp(_twohot_cross_entropy_fwd, _twohot_cross_entropy_bw
 # ---------------------------------------------------------------- categorical latents
 
 
-def unimix_probs(logits: jax.Array, unimix: float) -> jax.Array:
-    """(1 - unimix) softmax(logits) + unimix uniform, over the last axis."""
-    probs = jax.nn.softmax(f32(logits), -1)
+def unimix_probs(logits: jax.Array, unimix: float, axis: int = -1) -> jax.Array:
+    """(1 - unimix) softmax(logits) + unimix uniform, over ``axis`` (the classes)."""
+    probs = jax.nn.softmax(f32(logits), axis)
     if unimix:
-        probs = (1 - unimix) * probs + unimix / logits.shape[-1]
+        probs = (1 - unimix) * probs + unimix / logits.shape[axis]
     return probs
 
 
@@ -188,6 +188,16 @@ def onehot_inverse_cdf(uniform: jax.Array, probs: jax.Array) -> jax.Array:
     sample; ``onehot_sample_uniform`` adds the straight-through term)."""
     below = jnp.cumsum(probs, -1)[..., :-1] <= uniform[..., None]  # [..., K-1]
     return jax.nn.one_hot(below.sum(-1), probs.shape[-1], dtype=f32)
+
+
+def onehot_inverse_cdf_classes_first(uniform: jax.Array, probs: jax.Array) -> jax.Array:
+    """``onehot_inverse_cdf`` for probs laid out classes first, [..., K, S] for S
+    categoricals with uniform [..., S]; returns the usual one-hot [..., S, K].
+
+    With few classes (4 at 1m) the reductions over a last axis of K run element by element;
+    over the second-last axis they are K vector operations across S (``RSSM.prior_sample``)."""
+    below = jnp.cumsum(probs, -2)[..., :-1, :] <= uniform[..., None, :]  # [..., K-1, S]
+    return jax.nn.one_hot(below.sum(-2), probs.shape[-2], dtype=f32)
 
 
 def categorical_kl(logits_p: jax.Array, logits_q: jax.Array) -> jax.Array:

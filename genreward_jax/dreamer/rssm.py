@@ -232,6 +232,23 @@ class RSSM(nnx.Module):
         raw = raw.reshape((*raw.shape[:-1], self.stoch, self.classes))
         return dists.unimix_probs(raw, self.unimix)
 
+    def prior_sample(self, deter: jax.Array, uniform: jax.Array) -> jax.Array:
+        """A one-hot sample [N, S, K] of the prior at deter [N, D] from uniform [N, S] in
+        [0, 1): ``onehot_inverse_cdf(uniform, prior_probs(deter))``, computed classes first.
+
+        The logit layer's columns are reordered so its output is [N, K, S]; the softmax, the
+        unimix and the cumulative sum then run over the second-last axis, K vector operations
+        across S, where over a last axis of K = 4 they ran element by element (the prior
+        head of one 1m imagination step: 0.77 -> 0.39 ms, microbenchmarked). Same values."""
+        n, s, k = deter.shape[0], self.stoch, self.classes
+        x = self.prior1(self.prior0(deter)).astype(self.dtype)
+        kernel = self.prior_logit.kernel[...].astype(self.dtype)
+        kernel = kernel.reshape((-1, s, k)).transpose((0, 2, 1)).reshape((-1, k * s))
+        bias = self.prior_logit.bias[...].astype(self.dtype).reshape((s, k)).T.reshape(-1)
+        raw = (x @ kernel + bias).astype(f32).reshape((n, k, s))
+        probs = dists.unimix_probs(raw, self.unimix, axis=-2)
+        return dists.onehot_inverse_cdf_classes_first(uniform, probs)
+
     def posterior(self, deter: jax.Array, embed: jax.Array) -> jax.Array:
         """deter [..., D], embed [..., E] -> posterior log-probs [..., S, K]."""
         return self._posterior_from(deter, self.embed_input(embed))
@@ -375,7 +392,7 @@ class RSSM(nnx.Module):
             deter, grouped = self._core_math(
                 linear, params, model["deter"], model["grouped"], model["stoch"], action_in
             )
-            stoch = dists.onehot_inverse_cdf(lat_noise, self.prior_probs(deter))
+            stoch = self.prior_sample(deter, lat_noise)
             row = rows({"deter": deter, "stoch": stoch}, a_noise)
             stacked = jax.tree.map(lambda xs, x: xs.at[t + 1].set(x), stacked, row)
             model = {"deter": deter, "stoch": stoch, "grouped": grouped, "action": row[1]}

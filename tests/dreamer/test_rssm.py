@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from genreward_jax.dreamer import distributions as dists
 from genreward_jax.dreamer.rssm import RSSM, features
 
 B, T, A, E = 3, 5, 2, 7
@@ -144,3 +145,20 @@ def test_block_gru_equals_its_block_by_block_definition_in_both_layouts():
     new, grouped = rssm.grouped_core(deter, rssm.to_groups(deter), stoch, rssm.action_input(action))
     np.testing.assert_allclose(new, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(grouped, rssm.to_groups(new))
+
+
+def test_prior_sample_equals_inverse_cdf_sampling_of_the_prior_probs():
+    """The classes-first prior sample (reordered logit columns) picks the same class as
+    ``onehot_inverse_cdf`` of ``prior_probs`` for every categorical."""
+    rssm = make_rssm()
+    rng = np.random.default_rng(7)
+    rssm.prior_logit.kernel[...] = jnp.asarray(rng.normal(size=rssm.prior_logit.kernel.shape))
+    rssm.prior_logit.bias[...] = jnp.asarray(rng.normal(size=rssm.prior_logit.bias.shape))
+    deter = jnp.asarray(rng.normal(size=(256, 16)), jnp.float32)
+    uniform = jnp.asarray(rng.random((256, 3)), jnp.float32)
+    sample = rssm.prior_sample(deter, uniform)
+    assert sample.shape == (256, 3, 4)
+    np.testing.assert_array_equal(
+        sample, dists.onehot_inverse_cdf(uniform, rssm.prior_probs(deter))
+    )
+    assert len(np.unique(np.asarray(sample).argmax(-1))) == 4  # every class gets picked
