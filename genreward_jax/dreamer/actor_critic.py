@@ -1,5 +1,6 @@
 """Behaviour learning in imagination: lambda-returns, return normalisation, actor (REINFORCE)
-and critic (two-hot, slow-critic regulariser), plus the replay value loss. Pure functions.
+and critic (two-hot, slow-critic regulariser) on imagined and, for the replay value loss,
+replay returns. Pure functions.
 
 Gradient routing (as in the official agent): imagination runs on stop-gradient parameters, so
 no gradient flows through the rollout at all (the actor learns by REINFORCE on sg(actions));
@@ -112,21 +113,19 @@ def imagination_losses(
     actions: jax.Array,
     rew: jax.Array,
     con: jax.Array,
-    val_logits: jax.Array,
+    val: jax.Array,
     slow_val: jax.Array,
     retnorm: dict[str, jax.Array],
-    bins: jax.Array,
-) -> tuple[dict, jax.Array, dict, dict]:
-    """Actor and critic losses on imagined trajectories.
+) -> tuple[jax.Array, jax.Array, jax.Array, dict, dict]:
+    """Actor loss and critic targets on imagined trajectories.
 
     Per-step predictions on the features [N, H+1, F] and actions [N, H+1, A] from
     ``imagine``: the trainable actor's raw outputs policy_out (mean, std) [N, H+1, A] each,
-    reward rew [N, H+1] and continue probability con [N, H+1] (frozen heads), critic logits
-    val_logits [N, H+1, bins] (trainable), slow critic prediction slow_val [N, H+1].
-    Returns losses {'policy', 'value'} [N], imagined returns [N, H], the new retnorm state
-    and metrics."""
-    rew, con, slow_val = sg(rew), sg(con), sg(slow_val)
-    val = sg(dists.twohot_mean(val_logits, bins))
+    reward rew [N, H+1] and continue probability con [N, H+1] (frozen heads), the critic's
+    prediction val [N, H+1] and the slow critic's slow_val [N, H+1].
+    Returns the policy loss [N], the imagined returns [N, H] (the critic's targets, with
+    ``critic_losses``), their weights [N, H], the new retnorm state and metrics."""
+    rew, con, val, slow_val = sg(rew), sg(con), sg(val), sg(slow_val)
     weight = jnp.cumprod(con, 1)  # disc folded in con
     ret = lambda_return(jnp.zeros_like(con), 1.0 - con, rew, val, 1.0, config.lam)
     retnorm, _, scale = retnorm_update(retnorm, ret, config)
@@ -139,12 +138,6 @@ def imagination_losses(
     logpi = dists.normal_logp(mean, std, sg(actions[:, :-1]))
     ent = dists.normal_entropy(std)
     policy = weight[:, :-1] * -(logpi * sg(adv) + config.actent * ent)
-
-    value = weight[:, :-1] * (
-        dists.twohot_losses(
-            val_logits[:, :-1], bins, (ret, slow_val[:, :-1]), (1.0, config.slowreg)
-        )
-    )
     metrics = {
         "adv": adv.mean(),
         "adv_mag": jnp.abs(adv).mean(),
@@ -158,28 +151,32 @@ def imagination_losses(
         "policy_std": std.mean(),
         "retnorm_scale": scale,
     }
-    return {"policy": policy.mean(1), "value": value.mean(1)}, ret, retnorm, metrics
+    return policy.mean(1), ret, weight[:, :-1], retnorm, metrics
 
 
-def replay_value_loss(
-    config: DreamerConfig,
-    val_logits: jax.Array,
-    slow_val: jax.Array,
-    last: jax.Array,
-    term: jax.Array,
-    rew: jax.Array,
-    boot: jax.Array,
-    bins: jax.Array,
-) -> jax.Array:
-    """Critic on replay posteriors (val_logits [B, T, bins], with gradient into the world
-    model through the features) learning lambda-returns of real rewards rew [B, T],
-    bootstrapped from imagined returns boot [B, T]; discount 1 - 1/horizon. slow_val [B, T] is
-    the slow critic's prediction. Returns per-step loss [B, T-1]."""
+def replay_returns(
+    config: DreamerConfig, last: jax.Array, term: jax.Array, rew: jax.Array, boot: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """The replay critic's targets: lambda-returns [B, T-1] of real rewards rew [B, T],
+    bootstrapped from imagined returns boot [B, T], discount 1 - 1/horizon; and their weights
+    [B, T-1] (zero where a step is the last of its episode)."""
     disc = 1.0 - 1.0 / config.horizon
     ret = lambda_return(last, term, rew, sg(boot), disc, config.lam)
-    weight = 1.0 - last.astype(f32)[:, :-1]
-    return weight * (
-        dists.twohot_losses(
-            val_logits[:, :-1], bins, (ret, slow_val[:, :-1]), (1.0, config.slowreg)
-        )
-    )
+    return ret, 1.0 - last.astype(f32)[:, :-1]
+
+
+def critic_losses(
+    config: DreamerConfig,
+    val_logits: jax.Array,
+    ret: jax.Array,
+    slow_val: jax.Array,
+    bins: jax.Array,
+) -> jax.Array:
+    """The critic's two-hot losses [...] of logits [..., bins]: to the returns ret [...] and,
+    scaled by slowreg, to the slow critic's prediction slow_val [...].
+
+    The agent takes them once over all its critic rows, replay and imagined together
+    ([B T + N (H+1), bins]), each sequence's last step with a zero target and weight: slicing
+    the logits into the two row sets and off the last step copied them, and the slices'
+    gradients were padded back together, about 5 [17408, 255] passes at 1m."""
+    return dists.twohot_losses(val_logits, bins, (ret, slow_val), (1.0, config.slowreg))

@@ -416,9 +416,11 @@ class Agent:
         def rows(replay_pre, img_pre):
             return jnp.concatenate([replay_pre, img_pre.reshape((n * h1, -1))], 0)
 
-        val_rep, val_img = split(nets.val.rest(rows(nets.val.mlp.first(replay_feat), val_img_pre)))
+        val_logits = nets.val.rest(rows(nets.val.mlp.first(replay_feat), val_img_pre))
+        _, val_img = split(dists.twohot_mean(val_logits, bins))
         slow_pre = rows(slow_value.mlp.first(sg(replay_feat)), slow_img_pre)
-        slow_rep, slow_img = split(dists.twohot_mean(slow_value.rest(slow_pre), bins))
+        slow_val = dists.twohot_mean(slow_value.rest(slow_pre), bins)  # [B T + N (H+1)]
+        _, slow_img = split(slow_val)
         img_rew = dists.twohot_mean(frozen.rew.rest(rew_pre), bins) + img_extra
         img_con = jax.nn.sigmoid(frozen.con.rest(con_pre)[..., 0])
         policy_out = nets.pol.rest(pol_pre)
@@ -429,23 +431,26 @@ class Agent:
         losses.update(wm_losses)
         metrics.update(wm_metrics)
 
-        img_losses, img_ret, retnorm, img_metrics = ac.imagination_losses(
-            c, policy_out, img_act, img_rew, img_con, val_img, slow_img, state.retnorm, bins
+        losses["policy"], img_ret, img_weight, retnorm, img_metrics = ac.imagination_losses(
+            c, policy_out, img_act, img_rew, img_con, val_img, slow_img, state.retnorm
         )
-        losses.update(img_losses)
         metrics.update({f"imag/{k}": v for k, v in img_metrics.items()})
-
         boot = img_ret[:, 0].reshape((b, t))
-        losses["repval"] = ac.replay_value_loss(
-            c,
-            val_rep,
-            slow_rep,
-            data["is_last"],
-            data["is_terminal"],
-            reward + replay_extra,
-            boot,
-            bins,
+        rep_ret, rep_weight = ac.replay_returns(
+            c, data["is_last"], data["is_terminal"], reward + replay_extra, boot
         )
+
+        # One cross-entropy over all critic rows (``critic_losses``); each sequence's last
+        # step has no return and no weight.
+        def targets(ret):
+            return jnp.pad(ret, ((0, 0), (0, 1))).reshape(-1)
+
+        critic = ac.critic_losses(
+            c, val_logits, jnp.concatenate([targets(rep_ret), targets(img_ret)]), slow_val, bins
+        )
+        critic_rep, critic_img = split(critic)
+        losses["value"] = (img_weight * critic_img[:, :-1]).mean(1)
+        losses["repval"] = rep_weight * critic_rep[:, :-1]
 
         for name, value in losses.items():
             mean = value.mean()

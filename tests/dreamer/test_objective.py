@@ -148,19 +148,20 @@ def _behaviour_losses(agent, params, feat, actions, reward):
     nets = agent.nets(params)
     bins = jnp.asarray(agent.bins)
     con = jnp.full(feat.shape[:2], 1.0 - 1.0 / config.horizon)
-    slow = dists.twohot_mean(nets.val(feat), bins)
-    losses, ret, _, metrics = ac.imagination_losses(
+    val_logits = nets.val(feat)
+    val = dists.twohot_mean(val_logits, bins)
+    policy, ret, weight, _, metrics = ac.imagination_losses(
         config,
         nets.pol(feat),
         actions,
         jnp.full(feat.shape[:2], reward),
         con,
-        nets.val(feat),
-        slow,
+        val,
+        val,  # the slow critic equals the critic at init
         ac.retnorm_init(),
-        bins,
     )
-    return losses, ret, metrics
+    value = weight * ac.critic_losses(config, val_logits[:, :-1], ret, val[:, :-1], bins)
+    return {"policy": policy, "value": value.mean(1)}, ret, metrics
 
 
 def _policy_step(agent, params, feat, actions, reward, lr=0.05):
@@ -274,7 +275,8 @@ def test_imagination_sends_no_gradient_into_the_world_model(term_grads, name):
 
 def test_replay_value_loss_direct(vector_agent):
     """The replay critic's target is the λ-return of the real rewards with discount
-    1 − 1/horizon (hand-computed here); steps marked last carry no loss."""
+    1 − 1/horizon (hand-computed here); steps marked last carry no weight; the loss is the
+    two-hot cross-entropy to it plus slowreg times the one to the slow critic."""
     config = vector_agent.config
     bins = jnp.asarray(vector_agent.bins)
     b, t = 2, 5
@@ -288,7 +290,9 @@ def test_replay_value_loss_direct(vector_agent):
     target = jnp.broadcast_to(target, (b, t - 1))
     logits = jax.random.normal(jax.random.key(0), (b, t, config.bins))
     slow = jnp.full((b, t), 0.5)
-    loss = ac.replay_value_loss(config, logits, slow, last, term, rew, boot, bins)
+    ret, weight = ac.replay_returns(config, last, term, rew, boot)
+    np.testing.assert_allclose(np.asarray(ret[0]), np.asarray(target[0]), rtol=1e-5)
+    loss = weight * ac.critic_losses(config, logits[:, :-1], ret, slow[:, :-1], bins)
     expected = dists.twohot_loss(logits[:, :-1], bins, target) + config.slowreg * (
         dists.twohot_loss(logits[:, :-1], bins, slow[:, :-1])
     )
