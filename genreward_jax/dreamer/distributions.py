@@ -177,7 +177,7 @@ def onehot_sample_uniform(uniform: jax.Array, logits: jax.Array) -> jax.Array:
     return sg(onehot) + (probs - sg(probs))
 
 
-def onehot_inverse_cdf(uniform: jax.Array, probs: jax.Array) -> jax.Array:
+def onehot_inverse_cdf(uniform: jax.Array, probs: jax.Array, axis: int = -1) -> jax.Array:
     """One-hot categorical sample [..., K] of probs [..., K] (summing to one) by inverse
     transform sampling: the first class whose cumulative probability exceeds uniform [...].
 
@@ -185,19 +185,16 @@ def onehot_inverse_cdf(uniform: jax.Array, probs: jax.Array) -> jax.Array:
     instead of K Gumbel numbers (each two logarithms of a uniform): the imagination's noise
     is a quarter the size, and no logarithm is taken of the probabilities. The last class
     takes whatever rounding leaves above the cumulative sum. No gradient (a rollout's
-    sample; ``onehot_sample_uniform`` adds the straight-through term)."""
-    below = jnp.cumsum(probs, -1)[..., :-1] <= uniform[..., None]  # [..., K-1]
-    return jax.nn.one_hot(below.sum(-1), probs.shape[-1], dtype=f32)
+    sample; ``onehot_sample_uniform`` adds the straight-through term).
 
-
-def onehot_inverse_cdf_classes_first(uniform: jax.Array, probs: jax.Array) -> jax.Array:
-    """``onehot_inverse_cdf`` for probs laid out classes first, [..., K, S] for S
-    categoricals with uniform [..., S]; returns the usual one-hot [..., S, K].
-
-    With few classes (4 at 1m) the reductions over a last axis of K run element by element;
-    over the second-last axis they are K vector operations across S (``RSSM.prior_sample``)."""
-    below = jnp.cumsum(probs, -2)[..., :-1, :] <= uniform[..., None, :]  # [..., K-1, S]
-    return jax.nn.one_hot(below.sum(-2), probs.shape[-2], dtype=f32)
+    ``axis=-2`` takes probs laid out classes first, [..., K, S] for S categoricals with
+    uniform [..., S], and still returns the one-hot [..., S, K]: with few classes (4 at 1m)
+    the reductions over a last axis of K run element by element, over the second-last one
+    as K vector operations across S (``RSSM.prior_sample``)."""
+    k = probs.shape[axis]
+    cumulative = jax.lax.slice_in_dim(jnp.cumsum(probs, axis), 0, k - 1, axis=axis)
+    below = cumulative <= jnp.expand_dims(uniform, axis)  # K-1 along axis
+    return jax.nn.one_hot(below.sum(axis), k, dtype=f32)
 
 
 def categorical_kl(logits_p: jax.Array, logits_q: jax.Array) -> jax.Array:

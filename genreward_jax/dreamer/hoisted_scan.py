@@ -35,24 +35,14 @@ def contract(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return jnp.einsum("gni,gio->gno", x, kernel)
 
 
-def _contract_transposed(grad: jax.Array, kernel_t: jax.Array) -> jax.Array:
-    """grad [..., O] @ kernel_t [O, I], or grouped grad [G, N, O] with kernel_t [G, O, I]."""
-    if kernel_t.ndim == 2:
-        return grad.astype(kernel_t.dtype) @ kernel_t
-    return jnp.einsum("gno,goi->gni", grad.astype(kernel_t.dtype), kernel_t)
-
-
-def _transpose(kernel: jax.Array) -> jax.Array:
-    return jnp.swapaxes(kernel, -1, -2)
-
-
 @jax.custom_vjp
 def _product(x: jax.Array, kernel: jax.Array, kernel_t: jax.Array) -> jax.Array:
-    """``contract(x, kernel)`` for x in the kernel's dtype, whose input gradient reads the
-    transposed kernel kernel_t, made once before the loop: XLA's CPU dot read a kernel
-    transposed at a cost on every call ([16, 512] x [512, 192] with the kernel stored
-    [192, 512]: 49 us a step, 34 us laid out for it, microbenchmarked in a 64-step scan). No
-    gradient for the kernels (``hoisted_scan`` makes theirs)."""
+    """``contract(x, kernel)`` for x in the kernel's dtype, whose input gradient is
+    ``contract(grad, kernel_t)`` with the transposed kernel kernel_t, made once before the
+    loop: XLA's CPU dot read a kernel transposed at a cost on every call ([16, 512] x
+    [512, 192] with the kernel stored [192, 512]: 49 us a step, 34 us laid out for it,
+    microbenchmarked in a 64-step scan). No gradient for the kernels (``hoisted_scan`` makes
+    theirs)."""
     return contract(x, kernel)
 
 
@@ -61,7 +51,7 @@ def _product_fwd(x, kernel, kernel_t):
 
 
 def _product_bwd(kernel_t, grad):
-    return _contract_transposed(grad, kernel_t), None, None
+    return contract(grad, kernel_t), None, None
 
 
 _product.defvjp(_product_fwd, _product_bwd)
@@ -123,7 +113,7 @@ def _forward(step, kernels, params, carry, xs, consts, unroll):
 
     jax.eval_shape(probe, params, carry, first)
     zeros = {name: jnp.zeros(s.shape, s.dtype) for name, s in shapes.items()}
-    transposed = {name: _transpose(kernel) for name, kernel in kernels.items()}
+    transposed = {name: jnp.swapaxes(kernel, -1, -2) for name, kernel in kernels.items()}
 
     def scan(params, carry, xs, zeros):
         def body(carry, inputs):
@@ -140,8 +130,7 @@ def _forward(step, kernels, params, carry, xs, consts, unroll):
         carry, (out, seen) = jax.lax.scan(body, carry, (xs, consts, zeros), unroll=unroll)
         return (carry, out), seen
 
-    out, vjp, seen = jax.vjp(scan, params, carry, xs, zeros, has_aux=True)
-    return out, vjp, seen
+    return jax.vjp(scan, params, carry, xs, zeros, has_aux=True)
 
 
 def _hoisted_fwd(step, kernels, params, carry, xs, consts, unroll):

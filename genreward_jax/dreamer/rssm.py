@@ -247,7 +247,7 @@ class RSSM(nnx.Module):
         bias = self.prior_logit.bias[...].astype(self.dtype).reshape((s, k)).T.reshape(-1)
         raw = (x @ kernel + bias).astype(f32).reshape((n, k, s))
         probs = dists.unimix_probs(raw, self.unimix, axis=-2)
-        return dists.onehot_inverse_cdf_classes_first(uniform, probs)
+        return dists.onehot_inverse_cdf(uniform, probs, axis=-2)
 
     def posterior(self, deter: jax.Array, embed: jax.Array) -> jax.Array:
         """deter [..., D], embed [..., E] -> posterior log-probs [..., S, K]."""
